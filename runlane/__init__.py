@@ -1,0 +1,66 @@
+"""runlane: Trigger.dev v3's task model for Python, on the brokers you already run.
+
+    import runlane
+
+    @runlane.task(id="hello")
+    def hello(payload, ctx):
+        return {"greeting": f"hello {payload['name']}"}
+
+    handle = hello.trigger({"name": "world"})
+    with runlane.Worker():
+        ...
+    runlane.runs.retrieve(handle).status   # "COMPLETED"
+"""
+
+from __future__ import annotations
+
+from runlane import config as _config  # installs the default runtime factory
+from runlane.api import batch, idempotency_keys, runs, tags, tasks
+from runlane.api.metadata import metadata
+from runlane.config import configure
+from runlane.core.clock import FakeClock
+from runlane.core.context import Context
+from runlane.core.idempotency import IdempotencyKey
+from runlane.core.models import (
+    Attempt,
+    AttemptStatus,
+    Batch,
+    BatchHandle,
+    Run,
+    RunHandle,
+    RunStatus,
+    TaskRunError,
+)
+from runlane.core.options import TIMEOUT_NONE
+from runlane.core.task import Task, task
+from runlane.core.worker import Worker
+
+del _config
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AttemptStatus",
+    "Batch",
+    "BatchHandle",
+    "Context",
+    "FakeClock",
+    "IdempotencyKey",
+    "Run",
+    "RunHandle",
+    "RunStatus",
+    "TIMEOUT_NONE",
+    "Task",
+    "TaskRunError",
+    "Worker",
+    "__version__",
+    "batch",
+    "configure",
+    "idempotency_keys",
+    "metadata",
+    "runs",
+    "tags",
+    "task",
+    "tasks",
+]

@@ -1,0 +1,1 @@
+"""The public namespaces (``runlane.runs``, ``runlane.tasks`` …), thin over the engine."""

@@ -1,0 +1,73 @@
+"""``runlane.batch``: batches over several tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runlane.api._common import batch_id_of
+from runlane.core import runtime
+from runlane.core.aio import aio
+from runlane.core.models import Batch, BatchHandle
+from runlane.core.task import Task
+from runlane.errors import InvalidOptionError, RunNotFoundError
+
+__all__ = ["aio_retrieve", "aio_trigger", "aio_trigger_by_task", "retrieve", "trigger",
+           "trigger_by_task"]
+
+
+def _by_id_items(items: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], None]]:
+    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+        raise InvalidOptionError("items", items, "must be a list of items")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping) or "id" not in item:
+            raise InvalidOptionError(
+                f"items[{i}]", item, 'each item is {"id": task id, "payload": ..., "options": {...}}'
+            )
+        out.append((item["id"], {k: v for k, v in item.items() if k != "id"}, None))
+    return out
+
+
+def _by_task_items(items: Sequence[Any]) -> list[tuple[str, Mapping[str, Any], Task[Any]]]:
+    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+        raise InvalidOptionError("items", items, "must be a list of items")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, Mapping) and isinstance(item.get("task"), Task):
+            task = item["task"]
+            body = {k: v for k, v in item.items() if k != "task"}
+        elif isinstance(item, (tuple, list)) and 2 <= len(item) <= 3 and isinstance(item[0], Task):
+            task = item[0]
+            body = {"payload": item[1], "options": item[2] if len(item) == 3 else None}
+        else:
+            raise InvalidOptionError(
+                f"items[{i}]", item,
+                'each item is (task, payload[, options]) or {"task": task, "payload": ...}',
+            )
+        out.append((task.id, body, task))
+    return out
+
+
+def trigger(items: Sequence[Mapping[str, Any]]) -> BatchHandle:
+    """Trigger runs of several tasks by id: ``[{"id": "a", "payload": ..., "options": ...}]``."""
+    return runtime.get().engine.batch_trigger(_by_id_items(items))
+
+
+def trigger_by_task(items: Sequence[Any]) -> BatchHandle:
+    """Trigger runs of several task objects: ``[(task_a, payload), (task_b, payload, opts)]``."""
+    return runtime.get().engine.batch_trigger(_by_task_items(items))
+
+
+def retrieve(batch: str | BatchHandle) -> Batch:
+    bid = batch_id_of(batch)
+    rt = runtime.get()
+    found = rt.store.get_batch(bid)
+    if found is None:
+        raise RunNotFoundError(f"no batch {bid!r} in environment {rt.environment!r}")
+    return found
+
+
+aio_trigger = aio(trigger)
+aio_trigger_by_task = aio(trigger_by_task)
+aio_retrieve = aio(retrieve)

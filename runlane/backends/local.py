@@ -1,0 +1,111 @@
+"""The ``local`` broker: deliveries in the SQLite file of the embedded store.
+
+Works across processes on one machine: a ``runlane dev`` worker picks up runs triggered by any
+process that shares the file. Reliable fetch: a delivery is claimed with a visibility lease and
+deleted on ack; a claim whose worker died becomes visible again when the lease lapses (the
+store's guarded ``start_attempt`` makes a second delivery harmless). Senders in this process
+wake local consumers at once; other processes notice within ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Sequence
+
+from runlane.backends.sqlite.db import Database, shared_database
+from runlane.core.types import Delivery, Dispatch
+
+VISIBILITY_TIMEOUT = 300.0
+
+
+class LocalBroker:
+    def __init__(self, path: str, environment: str = "dev", *, poll_interval: float = 0.2) -> None:
+        self.db: Database = shared_database(path)
+        self.environment = environment
+        self.poll_interval = poll_interval
+        self._wakeup = threading.Condition()
+        self._generation = 0
+
+    def send(self, dispatches: Sequence[Dispatch]) -> None:
+        if not dispatches:
+            return
+        with self.db.write() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO rl_dispatch (env, run_id, task, queue, machine) VALUES (?, ?, ?, ?, ?)",
+                [(self.environment, d.run_id, d.task_identifier, d.queue, d.machine)
+                 for d in dispatches],
+            )
+        with self._wakeup:
+            self._generation += 1
+            self._wakeup.notify_all()
+
+    def consumer(self, worker_id: str, task_ids: Collection[str]) -> LocalConsumer:
+        return LocalConsumer(self, worker_id, task_ids)
+
+    def wait(self, generation: int, timeout: float) -> int:
+        with self._wakeup:
+            if self._generation == generation:
+                self._wakeup.wait(timeout)
+            return self._generation
+
+    def close(self) -> None:
+        with self._wakeup:
+            self._generation += 1
+            self._wakeup.notify_all()
+
+    def pending(self) -> int:
+        row = self.db.conn.execute(
+            "SELECT COUNT(*) FROM rl_dispatch WHERE env=?", (self.environment,)
+        ).fetchone()
+        return int(row[0])
+
+
+class LocalConsumer:
+    def __init__(self, broker: LocalBroker, worker_id: str, task_ids: Collection[str]) -> None:
+        self.broker = broker
+        self.worker_id = worker_id
+        self.task_ids = sorted(task_ids)
+        self._closed = False
+
+    def _claim(self, max_count: int) -> list[Delivery]:
+        if not self.task_ids:
+            return []
+        now = time.time()
+        marks = ", ".join("?" for _ in self.task_ids)
+        with self.broker.db.write() as conn:
+            rows = conn.execute(
+                f"SELECT seq, run_id, task, queue, machine FROM rl_dispatch WHERE env=? "
+                f"AND task IN ({marks}) AND (claimed_until IS NULL OR claimed_until < ?) "
+                f"ORDER BY seq LIMIT ?",
+                (self.broker.environment, *self.task_ids, now, max_count),
+            ).fetchall()
+            if rows:
+                conn.execute(
+                    f"UPDATE rl_dispatch SET claimed_by=?, claimed_until=? WHERE seq IN "
+                    f"({', '.join('?' for _ in rows)})",
+                    (self.worker_id, now + VISIBILITY_TIMEOUT, *[r[0] for r in rows]),
+                )
+        return [Delivery(Dispatch(r[1], r[2], r[3], r[4]), r[0]) for r in rows]
+
+    def fetch(self, max_count: int, timeout: float) -> list[Delivery]:
+        deadline = time.monotonic() + timeout
+        generation = self.broker._generation
+        while not self._closed:
+            got = self._claim(max_count)
+            if got:
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            generation = self.broker.wait(generation, min(remaining, self.broker.poll_interval))
+        return []
+
+    def ack(self, delivery: Delivery) -> None:
+        with self.broker.db.write() as conn:
+            conn.execute(
+                "DELETE FROM rl_dispatch WHERE seq=? AND claimed_by=?", (delivery.tag, self.worker_id)
+            )
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,97 @@
+-- runlane SQLite store. Every table is keyed by environment first, so environments never mix.
+CREATE TABLE IF NOT EXISTS rl_runs (
+    env TEXT NOT NULL,
+    id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    status TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '[]',
+    idempotency_key TEXT,
+    ttl REAL,
+    delay_until REAL,
+    ttl_expires_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    queued_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    expired_at REAL,
+    duration_ms INTEGER NOT NULL DEFAULT 0,
+    batch_id TEXT,
+    parent_id TEXT,
+    root_id TEXT,
+    depth INTEGER NOT NULL DEFAULT 0,
+    schedule_id TEXT,
+    queue TEXT NOT NULL,
+    concurrency_key TEXT,
+    max_attempts INTEGER,
+    max_duration INTEGER,
+    machine TEXT,
+    version TEXT,
+    number INTEGER NOT NULL,
+    is_test INTEGER NOT NULL DEFAULT 0,
+    attempt_count INTEGER NOT NULL DEFAULT 0,
+    worker_id TEXT,
+    retry_at REAL,
+    PRIMARY KEY (env, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rl_runs_status ON rl_runs (env, status, id);
+CREATE INDEX IF NOT EXISTS rl_runs_task ON rl_runs (env, task, id);
+CREATE INDEX IF NOT EXISTS rl_runs_batch ON rl_runs (env, batch_id) WHERE batch_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rl_runs_parent ON rl_runs (env, parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rl_runs_schedule ON rl_runs (env, schedule_id) WHERE schedule_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rl_runs_delayed ON rl_runs (env, delay_until) WHERE status = 'DELAYED';
+CREATE INDEX IF NOT EXISTS rl_runs_ttl ON rl_runs (env, ttl_expires_at)
+    WHERE status IN ('QUEUED', 'WAITING_FOR_DEPLOY') AND ttl_expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rl_runs_waiting ON rl_runs (env, task) WHERE status = 'WAITING_FOR_DEPLOY';
+
+CREATE TABLE IF NOT EXISTS rl_run_tags (
+    env TEXT NOT NULL, tag TEXT NOT NULL, run_id TEXT NOT NULL,
+    PRIMARY KEY (env, tag, run_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_attempts (
+    env TEXT NOT NULL, run_id TEXT NOT NULL, number INTEGER NOT NULL, id TEXT NOT NULL,
+    status TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL, error TEXT,
+    worker_id TEXT, machine TEXT,
+    PRIMARY KEY (env, run_id, number)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_idempotency (
+    env TEXT NOT NULL, task TEXT NOT NULL, key TEXT NOT NULL,
+    run_id TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (env, task, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_batches (
+    env TEXT NOT NULL, id TEXT NOT NULL, run_ids TEXT NOT NULL, created_at REAL NOT NULL,
+    parent_id TEXT,
+    PRIMARY KEY (env, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_tasks (
+    env TEXT NOT NULL, id TEXT NOT NULL, queue TEXT NOT NULL, registered_at REAL NOT NULL,
+    PRIMARY KEY (env, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_counters (
+    env TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (env, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_leases (
+    env TEXT NOT NULL, name TEXT NOT NULL, owner TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (env, name)
+) WITHOUT ROWID;
+
+-- The local broker's queue (runlane.backends.local): deliveries claimed with a visibility lease.
+CREATE TABLE IF NOT EXISTS rl_dispatch (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    env TEXT NOT NULL, run_id TEXT NOT NULL, task TEXT NOT NULL, queue TEXT NOT NULL,
+    machine TEXT, claimed_by TEXT, claimed_until REAL
+);
+CREATE INDEX IF NOT EXISTS rl_dispatch_task ON rl_dispatch (env, task, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS rl_dispatch_run ON rl_dispatch (env, run_id);

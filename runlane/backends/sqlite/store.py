@@ -1,0 +1,571 @@
+"""SQLiteStore: the Store protocol on one SQLite file. Each verb is one transaction."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from runlane.backends.sqlite.db import Database, shared_database
+from runlane.core import ids, jsonvalue
+from runlane.core.clock import to_datetime
+from runlane.core.durations import format_duration
+from runlane.core.metadata import apply_ops, check_size
+from runlane.core.models import (
+    Attempt,
+    AttemptStatus,
+    Batch,
+    Run,
+    RunStatus,
+    TaskRunError,
+)
+from runlane.core.types import (
+    AttemptOutcome,
+    Created,
+    Dispatch,
+    NewRun,
+    RegisteredTask,
+    RunQuery,
+    StartedAttempt,
+)
+from runlane.errors import ConfigurationError, StoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_RUN_COLUMNS = (
+    "env", "id", "task", "status", "payload", "metadata", "tags", "idempotency_key", "ttl",
+    "delay_until", "ttl_expires_at", "created_at", "updated_at", "queued_at", "batch_id",
+    "parent_id", "root_id", "depth", "schedule_id", "queue", "concurrency_key", "max_attempts",
+    "max_duration", "machine", "version", "number", "is_test",
+)
+_INSERT_RUN = (
+    f"INSERT INTO rl_runs ({', '.join(_RUN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
+)
+# Columns a transition may change (the names are never taken from user input).
+_CHANGEABLE = frozenset(
+    {
+        "delay_until", "ttl_expires_at", "queued_at", "started_at", "finished_at", "expired_at",
+        "output", "worker_id", "retry_at", "duration_ms", "metadata", "tags",
+    }
+)
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` → a file path."""
+    if not url.startswith("sqlite://"):
+        raise ConfigurationError(f"not a sqlite URL: {url!r} (expected sqlite:///path/to/file.db)")
+    path = url[len("sqlite://") :]
+    if path.startswith("/"):
+        path = path[1:]
+    if not path or path in (":memory:",):
+        raise ConfigurationError(
+            f"{url!r}: give the SQLite store a file path (it is shared by threads and processes)"
+        )
+    return path
+
+
+def _translate(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store error in {fn.__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _error_json(error: TaskRunError | None) -> str | None:
+    return None if error is None else error.model_dump_json()
+
+
+def _error(text: str | None) -> TaskRunError | None:
+    return None if text is None else TaskRunError.model_validate_json(text)
+
+
+class SQLiteStore:
+    """Runs in a SQLite file. Safe for many threads and several processes on one machine."""
+
+    def __init__(self, path: str | Path, environment: str = "dev") -> None:
+        self.environment = environment
+        self.db: Database = shared_database(path)
+        self.path = self.db.path
+
+    @classmethod
+    def from_url(cls, url: str, environment: str = "dev") -> SQLiteStore:
+        return cls(path_from_url(url), environment)
+
+    def close(self) -> None:
+        # The Database is shared by every store/broker on this file in this process; it is
+        # closed when the process no longer needs it (closing here would break siblings).
+        pass
+
+    # ------------------------------------------------------------------ creation
+    @_translate
+    def create_runs(
+        self, runs: Sequence[NewRun], *, now: float, batch_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> list[Created]:
+        env = self.environment
+        out: list[Created] = []
+        with self.db.write() as conn:
+            for new in runs:
+                if new.idempotency_key is not None:
+                    row = conn.execute(
+                        "SELECT k.run_id, r.status, r.queue FROM rl_idempotency k "
+                        "JOIN rl_runs r ON r.env = k.env AND r.id = k.run_id "
+                        "WHERE k.env=? AND k.task=? AND k.key=? AND k.expires_at > ?",
+                        (env, new.task_identifier, new.idempotency_key, now),
+                    ).fetchone()
+                    if row is not None:
+                        out.append(
+                            Created(row[0], True, RunStatus(row[1]), row[2], new.task_identifier)
+                        )
+                        continue
+                    conn.execute(
+                        "INSERT OR REPLACE INTO rl_idempotency VALUES (?, ?, ?, ?, ?)",
+                        (env, new.task_identifier, new.idempotency_key, new.id,
+                         new.idempotency_key_expires_at),
+                    )
+                number = conn.execute(
+                    "INSERT INTO rl_counters VALUES (?, ?, 1) ON CONFLICT (env, name) "
+                    "DO UPDATE SET value = value + 1 RETURNING value",
+                    (env, "task:" + new.task_identifier),
+                ).fetchone()[0]
+                queued_at = now if new.status is not RunStatus.DELAYED else None
+                ttl_expires = (
+                    now + new.ttl if new.ttl and new.status is not RunStatus.DELAYED else None
+                )
+                conn.execute(
+                    _INSERT_RUN,
+                    (
+                        env, new.id, new.task_identifier, new.status.value, new.payload,
+                        new.metadata, json.dumps(new.tags), new.idempotency_key, new.ttl,
+                        new.delay_until, ttl_expires, new.created_at, now, queued_at,
+                        new.batch_id, new.parent_id, new.root_id, new.depth, new.schedule_id,
+                        new.queue, new.concurrency_key, new.max_attempts, new.max_duration,
+                        new.machine, new.version, number, int(new.is_test),
+                    ),
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO rl_run_tags VALUES (?, ?, ?)",
+                    [(env, tag, new.id) for tag in new.tags],
+                )
+                out.append(Created(new.id, False, new.status, new.queue, new.task_identifier))
+            if batch_id is not None:
+                conn.execute(
+                    "INSERT INTO rl_batches VALUES (?, ?, ?, ?, ?)",
+                    (env, batch_id, json.dumps([c.run_id for c in out]), now, parent_id),
+                )
+        return out
+
+    # ------------------------------------------------------------------ reads
+    def _attempts(self, conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, list[Attempt]]:
+        result: dict[str, list[Attempt]] = {rid: [] for rid in run_ids}
+        for chunk_start in range(0, len(run_ids), 500):
+            chunk = run_ids[chunk_start : chunk_start + 500]
+            rows = conn.execute(
+                f"SELECT * FROM rl_attempts WHERE env=? AND run_id IN "
+                f"({', '.join('?' for _ in chunk)}) ORDER BY run_id, number",
+                (self.environment, *chunk),
+            ).fetchall()
+            for r in rows:
+                result[r["run_id"]].append(
+                    Attempt(
+                        id=r["id"], number=r["number"], status=AttemptStatus(r["status"]),
+                        started_at=to_datetime(r["started_at"]),
+                        finished_at=to_datetime(r["finished_at"]), error=_error(r["error"]),
+                        worker_id=r["worker_id"], machine=r["machine"],
+                    )
+                )
+        return result
+
+    def _to_run(self, r: sqlite3.Row, attempts: list[Attempt] | None) -> Run:
+        return Run(
+            id=r["id"], task_identifier=r["task"], status=RunStatus(r["status"]),
+            environment=r["env"], payload=json.loads(r["payload"]),
+            output=jsonvalue.loads(r["output"]), error=_error(r["error"]),
+            attempts=attempts or [], attempt_count=r["attempt_count"],
+            tags=json.loads(r["tags"]), metadata=json.loads(r["metadata"]),
+            idempotency_key=r["idempotency_key"],
+            ttl=format_duration(r["ttl"]) if r["ttl"] else None,
+            delayed_until=to_datetime(r["delay_until"]),
+            created_at=to_datetime(r["created_at"]), updated_at=to_datetime(r["updated_at"]),
+            queued_at=to_datetime(r["queued_at"]), started_at=to_datetime(r["started_at"]),
+            finished_at=to_datetime(r["finished_at"]), expired_at=to_datetime(r["expired_at"]),
+            duration_ms=r["duration_ms"], batch_id=r["batch_id"], parent_id=r["parent_id"],
+            root_id=r["root_id"], depth=r["depth"], schedule_id=r["schedule_id"],
+            queue=r["queue"], concurrency_key=r["concurrency_key"],
+            max_attempts=r["max_attempts"], max_duration=r["max_duration"],
+            machine=r["machine"], version=r["version"], number=r["number"],
+            is_test=bool(r["is_test"]),
+        )
+
+    def _get(self, conn: sqlite3.Connection, run_id: str, with_attempts: bool) -> Run | None:
+        row = conn.execute(
+            "SELECT * FROM rl_runs WHERE env=? AND id=?", (self.environment, run_id)
+        ).fetchone()
+        if row is None:
+            return None
+        attempts = self._attempts(conn, [run_id])[run_id] if with_attempts else None
+        return self._to_run(row, attempts)
+
+    @_translate
+    def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
+        with self.db.read() as conn:
+            return self._get(conn, run_id, with_attempts)
+
+    @_translate
+    def list_runs(self, query: RunQuery) -> tuple[list[Run], str | None]:
+        where = ["r.env = ?"]
+        args: list[Any] = [self.environment]
+
+        def any_of(column: str, values: Sequence[Any]) -> None:
+            where.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            args.extend(values)
+
+        if query.status:
+            any_of("r.status", list(query.status))
+        if query.task_identifier:
+            any_of("r.task", list(query.task_identifier))
+        if query.version:
+            any_of("r.version", list(query.version))
+        if query.queue:
+            any_of("r.queue", list(query.queue))
+        if query.tag:
+            where.append(
+                "EXISTS (SELECT 1 FROM rl_run_tags t WHERE t.env = r.env AND t.run_id = r.id "
+                f"AND t.tag IN ({', '.join('?' for _ in query.tag)}))"
+            )
+            args.extend(query.tag)
+        for column, value in (
+            ("r.batch_id", query.batch), ("r.schedule_id", query.schedule),
+            ("r.parent_id", query.parent),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if query.is_test is not None:
+            where.append("r.is_test = ?")
+            args.append(int(query.is_test))
+        if query.created_from is not None:
+            where.append("r.created_at >= ?")
+            args.append(query.created_from)
+        if query.created_to is not None:
+            where.append("r.created_at <= ?")
+            args.append(query.created_to)
+        if query.after is not None:
+            where.append("r.id < ?")
+            args.append(query.after)
+        sql = (
+            f"SELECT r.* FROM rl_runs r WHERE {' AND '.join(where)} "
+            "ORDER BY r.id DESC LIMIT ?"
+        )
+        with self.db.read() as conn:
+            rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
+            more = len(rows) > query.limit
+            rows = rows[: query.limit]
+            runs = [self._to_run(r, None) for r in rows]
+        return runs, (runs[-1].id if more and runs else None)
+
+    @_translate
+    def get_batch(self, batch_id: str) -> Batch | None:
+        row = self.db.conn.execute(
+            "SELECT * FROM rl_batches WHERE env=? AND id=?", (self.environment, batch_id)
+        ).fetchone()
+        if row is None:
+            return None
+        return Batch(
+            id=row["id"], environment=row["env"], run_ids=json.loads(row["run_ids"]),
+            created_at=to_datetime(row["created_at"]), parent_id=row["parent_id"],
+        )
+
+    @_translate
+    def count_runs(self, status: Collection[RunStatus] | None = None) -> dict[str, int]:
+        rows = self.db.conn.execute(
+            "SELECT status, COUNT(*) FROM rl_runs WHERE env=? GROUP BY status",
+            (self.environment,),
+        ).fetchall()
+        counts = {r[0]: r[1] for r in rows}
+        if status is not None:
+            counts = {k: v for k, v in counts.items() if k in {str(s) for s in status}}
+        return counts
+
+    # ------------------------------------------------------------------ transitions
+    def _set(
+        self, conn: sqlite3.Connection, run_id: str, expect: Collection[RunStatus],
+        to: RunStatus, now: float, changes: dict[str, Any],
+    ) -> bool:
+        bad = set(changes) - _CHANGEABLE - {"error"}
+        if bad:
+            raise StoreError(f"transition may not change {sorted(bad)}")
+        cols = ["status = ?", "updated_at = ?"] + [f"{c} = ?" for c in changes]
+        expected = [s.value for s in expect]
+        cur = conn.execute(
+            f"UPDATE rl_runs SET {', '.join(cols)} WHERE env = ? AND id = ? "
+            f"AND status IN ({', '.join('?' for _ in expected)})",
+            (to.value, now, *changes.values(), self.environment, run_id, *expected),
+        )
+        return cur.rowcount == 1
+
+    @_translate
+    def transition(
+        self, run_id: str, *, expect: Collection[RunStatus], to: RunStatus, now: float,
+        changes: dict[str, Any] | None = None, error: TaskRunError | None = None,
+    ) -> Run | None:
+        changes = dict(changes or {})
+        if error is not None:
+            changes["error"] = _error_json(error)
+        if to.is_final:
+            changes.setdefault("finished_at", now)
+        with self.db.write() as conn:
+            if not self._set(conn, run_id, expect, to, now, changes):
+                return None
+            if to.is_final:
+                conn.execute(
+                    "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, run_id)
+                )
+            return self._get(conn, run_id, True)
+
+    def _queue_or_wait(self, conn: sqlite3.Connection, rows: list[sqlite3.Row], now: float
+                       ) -> list[Dispatch]:
+        """Move each row to QUEUED (its task is known) or WAITING_FOR_DEPLOY."""
+        known = self._known(conn, {r["task"] for r in rows})
+        out = []
+        for r in rows:
+            status = RunStatus.QUEUED if r["task"] in known else RunStatus.WAITING_FOR_DEPLOY
+            ttl_expires = now + r["ttl"] if r["ttl"] else None
+            conn.execute(
+                "UPDATE rl_runs SET status=?, queued_at=?, ttl_expires_at=?, updated_at=? "
+                "WHERE env=? AND id=?",
+                (status.value, now, ttl_expires, now, self.environment, r["id"]),
+            )
+            if status is RunStatus.QUEUED:
+                out.append(Dispatch(r["id"], r["task"], r["queue"], r["machine"]))
+        return out
+
+    @_translate
+    def promote_delayed(self, *, now: float, limit: int) -> list[Dispatch]:
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT id, task, queue, machine, ttl FROM rl_runs WHERE env=? "
+                "AND status='DELAYED' AND delay_until <= ? ORDER BY delay_until LIMIT ?",
+                (self.environment, now, limit),
+            ).fetchall()
+            return self._queue_or_wait(conn, rows, now)
+
+    @_translate
+    def expire_runs(self, *, now: float, limit: int) -> list[str]:
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT id, ttl FROM rl_runs WHERE env=? AND status IN "
+                "('QUEUED', 'WAITING_FOR_DEPLOY') AND ttl_expires_at IS NOT NULL "
+                "AND ttl_expires_at <= ? ORDER BY ttl_expires_at LIMIT ?",
+                (self.environment, now, limit),
+            ).fetchall()
+            for r in rows:
+                err = TaskRunError(
+                    name="Error", code="TTL_EXPIRED",
+                    message=f"Run expired because the TTL ({format_duration(r['ttl'])}) was reached",
+                )
+                conn.execute(
+                    "UPDATE rl_runs SET status='EXPIRED', expired_at=?, finished_at=?, "
+                    "updated_at=?, error=? WHERE env=? AND id=?",
+                    (now, now, now, _error_json(err), self.environment, r["id"]),
+                )
+                conn.execute(
+                    "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, r["id"])
+                )
+            return [r["id"] for r in rows]
+
+    def _known(self, conn: sqlite3.Connection, task_ids: Collection[str]) -> set[str]:
+        if not task_ids:
+            return set()
+        ids_ = list(task_ids)
+        rows = conn.execute(
+            f"SELECT id FROM rl_tasks WHERE env=? AND id IN ({', '.join('?' for _ in ids_)})",
+            (self.environment, *ids_),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    @_translate
+    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> list[Dispatch]:
+        if not tasks:
+            return []
+        with self.db.write() as conn:
+            conn.executemany(
+                "INSERT INTO rl_tasks VALUES (?, ?, ?, ?) ON CONFLICT (env, id) "
+                "DO UPDATE SET queue = excluded.queue, registered_at = excluded.registered_at",
+                [(self.environment, t.id, t.queue, now) for t in tasks],
+            )
+            ids_ = [t.id for t in tasks]
+            rows = conn.execute(
+                "SELECT id, task, queue, machine, ttl, ttl_expires_at FROM rl_runs "
+                f"WHERE env=? AND status='WAITING_FOR_DEPLOY' AND task IN "
+                f"({', '.join('?' for _ in ids_)}) ORDER BY id",
+                (self.environment, *ids_),
+            ).fetchall()
+            out = []
+            for r in rows:  # the TTL keeps counting from the first enqueue
+                conn.execute(
+                    "UPDATE rl_runs SET status='QUEUED', updated_at=? WHERE env=? AND id=?",
+                    (now, self.environment, r["id"]),
+                )
+                out.append(Dispatch(r["id"], r["task"], r["queue"], r["machine"]))
+            return out
+
+    @_translate
+    def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]:
+        ids_ = list(task_ids)
+        if not ids_:
+            return {}
+        rows = self.db.conn.execute(
+            f"SELECT id, queue FROM rl_tasks WHERE env=? AND id IN ({', '.join('?' for _ in ids_)})",
+            (self.environment, *ids_),
+        ).fetchall()
+        return {r[0]: RegisteredTask(r[0], r[1]) for r in rows}
+
+    @_translate
+    def start_attempt(
+        self, run_id: str, *, worker_id: str, now: float, known_tasks: Collection[str]
+    ) -> StartedAttempt | None:
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT task, status, attempt_count, started_at, machine FROM rl_runs "
+                "WHERE env=? AND id=?",
+                (self.environment, run_id),
+            ).fetchone()
+            if row is None or row["status"] != "QUEUED" or row["task"] not in known_tasks:
+                return None
+            number = row["attempt_count"] + 1
+            attempt_id = ids.attempt_id()
+            conn.execute(
+                "UPDATE rl_runs SET status='EXECUTING', attempt_count=?, worker_id=?, "
+                "started_at=COALESCE(started_at, ?), updated_at=? WHERE env=? AND id=?",
+                (number, worker_id, now, now, self.environment, run_id),
+            )
+            conn.execute(
+                "INSERT INTO rl_attempts (env, run_id, number, id, status, started_at, "
+                "worker_id, machine) VALUES (?, ?, ?, ?, 'EXECUTING', ?, ?, ?)",
+                (self.environment, run_id, number, attempt_id, now, worker_id, row["machine"]),
+            )
+            run = self._get(conn, run_id, True)
+        assert run is not None
+        return StartedAttempt(run, attempt_id, number, now)
+
+    @_translate
+    def finish_attempt(
+        self, run_id: str, attempt_number: int, outcome: AttemptOutcome, *, now: float
+    ) -> Run | None:
+        env = self.environment
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT status, attempt_count, metadata, started_at, duration_ms FROM rl_runs "
+                "WHERE env=? AND id=?",
+                (env, run_id),
+            ).fetchone()
+            if (
+                row is None or row["status"] != "EXECUTING"
+                or row["attempt_count"] != attempt_number
+            ):
+                return None
+            attempt = conn.execute(
+                "SELECT started_at FROM rl_attempts WHERE env=? AND run_id=? AND number=?",
+                (env, run_id, attempt_number),
+            ).fetchone()
+            elapsed_ms = int(max(0.0, now - attempt["started_at"]) * 1000)
+            changes: dict[str, Any] = {"duration_ms": row["duration_ms"] + elapsed_ms}
+            if outcome.metadata_ops:
+                md = apply_ops(json.loads(row["metadata"]), outcome.metadata_ops)
+                changes["metadata"] = jsonvalue.dumps(md)
+            if outcome.output is not None:
+                changes["output"] = outcome.output
+            if outcome.error is not None:
+                changes["error"] = _error_json(outcome.error)
+            if outcome.run_status.is_final:
+                changes["finished_at"] = now
+            if outcome.retry_at is not None:
+                changes["retry_at"] = outcome.retry_at
+            self._set(conn, run_id, [RunStatus.EXECUTING], outcome.run_status, now, changes)
+            conn.execute(
+                "UPDATE rl_attempts SET status=?, finished_at=?, error=? "
+                "WHERE env=? AND run_id=? AND number=?",
+                (outcome.attempt_status, now, _error_json(outcome.error), env, run_id,
+                 attempt_number),
+            )
+            return self._get(conn, run_id, True)
+
+    @_translate
+    def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
+        rows = self.db.conn.execute(
+            "SELECT id, task, queue, machine FROM rl_runs WHERE env=? AND status='QUEUED' "
+            "AND updated_at < ? ORDER BY id LIMIT ?",
+            (self.environment, older_than, limit),
+        ).fetchall()
+        return [Dispatch(r[0], r[1], r[2], r[3]) for r in rows]
+
+    # ------------------------------------------------------------------ metadata and tags
+    @_translate
+    def update_metadata(
+        self, run_id: str, ops: Sequence[dict[str, Any]], *, now: float, limit: int
+    ) -> dict[str, Any] | None:
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT metadata FROM rl_runs WHERE env=? AND id=?", (self.environment, run_id)
+            ).fetchone()
+            if row is None:
+                return None
+            md = apply_ops(json.loads(row["metadata"]), ops)
+            check_size(md, limit)
+            conn.execute(
+                "UPDATE rl_runs SET metadata=?, updated_at=? WHERE env=? AND id=?",
+                (jsonvalue.dumps(md), now, self.environment, run_id),
+            )
+            return md
+
+    @_translate
+    def add_tags(self, run_id: str, tags: Sequence[str], *, now: float, max_tags: int) -> list[str]:
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT tags FROM rl_runs WHERE env=? AND id=?", (self.environment, run_id)
+            ).fetchone()
+            if row is None:
+                return []
+            current = json.loads(row["tags"])
+            new = [t for t in dict.fromkeys(tags) if t not in current]
+            if not new or len(current) + len(new) > max_tags:
+                return current
+            current += new
+            conn.execute(
+                "UPDATE rl_runs SET tags=?, updated_at=? WHERE env=? AND id=?",
+                (json.dumps(current), now, self.environment, run_id),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO rl_run_tags VALUES (?, ?, ?)",
+                [(self.environment, t, run_id) for t in new],
+            )
+            return current
+
+    # ------------------------------------------------------------------ leader election
+    @_translate
+    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT INTO rl_leases VALUES (?, ?, ?, ?) ON CONFLICT (env, name) DO UPDATE "
+                "SET owner = excluded.owner, expires_at = excluded.expires_at "
+                "WHERE rl_leases.owner = excluded.owner OR rl_leases.expires_at < ?",
+                (self.environment, name, owner, now + ttl, now),
+            )
+            return cur.rowcount == 1
+
+    @_translate
+    def release_lease(self, name: str, owner: str) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "DELETE FROM rl_leases WHERE env=? AND name=? AND owner=?",
+                (self.environment, name, owner),
+            )

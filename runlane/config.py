@@ -1,0 +1,125 @@
+"""``runlane.configure()``: explicit arguments > ``RUNLANE_*`` environment > defaults.
+
+With nothing set, the embedded default is used: a SQLite file store at
+``.runlane/runlane.db`` and the ``local`` broker in the same file. Nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runlane.core import runtime
+from runlane.core.clock import Clock
+from runlane.core.options import (
+    ENVIRONMENTS,
+    UNSET,
+    parse_retry,
+    validate_machine,
+    validate_max_duration,
+    validate_positive_int,
+)
+from runlane.core.runtime import Runtime, Settings
+from runlane.core.types import Broker, Store
+from runlane.errors import ConfigurationError, InvalidOptionError
+
+DEFAULT_STORE_URL = "sqlite:///.runlane/runlane.db"
+_HOOK_NAMES = ("init", "cleanup", "middleware", "on_start", "on_success", "on_failure",
+               "handle_error")
+
+
+def _build_store(store: Any, environment: str) -> Store:
+    if isinstance(store, Store):
+        return store
+    if not isinstance(store, str):
+        raise ConfigurationError(f"store must be a URL or a Store, not {type(store).__name__}")
+    if store.startswith("sqlite:"):
+        from runlane.backends.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(store, environment)
+    raise ConfigurationError(
+        f"unknown store URL {store!r}: use sqlite:///path/to/file.db"
+    )
+
+
+def _build_broker(broker: Any, store: Store, environment: str) -> Broker:
+    if isinstance(broker, Broker):
+        return broker
+    if broker == "local":
+        from runlane.backends.local import LocalBroker
+        from runlane.backends.sqlite import SQLiteStore
+
+        if not isinstance(store, SQLiteStore):
+            raise ConfigurationError("the 'local' broker needs the SQLite store")
+        return LocalBroker(store.path, environment)
+    raise ConfigurationError(f"unknown broker {broker!r}: use 'local' or a Broker instance")
+
+
+def configure(
+    *,
+    store: str | Store | None = None,
+    broker: str | Broker | None = None,
+    environment: str | None = None,
+    concurrency_limit: int | None = None,
+    retries: Mapping[str, Any] | None = None,
+    max_duration: Any = UNSET,
+    machine: str | None = None,
+    limits: Mapping[str, int] | None = None,
+    secret_key: str | None = None,
+    clock: Clock | None = None,
+    metadata_flush_interval: float | None = None,
+    engine_interval: float | None = None,
+    **hooks: Callable[..., Any],
+) -> Runtime:
+    """Build and install the runtime. Calling it again replaces the previous configuration."""
+    unknown = set(hooks) - set(_HOOK_NAMES)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidOptionError(name, hooks[name], "unknown configure() option")
+    env = environment or os.environ.get("RUNLANE_ENV") or "dev"
+    if env not in ENVIRONMENTS:
+        raise InvalidOptionError("environment", env, f"must be one of {ENVIRONMENTS}")
+    settings = Settings(environment=env)
+    settings.limits = settings.limits.with_overrides(dict(limits) if limits else None)
+    if concurrency_limit is not None:
+        settings.concurrency_limit = validate_positive_int(concurrency_limit, "concurrency_limit")
+    if retries is not None:
+        if not isinstance(retries, Mapping) or set(retries) - {"default", "enabled_in_dev"}:
+            raise InvalidOptionError(
+                "retries", retries, 'expected {"default": {...}, "enabled_in_dev": bool}'
+            )
+        settings.retry_default = parse_retry(retries.get("default"), option="retries.default")
+        settings.retries_enabled_in_dev = bool(retries.get("enabled_in_dev", True))
+    if max_duration is not UNSET:
+        settings.max_duration = validate_max_duration(max_duration, "max_duration", settings.limits)
+    if machine is not None:
+        settings.machine = validate_machine(machine)
+    for name, hook in hooks.items():
+        if not callable(hook):
+            raise InvalidOptionError(name, hook, "must be callable")
+        settings.hooks[name] = hook
+    if metadata_flush_interval is not None:
+        settings.metadata_flush_interval = float(metadata_flush_interval)
+    if engine_interval is not None:
+        settings.engine_interval = float(engine_interval)
+    settings.secret_key = secret_key or os.environ.get("RUNLANE_SECRET_KEY")
+    store_url = store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)
+    broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", "local")
+    built_store = _build_store(store_url, env)
+    built_broker = _build_broker(broker_spec, built_store, env)
+    settings.store_url = store_url if isinstance(store_url, str) else type(store_url).__name__
+    settings.broker_name = broker_spec if isinstance(broker_spec, str) else type(broker_spec).__name__
+    rt = Runtime(built_store, built_broker, settings, clock=clock)
+    old = runtime.install(rt)
+    if old is not None:
+        old.close()
+    return rt
+
+
+def _default_runtime() -> Runtime:
+    runtime.install(None)
+    return configure()
+
+
+runtime.set_default_factory(_default_runtime)

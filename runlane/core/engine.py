@@ -1,0 +1,300 @@
+"""The engine: trigger (validation → one store transaction → dispatch), the runs operations,
+and the loops that move time-driven runs (delayed promotion, TTL expiry, redelivery).
+
+Every state change goes through one guarded store verb; the broker only ever carries
+``Dispatch(run_id)`` for runs that are QUEUED.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from runlane.core import context, ids, jsonvalue
+from runlane.core.durations import parse_point_in_time
+from runlane.core.metadata import check_size, make_op
+from runlane.core.models import (
+    BatchHandle,
+    Run,
+    RunHandle,
+    RunStatus,
+    TaskRunError,
+)
+from runlane.core.options import TriggerOptions, parse_trigger_options, validate_task_id
+from runlane.core.task import Task, default_queue_name
+from runlane.core.types import Created, Dispatch, NewRun, RegisteredTask
+from runlane.errors import (
+    InvalidOptionError,
+    InvalidRunStateError,
+    LimitExceededError,
+    RunNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from runlane.core.runtime import Runtime
+
+log = logging.getLogger("runlane.engine")
+
+CANCELABLE_NOW = (
+    RunStatus.WAITING_FOR_DEPLOY,
+    RunStatus.DELAYED,
+    RunStatus.QUEUED,
+    RunStatus.REATTEMPTING,
+    RunStatus.FROZEN,
+)
+
+
+class Engine:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    # ------------------------------------------------------------------ trigger
+    def _prepare(
+        self, task_id: str, payload: Any, raw_options: Mapping[str, Any] | None,
+        task: Task[Any] | None, now: float, known: Mapping[str, RegisteredTask],
+        batch_id: str | None,
+    ) -> tuple[NewRun, int]:
+        settings = self.rt.settings
+        limits = settings.limits
+        validate_task_id(task_id, "task")
+        opts: TriggerOptions = parse_trigger_options(raw_options, now, limits)
+        if task is not None and task.parse_payload is not None:
+            task.parse_payload(payload)  # schema tasks validate before anything is written
+        # a trigger by id does not validate, but still learns the task's queue and machine
+        task = task or self.rt.registry.get(task_id)
+        payload_text = jsonvalue.encode(payload, "payload", limits.payload_bytes)
+        metadata_text = "{}"
+        if opts.metadata is not None:
+            md = jsonvalue.to_json_value(opts.metadata, "metadata")
+            make_op("replace", value=md)  # rejects forbidden keys
+            check_size(md, limits.metadata_bytes)
+            metadata_text = jsonvalue.dumps(md)
+
+        if opts.delay_until is not None and opts.delay_until > now:
+            status = RunStatus.DELAYED
+        elif task is not None or task_id in known:
+            status = RunStatus.QUEUED
+        else:
+            status = RunStatus.WAITING_FOR_DEPLOY
+
+        if opts.queue is not None and opts.queue.name:
+            queue = opts.queue.name
+        elif task is not None:
+            queue = task.queue_name
+        elif task_id in known:
+            queue = known[task_id].queue
+        else:
+            queue = default_queue_name(task_id)
+
+        if opts.ttl_given:
+            ttl = opts.ttl or None
+        elif settings.environment == "dev" and limits.dev_default_ttl_seconds:
+            ttl = float(limits.dev_default_ttl_seconds)
+        else:
+            ttl = None
+
+        idem_expires = None
+        if opts.idempotency_key is not None:
+            idem_expires = now + (opts.idempotency_key_ttl or limits.idempotency_key_ttl_seconds)
+
+        parent = context.current()
+        parent_id = root_id = None
+        depth = 0
+        if parent is not None:
+            parent_id = parent.ctx.run.id
+            root_id = parent.ctx.run.root_id or parent.ctx.run.id
+            depth = parent.ctx.run.depth + 1
+
+        max_duration = opts.max_duration if opts.max_duration_given else None
+        new = NewRun(
+            id=ids.run_id(), task_identifier=task_id, status=status, payload=payload_text,
+            created_at=now, queue=queue, metadata=metadata_text, tags=opts.tags,
+            idempotency_key=opts.idempotency_key, idempotency_key_expires_at=idem_expires,
+            ttl=ttl, delay_until=opts.delay_until if status is RunStatus.DELAYED else None,
+            concurrency_key=opts.concurrency_key, max_attempts=opts.max_attempts,
+            max_duration=max_duration, machine=opts.machine or (task.machine if task else None),
+            version=opts.version, is_test=opts.is_test, batch_id=batch_id,
+            parent_id=parent_id, root_id=root_id, depth=depth,
+        )
+        return new, len(payload_text.encode("utf-8"))
+
+    def _known(self, task_ids: set[str]) -> dict[str, RegisteredTask]:
+        unknown = {t for t in task_ids if self.rt.registry.get(t) is None}
+        return self.rt.store.known_tasks(unknown) if unknown else {}
+
+    def _dispatch(self, created: Sequence[Created], news: Sequence[NewRun]) -> None:
+        machines = {n.id: n.machine for n in news}
+        out = [
+            Dispatch(c.run_id, c.task_identifier, c.queue, machines.get(c.run_id))
+            for c in created
+            if not c.cached and c.status is RunStatus.QUEUED
+        ]
+        self.send(out)
+
+    def send(self, dispatches: Sequence[Dispatch]) -> None:
+        """Hand QUEUED runs to the broker. A failure here loses nothing: the runs stay QUEUED
+        in the store and the redelivery loop sends them again."""
+        if not dispatches:
+            return
+        try:
+            self.rt.broker.send(dispatches)
+        except Exception:
+            log.exception("broker send failed for %d run(s); they will be redelivered",
+                          len(dispatches))
+
+    def trigger(
+        self, task_id: str, payload: Any, options: Mapping[str, Any] | None,
+        task: Task[Any] | None = None,
+    ) -> RunHandle:
+        now = self.rt.now()
+        new, _ = self._prepare(task_id, payload, options, task, now, self._known({task_id}), None)
+        created = self.rt.store.create_runs([new], now=now)
+        self._dispatch(created, [new])
+        c = created[0]
+        return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached)
+
+    def batch_trigger(
+        self, items: Sequence[tuple[str, Mapping[str, Any], Task[Any] | None]], *,
+        option_name: str = "items",
+    ) -> BatchHandle:
+        """``items``: (task id, {"payload": ..., "options": {...}}, task or None)."""
+        limits = self.rt.settings.limits
+        if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+            raise InvalidOptionError(option_name, items, "must be a list of items")
+        if not items:
+            raise InvalidOptionError(option_name, items, "a batch needs at least one item")
+        if len(items) > limits.batch_items:
+            raise LimitExceededError(
+                option_name, f"<{len(items)} items>",
+                f"a batch can have at most {limits.batch_items} items, got {len(items)}",
+            )
+        now = self.rt.now()
+        known = self._known({t for t, _, _ in items})
+        batch_id = ids.batch_id()
+        news: list[NewRun] = []
+        total = 0
+        for index, (task_id, item, task) in enumerate(items):
+            if not isinstance(item, Mapping) or set(item) - {"payload", "options", "id"}:
+                raise InvalidOptionError(
+                    f"{option_name}[{index}]", item,
+                    'each item is a dict {"payload": ..., "options": {...}}',
+                )
+            try:
+                new, size = self._prepare(
+                    task_id, item.get("payload"), item.get("options"), task, now, known, batch_id
+                )
+            except InvalidOptionError as exc:
+                raise type(exc)(f"{option_name}[{index}].{exc.option}", exc.value, exc.reason) from exc
+            total += size
+            news.append(new)
+        if total > limits.batch_bytes:
+            raise LimitExceededError(
+                option_name, f"<{total} bytes>",
+                f"the batch's payloads total {total} bytes, over the limit of {limits.batch_bytes}",
+            )
+        parent = context.current()
+        created = self.rt.store.create_runs(
+            news, now=now, batch_id=batch_id, parent_id=parent.run_id if parent else None
+        )
+        self._dispatch(created, news)
+        return BatchHandle(
+            batch_id=batch_id,
+            runs=[
+                RunHandle(id=c.run_id, task_identifier=c.task_identifier, is_cached=c.cached)
+                for c in created
+            ],
+        )
+
+    # ------------------------------------------------------------------ runs operations
+    def retrieve(self, run_id: str) -> Run:
+        run = self.rt.store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(f"no run {run_id!r} in environment {self.rt.environment!r}")
+        return run
+
+    def cancel(self, run_id: str) -> Run:
+        """Cancel a run that has not started (executing runs: the execution issue)."""
+        run = self.retrieve(run_id)
+        if run.status.is_final:
+            return run
+        if run.status in CANCELABLE_NOW:
+            done = self.rt.store.transition(
+                run_id, expect=CANCELABLE_NOW, to=RunStatus.CANCELED, now=self.rt.now(),
+                error=TaskRunError(name="Error", message="Canceled by user", code="CANCELED"),
+            )
+            if done is not None:
+                return done
+            return self.cancel(run_id)  # it moved meanwhile: decide again
+        raise InvalidRunStateError(
+            f"run {run_id} is {run.status.value}; canceling an executing run is not possible "
+            "on this runtime", run_id=run_id, status=run.status.value,
+        )
+
+    def replay(self, run_id: str) -> RunHandle:
+        run = self.retrieve(run_id)
+        options: dict[str, Any] = {"tags": run.tags or None, "metadata": run.metadata or None}
+        if run.queue != default_queue_name(run.task_identifier):
+            options["queue"] = run.queue
+        for name in ("concurrency_key", "max_attempts", "machine", "version"):
+            if getattr(run, name) is not None:
+                options[name] = getattr(run, name)
+        if run.max_duration is not None:
+            options["max_duration"] = run.max_duration
+        return self.trigger(run.task_identifier, run.payload, options)
+
+    def reschedule(self, run_id: str, delay: Any) -> Run:
+        now = self.rt.now()
+        until = parse_point_in_time(delay, "delay", now)
+        run = self.retrieve(run_id)
+        if run.status is not RunStatus.DELAYED:
+            raise InvalidRunStateError(
+                "Cannot reschedule a run that is not delayed", run_id=run_id,
+                status=run.status.value,
+            )
+        done = self.rt.store.transition(
+            run_id, expect=[RunStatus.DELAYED], to=RunStatus.DELAYED, now=now,
+            changes={"delay_until": until},
+        )
+        if done is None:
+            raise InvalidRunStateError(
+                "Cannot reschedule a run that is not delayed", run_id=run_id,
+            )
+        if until <= now:
+            self.tick_delayed(now)
+            return self.retrieve(run_id)
+        return done
+
+    def update_metadata(self, run_id: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
+        op = make_op("replace", value=metadata)
+        md = self.rt.store.update_metadata(
+            run_id, [op], now=self.rt.now(), limit=self.rt.settings.limits.metadata_bytes
+        )
+        if md is None:
+            raise RunNotFoundError(f"no run {run_id!r} in environment {self.rt.environment!r}")
+        return md
+
+    # ------------------------------------------------------------------ loops
+    def tick_delayed(self, now: float) -> int:
+        moved = self.rt.store.promote_delayed(now=now, limit=1000)
+        self.send(moved)
+        return len(moved)
+
+    def tick(self, *, redeliver: bool = False) -> None:
+        """One pass of the time-driven loops (the leader runs it every engine_interval)."""
+        now = self.rt.now()
+        self.tick_delayed(now)
+        self.rt.store.expire_runs(now=now, limit=1000)
+        if redeliver:
+            self.send(
+                self.rt.store.queued_run_ids(
+                    older_than=now - self.rt.settings.redeliver_after, limit=1000
+                )
+            )
+
+    def register(self, tasks: Sequence[Task[Any]]) -> None:
+        """Tell the store these tasks are deployed; queue their WAITING_FOR_DEPLOY runs."""
+        moved = self.rt.store.register_tasks(
+            [RegisteredTask(t.id, t.queue_name) for t in tasks], now=self.rt.now()
+        )
+        self.send(moved)

@@ -1,0 +1,223 @@
+"""Task definitions and the registry of this process."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from runlane.core.limits import DEFAULT_LIMITS
+from runlane.core.options import (
+    UNSET,
+    QueueSpec,
+    RetryOptions,
+    parse_queue,
+    parse_retry,
+    validate_machine,
+    validate_max_duration,
+    validate_task_id,
+)
+from runlane.errors import DuplicateTaskError, InvalidOptionError, TaskNotFoundError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_HOOKS = (
+    "init", "cleanup", "middleware", "on_start", "on_success", "on_failure", "handle_error",
+)
+
+
+def default_queue_name(task_id: str) -> str:
+    return f"task/{task_id}"
+
+
+def _accepts_ctx(fn: Callable[..., Any]) -> bool:
+    """True when ``fn(payload, ctx)`` is its shape (a second positional or a ``ctx`` keyword)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    params = list(sig.parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params) or "ctx" in sig.parameters:
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2
+
+
+class Task(Generic[R]):
+    """A task: its function, its options, and the trigger methods."""
+
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        *,
+        id: str,
+        retry: Mapping[str, Any] | RetryOptions | None = None,
+        queue: Any = None,
+        max_duration: Any = UNSET,
+        machine: str | None = None,
+        hooks: Mapping[str, Callable[..., Any] | None] | None = None,
+        parse_payload: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.fn = fn
+        self.id = validate_task_id(id)
+        self.retry_options = retry  # resolved against the configured default at run time
+        if retry is not None:
+            parse_retry(retry)  # validate now
+        self.queue_spec: QueueSpec = parse_queue(queue) if queue is not None else QueueSpec()
+        self.queue_name = self.queue_spec.name or default_queue_name(self.id)
+        self.max_duration = (
+            UNSET if max_duration is UNSET
+            else validate_max_duration(max_duration, "max_duration", DEFAULT_LIMITS)
+        )
+        self.machine = validate_machine(machine) if machine is not None else None
+        self.hooks: dict[str, Callable[..., Any]] = {}
+        for name, hook in (hooks or {}).items():
+            if name not in _HOOKS:
+                raise InvalidOptionError(name, hook, f"unknown hook; one of {_HOOKS}")
+            if hook is not None:
+                if not callable(hook):
+                    raise InvalidOptionError(name, hook, "must be callable")
+                self.hooks[name] = hook
+        self.parse_payload = parse_payload
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.takes_ctx = _accepts_ctx(fn)
+        self.__name__ = getattr(fn, "__name__", self.id)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__wrapped__ = fn
+        try:
+            self.file_path: str | None = inspect.getsourcefile(fn)
+        except TypeError:
+            self.file_path = None
+
+    def __repr__(self) -> str:
+        return f"<runlane.Task {self.id!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R:
+        """Call the function directly, in this process, with no run (like Celery's tasks)."""
+        return self.fn(*args, **kwargs)
+
+    # -- triggering (delegated to the runtime's engine)
+    def trigger(self, payload: Any = None, **options: Any):  # -> RunHandle
+        from runlane.core import runtime
+
+        return runtime.get().engine.trigger(self.id, payload, options, task=self)
+
+    def batch_trigger(self, items: Sequence[Mapping[str, Any]]):  # -> BatchHandle
+        from runlane.core import runtime
+
+        return runtime.get().engine.batch_trigger(
+            [(self.id, item, self) for item in items], option_name="items"
+        )
+
+    async def aio_trigger(self, payload: Any = None, **options: Any):
+        from runlane.core.aio import run_sync
+
+        return await run_sync(self.trigger, payload, **options)
+
+    async def aio_batch_trigger(self, items: Sequence[Mapping[str, Any]]):
+        from runlane.core.aio import run_sync
+
+        return await run_sync(self.batch_trigger, items)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task[Any]] = {}
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[Task[Any]], None]] = []
+
+    def add(self, task: Task[Any]) -> None:
+        with self._lock:
+            old = self._tasks.get(task.id)
+            if old is not None and not _same_definition(old, task):
+                raise DuplicateTaskError(
+                    f"task id {task.id!r} is already used by {old.fn.__module__}."
+                    f"{old.fn.__qualname__}; task ids must be unique"
+                )
+            self._tasks[task.id] = task
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(task)
+
+    def get(self, task_id: str) -> Task[Any] | None:
+        return self._tasks.get(task_id)
+
+    def require(self, task_id: str) -> Task[Any]:
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise TaskNotFoundError(f"no task with id {task_id!r} is defined in this process")
+        return task
+
+    def ids(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def all(self) -> list[Task[Any]]:
+        return [self._tasks[k] for k in sorted(self._tasks)]
+
+    def remove(self, task_id: str) -> None:
+        with self._lock:
+            self._tasks.pop(task_id, None)
+
+    def on_add(self, listener: Callable[[Task[Any]], None]) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def off_add(self, listener: Callable[[Task[Any]], None]) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+
+def _same_definition(a: Task[Any], b: Task[Any]) -> bool:
+    """A module imported twice (reloads, ``python -m``) redefines the same function."""
+    fa, fb = a.fn, b.fn
+    return (
+        getattr(fa, "__module__", None) == getattr(fb, "__module__", None)
+        and getattr(fa, "__qualname__", None) == getattr(fb, "__qualname__", None)
+    ) or fa is fb
+
+
+registry = Registry()
+
+
+def task(
+    id: str | None = None,
+    *,
+    retry: Mapping[str, Any] | None = None,
+    queue: Any = None,
+    max_duration: Any = UNSET,
+    machine: str | None = None,
+    init: Callable[..., Any] | None = None,
+    cleanup: Callable[..., Any] | None = None,
+    middleware: Callable[..., Any] | None = None,
+    on_start: Callable[..., Any] | None = None,
+    on_success: Callable[..., Any] | None = None,
+    on_failure: Callable[..., Any] | None = None,
+    handle_error: Callable[..., Any] | None = None,
+) -> Callable[[Callable[..., R]], Task[R]]:
+    """Define a task: ``@task(id="convert-video", retry={...}, queue={...})``."""
+
+    def decorate(fn: Callable[..., R]) -> Task[R]:
+        t = Task(
+            fn,
+            id=id if id is not None else fn.__name__.replace("_", "-"),
+            retry=retry,
+            queue=queue,
+            max_duration=max_duration,
+            machine=machine,
+            hooks={
+                "init": init, "cleanup": cleanup, "middleware": middleware,
+                "on_start": on_start, "on_success": on_success, "on_failure": on_failure,
+                "handle_error": handle_error,
+            },
+        )
+        registry.add(t)
+        return t
+
+    if callable(id):  # bare @task
+        fn, id = id, None
+        return decorate(fn)  # type: ignore[return-value]
+    return decorate

@@ -1,0 +1,203 @@
+"""The seams: the Store and Broker protocols and the records that cross them.
+
+A Store holds runs and performs every state change as one guarded, atomic transition. A Broker
+carries only "execute run X now" (``Dispatch``). Both are bound to one environment when built.
+Times are epoch seconds (floats) passed in by the engine, so a fake clock drives everything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from runlane.core.models import Batch, Run, RunStatus, TaskRunError
+
+JSON = Any
+
+
+@dataclass
+class NewRun:
+    """A run to create. ``payload``/``metadata`` are encoded JSON text."""
+
+    id: str
+    task_identifier: str
+    status: RunStatus  # QUEUED, DELAYED or WAITING_FOR_DEPLOY
+    payload: str
+    created_at: float
+    queue: str
+    metadata: str = "{}"
+    tags: list[str] = field(default_factory=list)
+    idempotency_key: str | None = None
+    idempotency_key_expires_at: float | None = None
+    ttl: float | None = None
+    delay_until: float | None = None
+    concurrency_key: str | None = None
+    max_attempts: int | None = None
+    max_duration: int | None = None
+    machine: str | None = None
+    version: str | None = None
+    is_test: bool = False
+    batch_id: str | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    depth: int = 0
+    schedule_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Created:
+    """The outcome of one NewRun: the run id to hand back, and whether it already existed."""
+
+    run_id: str
+    cached: bool
+    status: RunStatus
+    queue: str
+    task_identifier: str
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """The only thing a broker carries: execute this run now."""
+
+    run_id: str
+    task_identifier: str
+    queue: str
+    machine: str | None = None
+
+
+@dataclass(frozen=True)
+class StartedAttempt:
+    run: Run  # status EXECUTING, with payload
+    attempt_id: str
+    attempt_number: int
+    started_at: float
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """How an attempt ended and what that does to the run."""
+
+    attempt_status: str  # an AttemptStatus value
+    run_status: RunStatus
+    output: str | None = None  # encoded JSON
+    error: TaskRunError | None = None
+    metadata_ops: list[dict[str, Any]] = field(default_factory=list)
+    retry_at: float | None = None  # for REATTEMPTING
+
+
+@dataclass(frozen=True)
+class RegisteredTask:
+    id: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    status: Sequence[str] = ()
+    task_identifier: Sequence[str] = ()
+    tag: Sequence[str] = ()
+    created_from: float | None = None
+    created_to: float | None = None
+    batch: str | None = None
+    schedule: str | None = None
+    version: Sequence[str] = ()
+    parent: str | None = None
+    queue: Sequence[str] = ()
+    is_test: bool | None = None
+    limit: int = 20
+    after: str | None = None  # cursor: the last id of the previous page (newest first)
+
+
+@runtime_checkable
+class Store(Protocol):
+    environment: str
+
+    # creation
+    def create_runs(
+        self, runs: Sequence[NewRun], *, now: float, batch_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> list[Created]:
+        """Create all runs (or none), honouring idempotency keys, in one transaction."""
+        ...
+
+    # reads
+    def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None: ...
+    def list_runs(self, query: RunQuery) -> tuple[list[Run], str | None]: ...
+    def get_batch(self, batch_id: str) -> Batch | None: ...
+    def count_runs(self, status: Collection[RunStatus] | None = None) -> dict[str, int]: ...
+
+    # transitions
+    def transition(
+        self, run_id: str, *, expect: Collection[RunStatus], to: RunStatus, now: float,
+        changes: dict[str, Any] | None = None, error: TaskRunError | None = None,
+    ) -> Run | None:
+        """Move a run to ``to`` if its status is in ``expect``; None when the guard fails."""
+        ...
+
+    def promote_delayed(self, *, now: float, limit: int) -> list[Dispatch]:
+        """DELAYED runs whose time has come → QUEUED (or WAITING_FOR_DEPLOY)."""
+        ...
+
+    def expire_runs(self, *, now: float, limit: int) -> list[str]:
+        """Runs not started before their TTL → EXPIRED."""
+        ...
+
+    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> list[Dispatch]:
+        """Record task ids as deployed; their WAITING_FOR_DEPLOY runs → QUEUED."""
+        ...
+
+    def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]: ...
+
+    def start_attempt(
+        self, run_id: str, *, worker_id: str, now: float, known_tasks: Collection[str]
+    ) -> StartedAttempt | None:
+        """QUEUED → EXECUTING with a new attempt; None when the run cannot start."""
+        ...
+
+    def finish_attempt(
+        self, run_id: str, attempt_number: int, outcome: AttemptOutcome, *, now: float
+    ) -> Run | None:
+        """Record the attempt's end, guarded by (EXECUTING, attempt number)."""
+        ...
+
+    def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
+        """QUEUED runs created before ``older_than`` (redelivery after a lost dispatch)."""
+        ...
+
+    # metadata and tags
+    def update_metadata(
+        self, run_id: str, ops: Sequence[dict[str, Any]], *, now: float, limit: int
+    ) -> dict[str, Any] | None: ...
+    def add_tags(self, run_id: str, tags: Sequence[str], *, now: float, max_tags: int) -> list[str]: ...
+
+    # leader election
+    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool: ...
+    def release_lease(self, name: str, owner: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Broker(Protocol):
+    def send(self, dispatches: Sequence[Dispatch]) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Delivery:
+    dispatch: Dispatch
+    tag: Any  # broker-specific receipt, passed back to ack
+
+
+class Consumer(Protocol):
+    def fetch(self, max_count: int, timeout: float) -> list[Delivery]: ...
+    def ack(self, delivery: Delivery) -> None: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class NativeBroker(Broker, Protocol):
+    """A broker whose messages runlane's own Worker consumes (local, redis)."""
+
+    def consumer(self, worker_id: str, task_ids: Collection[str]) -> Consumer: ...

@@ -1,0 +1,164 @@
+"""``runlane.Worker``: executes runs of this process's tasks and runs the engine loops.
+
+Threads: ``concurrency`` executor threads pulling deliveries from the broker, and one engine
+thread that (while it holds the store's "engine" lease, so one process at a time does it)
+promotes delayed runs, expires TTLs and redelivers lost dispatches, and that flushes the
+metadata of the attempts running here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from runlane.core import ids, runtime
+from runlane.core.executor import ActiveRuns, Executor, flush_metadata
+from runlane.core.task import Task
+from runlane.core.types import NativeBroker
+from runlane.errors import ConfigurationError, InvalidOptionError
+
+log = logging.getLogger("runlane.worker")
+
+ENGINE_LEASE = "engine"
+REDELIVER_EVERY = 30.0
+
+
+class Worker:
+    def __init__(
+        self,
+        concurrency: int = 4,
+        *,
+        name: str | None = None,
+        runtime_: runtime.Runtime | None = None,
+        fetch_timeout: float = 0.5,
+    ) -> None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise InvalidOptionError("concurrency", concurrency, "must be an integer >= 1")
+        self.concurrency = concurrency
+        self.id = name or f"{socket.gethostname()}-{os.getpid()}-{ids.ulid()[-8:]}"
+        self._rt = runtime_
+        self.fetch_timeout = fetch_timeout
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.active = ActiveRuns()
+        self._consumer: Any = None
+        self._started = False
+        self.is_leader = False
+
+    @property
+    def runtime(self) -> runtime.Runtime:
+        return self._rt or runtime.get()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Worker:
+        if self._started:
+            return self
+        rt = self.runtime
+        self._rt = rt
+        broker = rt.broker
+        if not isinstance(broker, NativeBroker):
+            raise ConfigurationError(
+                f"{type(broker).__name__} delivers runs to its own workers (celery/dramatiq); "
+                "runlane.Worker needs the 'local' or 'redis' broker"
+            )
+        self._stop.clear()
+        self._consumer = broker.consumer(self.id, rt.registry.ids())
+        rt.registry.on_add(self._on_task_added)
+        rt.engine.register(rt.registry.all())
+        self._spawn(self._engine_loop, "runlane-engine")
+        for i in range(self.concurrency):
+            self._spawn(self._executor_loop, f"runlane-exec-{i}")
+        self._started = True
+        return self
+
+    def _spawn(self, target: Any, name: str) -> None:
+        t = threading.Thread(target=target, name=f"{name}-{self.id}", daemon=True)
+        self._threads.append(t)
+        t.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if not self._started:
+            return
+        rt = self.runtime
+        self._stop.set()
+        rt.registry.off_add(self._on_task_added)
+        if self._consumer is not None:
+            self._consumer.close()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("worker %s: threads still running after %.0fs: %s", self.id, timeout, alive)
+        self._threads = []
+        try:
+            rt.store.release_lease(ENGINE_LEASE, self.id)
+        except Exception:
+            log.exception("could not release the engine lease")
+        self._started = False
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _on_task_added(self, task: Task[Any]) -> None:
+        rt = self.runtime
+        if self._consumer is not None:
+            self._consumer.task_ids = rt.registry.ids()
+        rt.engine.register([task])
+
+    # ------------------------------------------------------------------ loops
+    def _executor_loop(self) -> None:
+        rt = self.runtime
+        executor = Executor(rt, self.id, self.active)
+        while not self._stop.is_set():
+            try:
+                deliveries = self._consumer.fetch(1, self.fetch_timeout)
+            except Exception:
+                log.exception("fetch failed; retrying")
+                self._stop.wait(1.0)
+                continue
+            for delivery in deliveries:
+                try:
+                    executor.execute(delivery.dispatch)
+                except Exception:
+                    log.exception("executing run %s failed; it will be delivered again",
+                                  delivery.dispatch.run_id)
+                    continue
+                try:
+                    self._consumer.ack(delivery)
+                except Exception:
+                    log.exception("ack of run %s failed", delivery.dispatch.run_id)
+
+    def _engine_loop(self) -> None:
+        rt = self.runtime
+        interval = rt.settings.engine_interval
+        lease_ttl = max(5.0, interval * 20)
+        last_redeliver = time.monotonic()
+        last_flush = 0.0
+        while not self._stop.is_set():
+            try:
+                self.is_leader = rt.store.acquire_lease(
+                    ENGINE_LEASE, self.id, ttl=lease_ttl, now=rt.now()
+                )
+                if self.is_leader:
+                    redeliver = time.monotonic() - last_redeliver >= REDELIVER_EVERY
+                    if redeliver:
+                        last_redeliver = time.monotonic()
+                    rt.engine.tick(redeliver=redeliver)
+            except Exception:
+                log.exception("engine tick failed")
+            if time.monotonic() - last_flush >= rt.settings.metadata_flush_interval:
+                last_flush = time.monotonic()
+                for active in self.active.snapshot():
+                    try:
+                        flush_metadata(rt, active)
+                    except Exception:
+                        log.exception("metadata flush of run %s failed", active.run_id)
+            self._stop.wait(interval)

@@ -1,0 +1,107 @@
+"""runlane's exceptions.
+
+One root, so ``except RunlaneError`` catches everything runlane raises on purpose::
+
+    RunlaneError
+    ├── ConfigurationError          bad configure() / environment settings
+    ├── InvalidOptionError          (also ValueError) a trigger option or argument is invalid
+    │   ├── PayloadError            payload/output/metadata not JSON or over a size limit
+    │   └── LimitExceededError      a documented limit (tags, batch size, metadata size) exceeded
+    ├── TaskNotFoundError           no task with that id in this process
+    ├── DuplicateTaskError          two tasks share one id
+    ├── RunNotFoundError            no run (or batch) with that id in this environment
+    ├── InvalidRunStateError        the run's status does not allow the operation
+    ├── NotInRunError               a run-only call made outside a run
+    ├── StoreError                  the store could not be read or written
+    ├── AbortTaskRunError           raised by a task: fail the run, no retry
+    ├── SubtaskUnwrapError          TaskRunResult.unwrap() of a failed child
+    ├── TaskPayloadParsedError      schema_task payload did not parse
+    └── OutOfMemoryError            raised by a task to ask for a larger machine
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RunlaneError(Exception):
+    """Root of every error runlane raises on purpose."""
+
+
+class ConfigurationError(RunlaneError):
+    pass
+
+
+class InvalidOptionError(RunlaneError, ValueError):
+    """An option or argument is invalid. ``option`` names it, ``value`` is what was given."""
+
+    def __init__(self, option: str, value: Any, reason: str) -> None:
+        self.option = option
+        self.value = value
+        self.reason = reason
+        shown = repr(value)
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        super().__init__(f"invalid {option}={shown}: {reason}")
+
+
+class PayloadError(InvalidOptionError):
+    pass
+
+
+class LimitExceededError(InvalidOptionError):
+    pass
+
+
+class TaskNotFoundError(RunlaneError, LookupError):
+    pass
+
+
+class DuplicateTaskError(RunlaneError):
+    pass
+
+
+class RunNotFoundError(RunlaneError, LookupError):
+    pass
+
+
+class InvalidRunStateError(RunlaneError):
+    """The run's current status does not allow this operation (HTTP 422 in the API)."""
+
+    def __init__(self, message: str, *, run_id: str | None = None, status: str | None = None):
+        self.run_id = run_id
+        self.status = status
+        super().__init__(message)
+
+
+class NotInRunError(RunlaneError):
+    pass
+
+
+class StoreError(RunlaneError):
+    pass
+
+
+class AbortTaskRunError(RunlaneError):
+    """Raise inside a task to fail the run at once, without retrying."""
+
+
+class TaskPayloadParsedError(RunlaneError):
+    """A schema_task payload failed to parse at run start (never retried)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        self.cause = cause
+        super().__init__(f"payload failed to parse: {cause}")
+
+
+class OutOfMemoryError(RunlaneError):
+    """Raise inside a task to report it ran out of memory (retried on a larger machine)."""
+
+
+class SubtaskUnwrapError(RunlaneError):
+    def __init__(self, run_id: str, task_id: str, cause: Any) -> None:
+        self.run_id = run_id
+        self.task_id = task_id
+        self.cause = cause
+        message = getattr(cause, "message", None) or str(cause)
+        super().__init__(f"Error in {task_id}: {message}")
