@@ -40,8 +40,10 @@ class LocalBroker:
             self._generation += 1
             self._wakeup.notify_all()
 
-    def consumer(self, worker_id: str, task_ids: Collection[str]) -> LocalConsumer:
-        return LocalConsumer(self, worker_id, task_ids)
+    def consumer(
+        self, worker_id: str, task_ids: Collection[str], queues: Collection[str] | None = None
+    ) -> LocalConsumer:
+        return LocalConsumer(self, worker_id, task_ids, queues)
 
     def wait(self, generation: int, timeout: float) -> int:
         with self._wakeup:
@@ -62,10 +64,14 @@ class LocalBroker:
 
 
 class LocalConsumer:
-    def __init__(self, broker: LocalBroker, worker_id: str, task_ids: Collection[str]) -> None:
+    def __init__(
+        self, broker: LocalBroker, worker_id: str, task_ids: Collection[str],
+        queues: Collection[str] | None = None,
+    ) -> None:
         self.broker = broker
         self.worker_id = worker_id
         self.task_ids = sorted(task_ids)
+        self.queues = sorted(queues) if queues else None
         self._closed = False
 
     def _claim(self, max_count: int) -> list[Delivery]:
@@ -73,12 +79,17 @@ class LocalConsumer:
             return []
         now = time.time()
         marks = ", ".join("?" for _ in self.task_ids)
+        queue_filter = ""
+        args: list[object] = [self.broker.environment, *self.task_ids]
+        if self.queues:
+            queue_filter = f"AND queue IN ({', '.join('?' for _ in self.queues)}) "
+            args += self.queues
         with self.broker.db.write() as conn:
             rows = conn.execute(
                 f"SELECT seq, run_id, task, queue, machine FROM rl_dispatch WHERE env=? "
-                f"AND task IN ({marks}) AND (claimed_until IS NULL OR claimed_until < ?) "
-                f"ORDER BY seq LIMIT ?",
-                (self.broker.environment, *self.task_ids, now, max_count),
+                f"AND task IN ({marks}) {queue_filter}"
+                f"AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY seq LIMIT ?",
+                (*args, now, max_count),
             ).fetchall()
             if rows:
                 conn.execute(

@@ -200,4 +200,8 @@ class Consumer(Protocol):
 class NativeBroker(Broker, Protocol):
     """A broker whose messages runlane's own Worker consumes (local, redis)."""
 
-    def consumer(self, worker_id: str, task_ids: Collection[str]) -> Consumer: ...
+    def consumer(
+        self, worker_id: str, task_ids: Collection[str], queues: Collection[str] | None = None
+    ) -> Consumer:
+        """Deliveries of these tasks (and, when given, only these runlane queues)."""
+        ...

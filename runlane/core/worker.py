@@ -13,10 +13,12 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from runlane.core import ids, runtime
 from runlane.core.executor import ActiveRuns, Executor, flush_metadata
+from runlane.core.options import validate_queue_name
 from runlane.core.task import Task
 from runlane.core.types import NativeBroker
 from runlane.errors import ConfigurationError, InvalidOptionError
@@ -33,12 +35,14 @@ class Worker:
         concurrency: int = 4,
         *,
         name: str | None = None,
+        queues: Sequence[str] | None = None,
         runtime_: runtime.Runtime | None = None,
         fetch_timeout: float = 0.5,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidOptionError("concurrency", concurrency, "must be an integer >= 1")
         self.concurrency = concurrency
+        self.queues = [validate_queue_name(q, "queues") for q in queues] if queues else None
         self.id = name or f"{socket.gethostname()}-{os.getpid()}-{ids.ulid()[-8:]}"
         self._rt = runtime_
         self.fetch_timeout = fetch_timeout
@@ -66,7 +70,7 @@ class Worker:
                 "runlane.Worker needs the 'local' or 'redis' broker"
             )
         self._stop.clear()
-        self._consumer = broker.consumer(self.id, rt.registry.ids())
+        self._consumer = broker.consumer(self.id, rt.registry.ids(), self.queues)
         rt.registry.on_add(self._on_task_added)
         rt.engine.register(rt.registry.all())
         self._spawn(self._engine_loop, "runlane-engine")

@@ -1,0 +1,38 @@
+"""Polling helpers for tests: generous deadlines, no fixed sleeps."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import runlane
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy (generous deadline, no fixed sleeps)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def wait_final(handle: Any, timeout: float = 30.0) -> runlane.Run:
+    def done() -> runlane.Run | None:
+        run = runlane.runs.retrieve(handle)
+        return run if run.is_completed else None
+
+    return wait_for(done, timeout, message=f"run {handle} to finish")
+
+
+def wait_status(handle: Any, status: str, timeout: float = 30.0) -> runlane.Run:
+    def reached() -> runlane.Run | None:
+        run = runlane.runs.retrieve(handle)
+        return run if run.status == status else None
+
+    return wait_for(reached, timeout, message=f"run {handle} to be {status}")
