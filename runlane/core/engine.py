@@ -36,10 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runlane.engine")
 
-CANCELABLE_NOW = (
+CANCELABLE = (
     RunStatus.WAITING_FOR_DEPLOY,
     RunStatus.DELAYED,
     RunStatus.QUEUED,
+    RunStatus.EXECUTING,
     RunStatus.REATTEMPTING,
     RunStatus.FROZEN,
 )
@@ -48,6 +49,7 @@ CANCELABLE_NOW = (
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self._registered: set[str] = set()
 
     # ------------------------------------------------------------------ trigger
     def _prepare(
@@ -120,6 +122,12 @@ class Engine:
         return new, len(payload_text.encode("utf-8"))
 
     def _known(self, task_ids: set[str]) -> dict[str, RegisteredTask]:
+        """Tasks the store knows. A task defined in this process is registered in the store on
+        its first trigger, so its delayed runs are queued (not WAITING_FOR_DEPLOY) later."""
+        local = [self.rt.registry.get(t) for t in task_ids]
+        fresh = [t for t in local if t is not None and t.id not in self._registered]
+        if fresh:
+            self.register(fresh)
         unknown = {t for t in task_ids if self.rt.registry.get(t) is None}
         return self.rt.store.known_tasks(unknown) if unknown else {}
 
@@ -214,26 +222,27 @@ class Engine:
         return run
 
     def cancel(self, run_id: str) -> Run:
-        """Cancel a run that has not started (executing runs: the execution issue)."""
-        run = self.retrieve(run_id)
-        if run.status.is_final:
-            return run
-        if run.status in CANCELABLE_NOW:
+        """Cancel a run. A finished run is returned as it is. A run not yet started is removed
+        from its queue; an executing run is CANCELED at once and the result of its attempt, if
+        it still finishes, is discarded (the store only accepts it from a run it still holds)."""
+        while True:
+            run = self.retrieve(run_id)
+            if run.status.is_final:
+                return run
             done = self.rt.store.transition(
-                run_id, expect=CANCELABLE_NOW, to=RunStatus.CANCELED, now=self.rt.now(),
+                run_id, expect=CANCELABLE, to=RunStatus.CANCELED, now=self.rt.now(),
                 error=TaskRunError(name="Error", message="Canceled by user", code="CANCELED"),
             )
             if done is not None:
                 return done
-            return self.cancel(run_id)  # it moved meanwhile: decide again
-        raise InvalidRunStateError(
-            f"run {run_id} is {run.status.value}; canceling an executing run is not possible "
-            "on this runtime", run_id=run_id, status=run.status.value,
-        )
+            # it moved meanwhile (e.g. finished): decide again
 
     def replay(self, run_id: str) -> RunHandle:
         run = self.retrieve(run_id)
-        options: dict[str, Any] = {"tags": run.tags or None, "metadata": run.metadata or None}
+        options: dict[str, Any] = {"tags": run.tags or None}
+        seed = self.rt.store.seed_metadata(run_id)
+        if seed:
+            options["metadata"] = seed
         if run.queue != default_queue_name(run.task_identifier):
             options["queue"] = run.queue
         for name in ("concurrency_key", "max_attempts", "machine", "version"):
@@ -297,4 +306,5 @@ class Engine:
         moved = self.rt.store.register_tasks(
             [RegisteredTask(t.id, t.queue_name) for t in tasks], now=self.rt.now()
         )
+        self._registered.update(t.id for t in tasks)
         self.send(moved)

@@ -114,7 +114,7 @@ class Executor:
     def __init__(self, rt: Runtime, worker_id: str, active: ActiveRuns | None = None) -> None:
         self.rt = rt
         self.worker_id = worker_id
-        self.active = active or ActiveRuns()
+        self.active = active if active is not None else ActiveRuns()
 
     def execute(self, dispatch: Dispatch) -> Run | None:
         rt = self.rt

@@ -8,6 +8,7 @@ CREATE TABLE IF NOT EXISTS rl_runs (
     output TEXT,
     error TEXT,
     metadata TEXT NOT NULL DEFAULT '{}',
+    seed_metadata TEXT NOT NULL DEFAULT '{}',
     tags TEXT NOT NULL DEFAULT '[]',
     idempotency_key TEXT,
     ttl REAL,

@@ -36,7 +36,7 @@ from runlane.errors import ConfigurationError, StoreError
 F = TypeVar("F", bound=Callable[..., Any])
 
 _RUN_COLUMNS = (
-    "env", "id", "task", "status", "payload", "metadata", "tags", "idempotency_key", "ttl",
+    "env", "id", "task", "status", "payload", "metadata", "seed_metadata", "tags", "idempotency_key", "ttl",
     "delay_until", "ttl_expires_at", "created_at", "updated_at", "queued_at", "batch_id",
     "parent_id", "root_id", "depth", "schedule_id", "queue", "concurrency_key", "max_attempts",
     "max_duration", "machine", "version", "number", "is_test",
@@ -52,6 +52,14 @@ _CHANGEABLE = frozenset(
         "output", "worker_id", "retry_at", "duration_ms", "metadata", "tags",
     }
 )
+
+
+_ATTEMPT_END = {
+    RunStatus.CANCELED: AttemptStatus.CANCELED.value,
+    RunStatus.CRASHED: AttemptStatus.CRASHED.value,
+    RunStatus.TIMED_OUT: AttemptStatus.TIMED_OUT.value,
+    RunStatus.COMPLETED: AttemptStatus.COMPLETED.value,
+}
 
 
 def path_from_url(url: str) -> str:
@@ -144,7 +152,7 @@ class SQLiteStore:
                     _INSERT_RUN,
                     (
                         env, new.id, new.task_identifier, new.status.value, new.payload,
-                        new.metadata, json.dumps(new.tags), new.idempotency_key, new.ttl,
+                        new.metadata, new.metadata, json.dumps(new.tags), new.idempotency_key, new.ttl,
                         new.delay_until, ttl_expires, new.created_at, now, queued_at,
                         new.batch_id, new.parent_id, new.root_id, new.depth, new.schedule_id,
                         new.queue, new.concurrency_key, new.max_attempts, new.max_duration,
@@ -273,6 +281,13 @@ class SQLiteStore:
         return runs, (runs[-1].id if more and runs else None)
 
     @_translate
+    def seed_metadata(self, run_id: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute(
+            "SELECT seed_metadata FROM rl_runs WHERE env=? AND id=?", (self.environment, run_id)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    @_translate
     def get_batch(self, batch_id: str) -> Batch | None:
         row = self.db.conn.execute(
             "SELECT * FROM rl_batches WHERE env=? AND id=?", (self.environment, batch_id)
@@ -328,6 +343,13 @@ class SQLiteStore:
             if to.is_final:
                 conn.execute(
                     "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, run_id)
+                )
+                # an attempt still open (a run canceled while executing) ends with the run
+                conn.execute(
+                    "UPDATE rl_attempts SET status=?, finished_at=?, error=? WHERE env=? "
+                    "AND run_id=? AND status='EXECUTING'",
+                    (_ATTEMPT_END.get(to, "FAILED"), now, changes.get("error"),
+                     self.environment, run_id),
                 )
             return self._get(conn, run_id, True)
 
