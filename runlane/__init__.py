@@ -1,15 +1,15 @@
 """runlane: Trigger.dev v3's task model for Python, on the brokers you already run.
 
-    import runlane
+import runlane
 
-    @runlane.task(id="hello")
-    def hello(payload, ctx):
-        return {"greeting": f"hello {payload['name']}"}
+@runlane.task(id="hello")
+def hello(payload, ctx):
+    return {"greeting": f"hello {payload['name']}"}
 
-    handle = hello.trigger({"name": "world"})
-    with runlane.Worker():
-        ...
-    runlane.runs.retrieve(handle).status   # "COMPLETED"
+handle = hello.trigger({"name": "world"})
+with runlane.Worker():
+    ...
+runlane.runs.retrieve(handle).status   # "COMPLETED"
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ del _config
 __version__ = "0.1.0"
 
 __all__ = [
+    "TIMEOUT_NONE",
     "Attempt",
     "AttemptStatus",
     "Batch",
@@ -50,7 +51,6 @@ __all__ = [
     "Run",
     "RunHandle",
     "RunStatus",
-    "TIMEOUT_NONE",
     "Task",
     "TaskRunError",
     "Worker",

@@ -25,8 +25,15 @@ from runlane.core.types import Broker, Store
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 DEFAULT_STORE_URL = "sqlite:///.runlane/runlane.db"
-_HOOK_NAMES = ("init", "cleanup", "middleware", "on_start", "on_success", "on_failure",
-               "handle_error")
+_HOOK_NAMES = (
+    "init",
+    "cleanup",
+    "middleware",
+    "on_start",
+    "on_success",
+    "on_failure",
+    "handle_error",
+)
 
 
 def _build_store(store: Any, environment: str) -> Store:
@@ -38,9 +45,7 @@ def _build_store(store: Any, environment: str) -> Store:
         from runlane.backends.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(store, environment)
-    raise ConfigurationError(
-        f"unknown store URL {store!r}: use sqlite:///path/to/file.db"
-    )
+    raise ConfigurationError(f"unknown store URL {store!r}: use sqlite:///path/to/file.db")
 
 
 def _build_broker(broker: Any, store: Store, environment: str) -> Broker:
@@ -104,12 +109,16 @@ def configure(
     if engine_interval is not None:
         settings.engine_interval = float(engine_interval)
     settings.secret_key = secret_key or os.environ.get("RUNLANE_SECRET_KEY")
-    store_url = store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)
+    store_url = (
+        store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)
+    )
     broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", "local")
     built_store = _build_store(store_url, env)
     built_broker = _build_broker(broker_spec, built_store, env)
     settings.store_url = store_url if isinstance(store_url, str) else type(store_url).__name__
-    settings.broker_name = broker_spec if isinstance(broker_spec, str) else type(broker_spec).__name__
+    settings.broker_name = (
+        broker_spec if isinstance(broker_spec, str) else type(broker_spec).__name__
+    )
     rt = Runtime(built_store, built_broker, settings, clock=clock)
     old = runtime.install(rt)
     if old is not None:

@@ -9,8 +9,12 @@ from typing import Any
 import runlane
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    message: str = "condition",
+) -> Any:
     """Poll ``predicate`` until it returns something truthy (generous deadline, no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -45,7 +45,9 @@ def _start_worker(tmp_path, url):
     script.write_text(WORKER)
     proc = subprocess.Popen(
         [sys.executable, str(script), url, str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = proc.stdout.readline().strip()
     if line != "ready":
@@ -87,15 +89,23 @@ def test_idempotency_and_delays_across_processes(tmp_path, rt, db_url):
     proc = _start_worker(tmp_path, db_url)
     try:
         child = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(
-                """
+            [
+                sys.executable,
+                "-c",
+                textwrap.dedent(
+                    """
                 import sys, runlane
                 runlane.configure(store=sys.argv[1])
                 h = runlane.tasks.trigger("where", {"from": "child"}, idempotency_key="x-proc")
                 print(h.id)
                 """
-            ), db_url],
-            capture_output=True, text=True, timeout=60, check=True,
+                ),
+                db_url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         )
         other_id = child.stdout.strip()
         mine = runlane.tasks.trigger("where", {"from": "parent"}, idempotency_key="x-proc")

@@ -248,6 +248,12 @@ def test_environments_do_not_see_each_other(db_url):
 def test_status_enum_is_str():
     assert runlane.RunStatus.QUEUED == "QUEUED" and str(runlane.RunStatus.FAILED) == "FAILED"
     assert [s for s in runlane.RunStatus if s.is_final] == [
-        "COMPLETED", "CANCELED", "FAILED", "CRASHED", "INTERRUPTED", "SYSTEM_FAILURE",
-        "EXPIRED", "TIMED_OUT",
+        "COMPLETED",
+        "CANCELED",
+        "FAILED",
+        "CRASHED",
+        "INTERRUPTED",
+        "SYSTEM_FAILURE",
+        "EXPIRED",
+        "TIMED_OUT",
     ]

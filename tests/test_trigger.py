@@ -26,8 +26,14 @@ def test_run_lifecycle_and_fields(worker):
         return {"n": payload["n"] * 2}
 
     handle = fields.trigger(
-        {"n": 21}, tags=["user_1", "org_2"], metadata={"a": 1}, max_attempts=2,
-        max_duration=60, machine="large-1x", concurrency_key="user_1", version="v1",
+        {"n": 21},
+        tags=["user_1", "org_2"],
+        metadata={"a": 1},
+        max_attempts=2,
+        max_duration=60,
+        machine="large-1x",
+        concurrency_key="user_1",
+        version="v1",
     )
     assert handle.id.startswith("run_") and handle.task_identifier == "fields"
     run = wait_final(handle)
@@ -124,8 +130,9 @@ def test_delay_absolute_dates(clock):
     target = now + timedelta(hours=2)
     h1 = dated.trigger({}, delay=target)
     h2 = dated.trigger({}, delay=target.isoformat().replace("+00:00", "Z"))
-    h3 = dated.trigger({}, delay=(target + timedelta(hours=2)).astimezone(
-        timezone(timedelta(hours=2))).isoformat())
+    h3 = dated.trigger(
+        {}, delay=(target + timedelta(hours=2)).astimezone(timezone(timedelta(hours=2))).isoformat()
+    )
     for h, expected in ((h1, target), (h2, target), (h3, target + timedelta(hours=2))):
         run = runlane.runs.retrieve(h)
         assert run.status == "DELAYED"
@@ -215,8 +222,9 @@ def test_max_attempts_machine_queue_options_are_stored(rt):
     run = runlane.runs.retrieve(opts.trigger({}))
     assert run.queue == "shared" and run.machine == "micro"
     run = runlane.runs.retrieve(
-        opts.trigger({}, queue={"name": "paid", "concurrency_limit": 10}, machine="large-2x",
-                     max_attempts=7)
+        opts.trigger(
+            {}, queue={"name": "paid", "concurrency_limit": 10}, machine="large-2x", max_attempts=7
+        )
     )
     assert run.queue == "paid" and run.machine == "large-2x" and run.max_attempts == 7
     run = runlane.runs.retrieve(opts.trigger({}, max_duration=runlane.TIMEOUT_NONE))
@@ -262,8 +270,9 @@ def test_metadata_operations_and_periodic_flush(worker):
     handle = meta.trigger({}, metadata={"user": "eric"})
     step.wait(30)
     # flushed in the background while the run is still executing
-    flushed = wait_for(lambda: runlane.runs.retrieve(handle).metadata.get("done") == 2,
-                       message="metadata flush")
+    flushed = wait_for(
+        lambda: runlane.runs.retrieve(handle).metadata.get("done") == 2, message="metadata flush"
+    )
     assert flushed
     assert runlane.runs.retrieve(handle).status == "EXECUTING"
     release.set()

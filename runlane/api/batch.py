@@ -12,8 +12,14 @@ from runlane.core.models import Batch, BatchHandle
 from runlane.core.task import Task
 from runlane.errors import InvalidOptionError, RunNotFoundError
 
-__all__ = ["aio_retrieve", "aio_trigger", "aio_trigger_by_task", "retrieve", "trigger",
-           "trigger_by_task"]
+__all__ = [
+    "aio_retrieve",
+    "aio_trigger",
+    "aio_trigger_by_task",
+    "retrieve",
+    "trigger",
+    "trigger_by_task",
+]
 
 
 def _by_id_items(items: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], None]]:
@@ -23,7 +29,9 @@ def _by_id_items(items: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[
     for i, item in enumerate(items):
         if not isinstance(item, Mapping) or "id" not in item:
             raise InvalidOptionError(
-                f"items[{i}]", item, 'each item is {"id": task id, "payload": ..., "options": {...}}'
+                f"items[{i}]",
+                item,
+                'each item is {"id": task id, "payload": ..., "options": {...}}',
             )
         out.append((item["id"], {k: v for k, v in item.items() if k != "id"}, None))
     return out
@@ -42,7 +50,8 @@ def _by_task_items(items: Sequence[Any]) -> list[tuple[str, Mapping[str, Any], T
             body = {"payload": item[1], "options": item[2] if len(item) == 3 else None}
         else:
             raise InvalidOptionError(
-                f"items[{i}]", item,
+                f"items[{i}]",
+                item,
                 'each item is (task, payload[, options]) or {"task": task, "payload": ...}',
             )
         out.append((task.id, body, task))

@@ -16,8 +16,18 @@ from runlane.core.types import RunQuery
 from runlane.errors import InvalidOptionError
 
 __all__ = [
-    "RunPage", "aio_cancel", "aio_list", "aio_replay", "aio_reschedule", "aio_retrieve",
-    "aio_update_metadata", "cancel", "list", "replay", "reschedule", "retrieve",
+    "RunPage",
+    "aio_cancel",
+    "aio_list",
+    "aio_replay",
+    "aio_reschedule",
+    "aio_retrieve",
+    "aio_update_metadata",
+    "cancel",
+    "list",
+    "replay",
+    "reschedule",
+    "retrieve",
     "update_metadata",
 ]
 
@@ -76,9 +86,18 @@ def _time(value: Any, option: str) -> float | None:
 
 
 def _query(
-    *, status: Any = None, task_identifier: Any = None, tag: Any = None, from_: Any = None,
-    to: Any = None, batch: Any = None, schedule: Any = None, version: Any = None,
-    queue: Any = None, is_test: bool | None = None, limit: int = 20,
+    *,
+    status: Any = None,
+    task_identifier: Any = None,
+    tag: Any = None,
+    from_: Any = None,
+    to: Any = None,
+    batch: Any = None,
+    schedule: Any = None,
+    version: Any = None,
+    queue: Any = None,
+    is_test: bool | None = None,
+    limit: int = 20,
 ) -> RunQuery:
     statuses = _strings(status, "status")
     valid = {s.value for s in RunStatus}
@@ -88,11 +107,17 @@ def _query(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise InvalidOptionError("limit", limit, f"must be an integer from 1 to {MAX_PAGE}")
     return RunQuery(
-        status=statuses, task_identifier=_strings(task_identifier, "task_identifier"),
-        tag=_strings(tag, "tag"), created_from=_time(from_, "from_"), created_to=_time(to, "to"),
+        status=statuses,
+        task_identifier=_strings(task_identifier, "task_identifier"),
+        tag=_strings(tag, "tag"),
+        created_from=_time(from_, "from_"),
+        created_to=_time(to, "to"),
         batch=batch_id_of(batch) if batch is not None else None,
-        schedule=schedule, version=_strings(version, "version"), queue=_strings(queue, "queue"),
-        is_test=is_test, limit=limit,
+        schedule=schedule,
+        version=_strings(version, "version"),
+        queue=_strings(queue, "queue"),
+        is_test=is_test,
+        limit=limit,
     )
 
 
@@ -141,19 +166,33 @@ def _fetch(query: RunQuery) -> RunPage:
     return RunPage(query, data, cursor)
 
 
-def list(  # noqa: A001 - the reference's name
-    *, status: str | Sequence[str] | None = None,
-    task_identifier: str | Sequence[str] | None = None, tag: str | Sequence[str] | None = None,
-    from_: datetime | str | float | None = None, to: datetime | str | float | None = None,
-    batch: str | None = None, schedule: str | None = None,
-    version: str | Sequence[str] | None = None, queue: str | Sequence[str] | None = None,
-    is_test: bool | None = None, limit: int = 20,
+def list(
+    *,
+    status: str | Sequence[str] | None = None,
+    task_identifier: str | Sequence[str] | None = None,
+    tag: str | Sequence[str] | None = None,
+    from_: datetime | str | float | None = None,
+    to: datetime | str | float | None = None,
+    batch: str | None = None,
+    schedule: str | None = None,
+    version: str | Sequence[str] | None = None,
+    queue: str | Sequence[str] | None = None,
+    is_test: bool | None = None,
+    limit: int = 20,
 ) -> RunPage:
     """The first page of runs matching every filter given, newest first."""
     return _fetch(
         _query(
-            status=status, task_identifier=task_identifier, tag=tag, from_=from_, to=to,
-            batch=batch, schedule=schedule, version=version, queue=queue, is_test=is_test,
+            status=status,
+            task_identifier=task_identifier,
+            tag=tag,
+            from_=from_,
+            to=to,
+            batch=batch,
+            schedule=schedule,
+            version=version,
+            queue=queue,
+            is_test=is_test,
             limit=limit,
         )
     )

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from runlane.core import context
 from runlane.core.aio import aio
-from runlane.core.options import normalize_tags
 from runlane.core.limits import Limits
+from runlane.core.options import normalize_tags
 
 __all__ = ["add", "aio_add"]
 
@@ -30,7 +30,10 @@ def add(tags: str | Sequence[str]) -> list[str]:
     if len(current) + len(fresh) > limits.tags_per_run:
         log.error(
             "tags.add(%r) ignored: run %s has %d tag(s) and the limit is %d",
-            fresh, active.run_id, len(current), limits.tags_per_run,
+            fresh,
+            active.run_id,
+            len(current),
+            limits.tags_per_run,
         )
         return list(current)
     result = rt.store.add_tags(active.run_id, fresh, now=rt.now(), max_tags=limits.tags_per_run)

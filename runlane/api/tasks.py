@@ -13,7 +13,11 @@ from runlane.core.models import BatchHandle, Run, RunHandle
 from runlane.errors import InvalidOptionError
 
 __all__ = [
-    "aio_batch_trigger", "aio_trigger", "aio_trigger_and_poll", "batch_trigger", "trigger",
+    "aio_batch_trigger",
+    "aio_trigger",
+    "aio_trigger_and_poll",
+    "batch_trigger",
+    "trigger",
     "trigger_and_poll",
 ]
 
@@ -29,15 +33,21 @@ def batch_trigger(task_id: str, items: Sequence[Mapping[str, Any]]) -> BatchHand
 
 
 def trigger_and_poll(
-    task_id: str, payload: Any = None, *, poll_interval_ms: int = 1000,
-    timeout: float | None = None, **options: Any,
+    task_id: str,
+    payload: Any = None,
+    *,
+    poll_interval_ms: int = 1000,
+    timeout: float | None = None,
+    **options: Any,
 ) -> Run:
     """Trigger, then poll until the run is final; returns the final run.
 
     Blocks the caller: meant for scripts and tests, not for request handlers.
     """
-    if isinstance(poll_interval_ms, bool) or not isinstance(poll_interval_ms, int) or (
-        poll_interval_ms < 10
+    if (
+        isinstance(poll_interval_ms, bool)
+        or not isinstance(poll_interval_ms, int)
+        or (poll_interval_ms < 10)
     ):
         raise InvalidOptionError("poll_interval_ms", poll_interval_ms, "must be an int >= 10")
     handle = trigger(task_id, payload, **options)

@@ -32,9 +32,12 @@ class LocalBroker:
             return
         with self.db.write() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO rl_dispatch (env, run_id, task, queue, machine) VALUES (?, ?, ?, ?, ?)",
-                [(self.environment, d.run_id, d.task_identifier, d.queue, d.machine)
-                 for d in dispatches],
+                "INSERT OR IGNORE INTO rl_dispatch (env, run_id, task, queue, machine) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (self.environment, d.run_id, d.task_identifier, d.queue, d.machine)
+                    for d in dispatches
+                ],
             )
         with self._wakeup:
             self._generation += 1
@@ -65,7 +68,10 @@ class LocalBroker:
 
 class LocalConsumer:
     def __init__(
-        self, broker: LocalBroker, worker_id: str, task_ids: Collection[str],
+        self,
+        broker: LocalBroker,
+        worker_id: str,
+        task_ids: Collection[str],
         queues: Collection[str] | None = None,
     ) -> None:
         self.broker = broker
@@ -115,7 +121,8 @@ class LocalConsumer:
     def ack(self, delivery: Delivery) -> None:
         with self.broker.db.write() as conn:
             conn.execute(
-                "DELETE FROM rl_dispatch WHERE seq=? AND claimed_by=?", (delivery.tag, self.worker_id)
+                "DELETE FROM rl_dispatch WHERE seq=? AND claimed_by=?",
+                (delivery.tag, self.worker_id),
             )
 
     def close(self) -> None:

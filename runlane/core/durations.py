@@ -48,7 +48,9 @@ def parse_duration(value: Any, option: str, *, allow_zero: bool = False) -> floa
         seconds = float(sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(text)))
     else:
         raise InvalidOptionError(
-            option, value, f"expected a duration string, seconds or timedelta, not {type(value).__name__}"
+            option,
+            value,
+            f"expected a duration string, seconds or timedelta, not {type(value).__name__}",
         )
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise InvalidOptionError(option, value, "must be a positive duration")
@@ -66,7 +68,9 @@ def parse_iso_datetime(text: str, option: str) -> datetime:
             d = date.fromisoformat(raw)
         except ValueError:
             raise InvalidOptionError(
-                option, text, "expected a duration ('1h') or an ISO-8601 date ('2024-12-01T00:00:00Z')"
+                option,
+                text,
+                "expected a duration ('1h') or an ISO-8601 date ('2024-12-01T00:00:00Z')",
             ) from None
         dt = datetime(d.year, d.month, d.day)
     return dt
@@ -100,7 +104,7 @@ def parse_idempotency_key_ttl(value: Any, option: str = "idempotency_key_ttl") -
 
 def format_duration(seconds: float) -> str:
     """``3723`` → ``'1h2m3s'`` (whole seconds)."""
-    total = int(round(seconds))
+    total = round(seconds)
     if total <= 0:
         return "0s"
     out = []

@@ -53,8 +53,13 @@ class Engine:
 
     # ------------------------------------------------------------------ trigger
     def _prepare(
-        self, task_id: str, payload: Any, raw_options: Mapping[str, Any] | None,
-        task: Task[Any] | None, now: float, known: Mapping[str, RegisteredTask],
+        self,
+        task_id: str,
+        payload: Any,
+        raw_options: Mapping[str, Any] | None,
+        task: Task[Any] | None,
+        now: float,
+        known: Mapping[str, RegisteredTask],
         batch_id: str | None,
     ) -> tuple[NewRun, int]:
         settings = self.rt.settings
@@ -110,14 +115,28 @@ class Engine:
 
         max_duration = opts.max_duration if opts.max_duration_given else None
         new = NewRun(
-            id=ids.run_id(), task_identifier=task_id, status=status, payload=payload_text,
-            created_at=now, queue=queue, metadata=metadata_text, tags=opts.tags,
-            idempotency_key=opts.idempotency_key, idempotency_key_expires_at=idem_expires,
-            ttl=ttl, delay_until=opts.delay_until if status is RunStatus.DELAYED else None,
-            concurrency_key=opts.concurrency_key, max_attempts=opts.max_attempts,
-            max_duration=max_duration, machine=opts.machine or (task.machine if task else None),
-            version=opts.version, is_test=opts.is_test, batch_id=batch_id,
-            parent_id=parent_id, root_id=root_id, depth=depth,
+            id=ids.run_id(),
+            task_identifier=task_id,
+            status=status,
+            payload=payload_text,
+            created_at=now,
+            queue=queue,
+            metadata=metadata_text,
+            tags=opts.tags,
+            idempotency_key=opts.idempotency_key,
+            idempotency_key_expires_at=idem_expires,
+            ttl=ttl,
+            delay_until=opts.delay_until if status is RunStatus.DELAYED else None,
+            concurrency_key=opts.concurrency_key,
+            max_attempts=opts.max_attempts,
+            max_duration=max_duration,
+            machine=opts.machine or (task.machine if task else None),
+            version=opts.version,
+            is_test=opts.is_test,
+            batch_id=batch_id,
+            parent_id=parent_id,
+            root_id=root_id,
+            depth=depth,
         )
         return new, len(payload_text.encode("utf-8"))
 
@@ -148,11 +167,15 @@ class Engine:
         try:
             self.rt.broker.send(dispatches)
         except Exception:
-            log.exception("broker send failed for %d run(s); they will be redelivered",
-                          len(dispatches))
+            log.exception(
+                "broker send failed for %d run(s); they will be redelivered", len(dispatches)
+            )
 
     def trigger(
-        self, task_id: str, payload: Any, options: Mapping[str, Any] | None,
+        self,
+        task_id: str,
+        payload: Any,
+        options: Mapping[str, Any] | None,
         task: Task[Any] | None = None,
     ) -> RunHandle:
         now = self.rt.now()
@@ -163,7 +186,9 @@ class Engine:
         return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached)
 
     def batch_trigger(
-        self, items: Sequence[tuple[str, Mapping[str, Any], Task[Any] | None]], *,
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any], Task[Any] | None]],
+        *,
         option_name: str = "items",
     ) -> BatchHandle:
         """``items``: (task id, {"payload": ..., "options": {...}}, task or None)."""
@@ -174,7 +199,8 @@ class Engine:
             raise InvalidOptionError(option_name, items, "a batch needs at least one item")
         if len(items) > limits.batch_items:
             raise LimitExceededError(
-                option_name, f"<{len(items)} items>",
+                option_name,
+                f"<{len(items)} items>",
                 f"a batch can have at most {limits.batch_items} items, got {len(items)}",
             )
         now = self.rt.now()
@@ -185,7 +211,8 @@ class Engine:
         for index, (task_id, item, task) in enumerate(items):
             if not isinstance(item, Mapping) or set(item) - {"payload", "options", "id"}:
                 raise InvalidOptionError(
-                    f"{option_name}[{index}]", item,
+                    f"{option_name}[{index}]",
+                    item,
                     'each item is a dict {"payload": ..., "options": {...}}',
                 )
             try:
@@ -193,12 +220,15 @@ class Engine:
                     task_id, item.get("payload"), item.get("options"), task, now, known, batch_id
                 )
             except InvalidOptionError as exc:
-                raise type(exc)(f"{option_name}[{index}].{exc.option}", exc.value, exc.reason) from exc
+                raise type(exc)(
+                    f"{option_name}[{index}].{exc.option}", exc.value, exc.reason
+                ) from exc
             total += size
             news.append(new)
         if total > limits.batch_bytes:
             raise LimitExceededError(
-                option_name, f"<{total} bytes>",
+                option_name,
+                f"<{total} bytes>",
                 f"the batch's payloads total {total} bytes, over the limit of {limits.batch_bytes}",
             )
         parent = context.current()
@@ -230,7 +260,10 @@ class Engine:
             if run.status.is_final:
                 return run
             done = self.rt.store.transition(
-                run_id, expect=CANCELABLE, to=RunStatus.CANCELED, now=self.rt.now(),
+                run_id,
+                expect=CANCELABLE,
+                to=RunStatus.CANCELED,
+                now=self.rt.now(),
                 error=TaskRunError(name="Error", message="Canceled by user", code="CANCELED"),
             )
             if done is not None:
@@ -258,16 +291,21 @@ class Engine:
         run = self.retrieve(run_id)
         if run.status is not RunStatus.DELAYED:
             raise InvalidRunStateError(
-                "Cannot reschedule a run that is not delayed", run_id=run_id,
+                "Cannot reschedule a run that is not delayed",
+                run_id=run_id,
                 status=run.status.value,
             )
         done = self.rt.store.transition(
-            run_id, expect=[RunStatus.DELAYED], to=RunStatus.DELAYED, now=now,
+            run_id,
+            expect=[RunStatus.DELAYED],
+            to=RunStatus.DELAYED,
+            now=now,
             changes={"delay_until": until},
         )
         if done is None:
             raise InvalidRunStateError(
-                "Cannot reschedule a run that is not delayed", run_id=run_id,
+                "Cannot reschedule a run that is not delayed",
+                run_id=run_id,
             )
         if until <= now:
             self.tick_delayed(now)

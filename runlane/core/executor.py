@@ -43,16 +43,27 @@ def build_context(rt: Runtime, task: Task[Any], started: StartedAttempt, worker_
     return Context(
         task=TaskInfo(id=task.id, file_path=task.file_path, export_name=task.__name__),
         attempt=AttemptInfo(
-            id=started.attempt_id, number=started.attempt_number,
-            started_at=to_datetime(started.started_at), worker_id=worker_id,
+            id=started.attempt_id,
+            number=started.attempt_number,
+            started_at=to_datetime(started.started_at),
+            worker_id=worker_id,
         ),
         run=RunInfo(
-            id=run.id, tags=list(run.tags), is_test=run.is_test, created_at=run.created_at,
+            id=run.id,
+            tags=list(run.tags),
+            is_test=run.is_test,
+            created_at=run.created_at,
             started_at=run.started_at or to_datetime(started.started_at),
-            idempotency_key=run.idempotency_key, max_attempts=run.max_attempts,
-            max_duration=run.max_duration, duration_ms=run.duration_ms, version=run.version,
-            parent_id=run.parent_id, root_id=run.root_id, depth=run.depth,
-            batch_id=run.batch_id, concurrency_key=run.concurrency_key,
+            idempotency_key=run.idempotency_key,
+            max_attempts=run.max_attempts,
+            max_duration=run.max_duration,
+            duration_ms=run.duration_ms,
+            version=run.version,
+            parent_id=run.parent_id,
+            root_id=run.root_id,
+            depth=run.depth,
+            batch_id=run.batch_id,
+            concurrency_key=run.concurrency_key,
         ),
         queue=QueueInfo(id=run.queue, name=run.queue),
         environment=EnvironmentInfo(id=env, slug=env, type=ENVIRONMENT_TYPES.get(env, env.upper())),
@@ -128,7 +139,8 @@ class Executor:
             return None
         ctx = build_context(rt, task, started, self.worker_id)
         active = ActiveRun(
-            ctx=ctx, runtime=rt,
+            ctx=ctx,
+            runtime=rt,
             metadata=MetadataState(started.run.metadata, rt.settings.limits.metadata_bytes),
             tags=list(started.run.tags),
         )
@@ -141,15 +153,19 @@ class Executor:
             self.active.remove(active.run_id)
         ops = active.metadata.take_pending()
         outcome = AttemptOutcome(
-            attempt_status=outcome.attempt_status, run_status=outcome.run_status,
-            output=outcome.output, error=outcome.error, metadata_ops=ops,
+            attempt_status=outcome.attempt_status,
+            run_status=outcome.run_status,
+            output=outcome.output,
+            error=outcome.error,
+            metadata_ops=ops,
         )
-        run = rt.store.finish_attempt(
-            started.run.id, started.attempt_number, outcome, now=rt.now()
-        )
+        run = rt.store.finish_attempt(started.run.id, started.attempt_number, outcome, now=rt.now())
         if run is None:
-            log.info("run %s changed while attempt %d ran; its result was not recorded",
-                     started.run.id, started.attempt_number)
+            log.info(
+                "run %s changed while attempt %d ran; its result was not recorded",
+                started.run.id,
+                started.attempt_number,
+            )
         return run
 
     def _attempt(self, task: Task[Any], started: StartedAttempt, ctx: Context) -> AttemptOutcome:
@@ -158,10 +174,12 @@ class Executor:
             output = jsonvalue.encode(result, "output", self.rt.settings.limits.output_bytes)
         except Exception as exc:
             return AttemptOutcome(
-                attempt_status=AttemptStatus.FAILED.value, run_status=RunStatus.FAILED,
+                attempt_status=AttemptStatus.FAILED.value,
+                run_status=RunStatus.FAILED,
                 error=serialize_exception(exc),
             )
         return AttemptOutcome(
-            attempt_status=AttemptStatus.COMPLETED.value, run_status=RunStatus.COMPLETED,
+            attempt_status=AttemptStatus.COMPLETED.value,
+            run_status=RunStatus.COMPLETED,
             output=output,
         )

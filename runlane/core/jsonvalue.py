@@ -35,9 +35,7 @@ def _convert(value: Any, option: str, path: str, depth: int) -> Any:
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise PayloadError(
-                    option, k, f"object keys must be strings; {path} has key {k!r}"
-                )
+                raise PayloadError(option, k, f"object keys must be strings; {path} has key {k!r}")
             out[k] = _convert(v, option, f"{path}.{k}", depth + 1)
         return out
     if isinstance(value, (list, tuple)):

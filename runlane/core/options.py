@@ -195,7 +195,9 @@ _RETRY_KEYS = {
 }
 
 
-def parse_retry(value: Any, base: RetryOptions | None = None, option: str = "retry") -> RetryOptions:
+def parse_retry(
+    value: Any, base: RetryOptions | None = None, option: str = "retry"
+) -> RetryOptions:
     base = base or RetryOptions()
     if value is None:
         return base
@@ -206,7 +208,9 @@ def parse_retry(value: Any, base: RetryOptions | None = None, option: str = "ret
     unknown = set(value) - _RETRY_KEYS
     if unknown:
         raise InvalidOptionError(
-            option, value, f"unknown retry option(s) {sorted(unknown)}; known: {sorted(_RETRY_KEYS)}"
+            option,
+            value,
+            f"unknown retry option(s) {sorted(unknown)}; known: {sorted(_RETRY_KEYS)}",
         )
     kw: dict[str, Any] = {}
     if "max_attempts" in value:
@@ -232,9 +236,7 @@ def parse_retry(value: Any, base: RetryOptions | None = None, option: str = "ret
         )
     merged = {**base.__dict__, **kw}
     if merged["max_timeout_in_ms"] < merged["min_timeout_in_ms"]:
-        raise InvalidOptionError(
-            option, value, "max_timeout_in_ms must be >= min_timeout_in_ms"
-        )
+        raise InvalidOptionError(option, value, "max_timeout_in_ms must be >= min_timeout_in_ms")
     return RetryOptions(**merged)
 
 
@@ -278,14 +280,18 @@ TRIGGER_OPTION_NAMES = frozenset(
 )
 
 
-def parse_trigger_options(raw: Mapping[str, Any] | None, now: float, limits: Limits) -> TriggerOptions:
+def parse_trigger_options(
+    raw: Mapping[str, Any] | None, now: float, limits: Limits
+) -> TriggerOptions:
     """Parse the options of one trigger. Unknown names are an error (typos do not pass)."""
     raw = dict(raw or {})
     unknown = set(raw) - TRIGGER_OPTION_NAMES
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidOptionError(
-            name, raw[name], f"unknown trigger option; known options: {sorted(TRIGGER_OPTION_NAMES)}"
+            name,
+            raw[name],
+            f"unknown trigger option; known options: {sorted(TRIGGER_OPTION_NAMES)}",
         )
     opts = TriggerOptions()
     if raw.get("delay") is not None:

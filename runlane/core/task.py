@@ -24,7 +24,13 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _HOOKS = (
-    "init", "cleanup", "middleware", "on_start", "on_success", "on_failure", "handle_error",
+    "init",
+    "cleanup",
+    "middleware",
+    "on_start",
+    "on_success",
+    "on_failure",
+    "handle_error",
 )
 
 
@@ -68,7 +74,8 @@ class Task(Generic[R]):
         self.queue_spec: QueueSpec = parse_queue(queue) if queue is not None else QueueSpec()
         self.queue_name = self.queue_spec.name or default_queue_name(self.id)
         self.max_duration = (
-            UNSET if max_duration is UNSET
+            UNSET
+            if max_duration is UNSET
             else validate_max_duration(max_duration, "max_duration", DEFAULT_LIMITS)
         )
         self.machine = validate_machine(machine) if machine is not None else None
@@ -209,8 +216,12 @@ def task(
             max_duration=max_duration,
             machine=machine,
             hooks={
-                "init": init, "cleanup": cleanup, "middleware": middleware,
-                "on_start": on_start, "on_success": on_success, "on_failure": on_failure,
+                "init": init,
+                "cleanup": cleanup,
+                "middleware": middleware,
+                "on_start": on_start,
+                "on_success": on_success,
+                "on_failure": on_failure,
                 "handle_error": handle_error,
             },
         )

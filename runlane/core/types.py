@@ -115,7 +115,11 @@ class Store(Protocol):
 
     # creation
     def create_runs(
-        self, runs: Sequence[NewRun], *, now: float, batch_id: str | None = None,
+        self,
+        runs: Sequence[NewRun],
+        *,
+        now: float,
+        batch_id: str | None = None,
         parent_id: str | None = None,
     ) -> list[Created]:
         """Create all runs (or none), honouring idempotency keys, in one transaction."""
@@ -128,12 +132,19 @@ class Store(Protocol):
     def seed_metadata(self, run_id: str) -> dict[str, Any] | None:
         """The metadata the run was triggered with (replays start from it)."""
         ...
+
     def count_runs(self, status: Collection[RunStatus] | None = None) -> dict[str, int]: ...
 
     # transitions
     def transition(
-        self, run_id: str, *, expect: Collection[RunStatus], to: RunStatus, now: float,
-        changes: dict[str, Any] | None = None, error: TaskRunError | None = None,
+        self,
+        run_id: str,
+        *,
+        expect: Collection[RunStatus],
+        to: RunStatus,
+        now: float,
+        changes: dict[str, Any] | None = None,
+        error: TaskRunError | None = None,
     ) -> Run | None:
         """Move a run to ``to`` if its status is in ``expect``; None when the guard fails."""
         ...
@@ -172,7 +183,9 @@ class Store(Protocol):
     def update_metadata(
         self, run_id: str, ops: Sequence[dict[str, Any]], *, now: float, limit: int
     ) -> dict[str, Any] | None: ...
-    def add_tags(self, run_id: str, tags: Sequence[str], *, now: float, max_tags: int) -> list[str]: ...
+    def add_tags(
+        self, run_id: str, tags: Sequence[str], *, now: float, max_tags: int
+    ) -> list[str]: ...
 
     # leader election
     def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool: ...

@@ -132,8 +132,10 @@ class Worker:
                 try:
                     executor.execute(delivery.dispatch)
                 except Exception:
-                    log.exception("executing run %s failed; it will be delivered again",
-                                  delivery.dispatch.run_id)
+                    log.exception(
+                        "executing run %s failed; it will be delivered again",
+                        delivery.dispatch.run_id,
+                    )
                     continue
                 try:
                     self._consumer.ack(delivery)

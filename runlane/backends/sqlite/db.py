@@ -29,7 +29,9 @@ class Database:
         if self._closed:
             raise StoreError(f"the SQLite store {self.path} is closed")
         conn = sqlite3.connect(
-            self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            self.path,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
             check_same_thread=False,
         )
         conn.row_factory = sqlite3.Row

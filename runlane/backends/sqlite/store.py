@@ -36,10 +36,34 @@ from runlane.errors import ConfigurationError, StoreError
 F = TypeVar("F", bound=Callable[..., Any])
 
 _RUN_COLUMNS = (
-    "env", "id", "task", "status", "payload", "metadata", "seed_metadata", "tags", "idempotency_key", "ttl",
-    "delay_until", "ttl_expires_at", "created_at", "updated_at", "queued_at", "batch_id",
-    "parent_id", "root_id", "depth", "schedule_id", "queue", "concurrency_key", "max_attempts",
-    "max_duration", "machine", "version", "number", "is_test",
+    "env",
+    "id",
+    "task",
+    "status",
+    "payload",
+    "metadata",
+    "seed_metadata",
+    "tags",
+    "idempotency_key",
+    "ttl",
+    "delay_until",
+    "ttl_expires_at",
+    "created_at",
+    "updated_at",
+    "queued_at",
+    "batch_id",
+    "parent_id",
+    "root_id",
+    "depth",
+    "schedule_id",
+    "queue",
+    "concurrency_key",
+    "max_attempts",
+    "max_duration",
+    "machine",
+    "version",
+    "number",
+    "is_test",
 )
 _INSERT_RUN = (
     f"INSERT INTO rl_runs ({', '.join(_RUN_COLUMNS)}) "
@@ -48,8 +72,18 @@ _INSERT_RUN = (
 # Columns a transition may change (the names are never taken from user input).
 _CHANGEABLE = frozenset(
     {
-        "delay_until", "ttl_expires_at", "queued_at", "started_at", "finished_at", "expired_at",
-        "output", "worker_id", "retry_at", "duration_ms", "metadata", "tags",
+        "delay_until",
+        "ttl_expires_at",
+        "queued_at",
+        "started_at",
+        "finished_at",
+        "expired_at",
+        "output",
+        "worker_id",
+        "retry_at",
+        "duration_ms",
+        "metadata",
+        "tags",
     }
 )
 
@@ -115,7 +149,11 @@ class SQLiteStore:
     # ------------------------------------------------------------------ creation
     @_translate
     def create_runs(
-        self, runs: Sequence[NewRun], *, now: float, batch_id: str | None = None,
+        self,
+        runs: Sequence[NewRun],
+        *,
+        now: float,
+        batch_id: str | None = None,
         parent_id: str | None = None,
     ) -> list[Created]:
         env = self.environment
@@ -136,8 +174,13 @@ class SQLiteStore:
                         continue
                     conn.execute(
                         "INSERT OR REPLACE INTO rl_idempotency VALUES (?, ?, ?, ?, ?)",
-                        (env, new.task_identifier, new.idempotency_key, new.id,
-                         new.idempotency_key_expires_at),
+                        (
+                            env,
+                            new.task_identifier,
+                            new.idempotency_key,
+                            new.id,
+                            new.idempotency_key_expires_at,
+                        ),
                     )
                 number = conn.execute(
                     "INSERT INTO rl_counters VALUES (?, ?, 1) ON CONFLICT (env, name) "
@@ -151,12 +194,34 @@ class SQLiteStore:
                 conn.execute(
                     _INSERT_RUN,
                     (
-                        env, new.id, new.task_identifier, new.status.value, new.payload,
-                        new.metadata, new.metadata, json.dumps(new.tags), new.idempotency_key, new.ttl,
-                        new.delay_until, ttl_expires, new.created_at, now, queued_at,
-                        new.batch_id, new.parent_id, new.root_id, new.depth, new.schedule_id,
-                        new.queue, new.concurrency_key, new.max_attempts, new.max_duration,
-                        new.machine, new.version, number, int(new.is_test),
+                        env,
+                        new.id,
+                        new.task_identifier,
+                        new.status.value,
+                        new.payload,
+                        new.metadata,
+                        new.metadata,
+                        json.dumps(new.tags),
+                        new.idempotency_key,
+                        new.ttl,
+                        new.delay_until,
+                        ttl_expires,
+                        new.created_at,
+                        now,
+                        queued_at,
+                        new.batch_id,
+                        new.parent_id,
+                        new.root_id,
+                        new.depth,
+                        new.schedule_id,
+                        new.queue,
+                        new.concurrency_key,
+                        new.max_attempts,
+                        new.max_duration,
+                        new.machine,
+                        new.version,
+                        number,
+                        int(new.is_test),
                     ),
                 )
                 conn.executemany(
@@ -184,32 +249,53 @@ class SQLiteStore:
             for r in rows:
                 result[r["run_id"]].append(
                     Attempt(
-                        id=r["id"], number=r["number"], status=AttemptStatus(r["status"]),
+                        id=r["id"],
+                        number=r["number"],
+                        status=AttemptStatus(r["status"]),
                         started_at=to_datetime(r["started_at"]),
-                        finished_at=to_datetime(r["finished_at"]), error=_error(r["error"]),
-                        worker_id=r["worker_id"], machine=r["machine"],
+                        finished_at=to_datetime(r["finished_at"]),
+                        error=_error(r["error"]),
+                        worker_id=r["worker_id"],
+                        machine=r["machine"],
                     )
                 )
         return result
 
     def _to_run(self, r: sqlite3.Row, attempts: list[Attempt] | None) -> Run:
         return Run(
-            id=r["id"], task_identifier=r["task"], status=RunStatus(r["status"]),
-            environment=r["env"], payload=json.loads(r["payload"]),
-            output=jsonvalue.loads(r["output"]), error=_error(r["error"]),
-            attempts=attempts or [], attempt_count=r["attempt_count"],
-            tags=json.loads(r["tags"]), metadata=json.loads(r["metadata"]),
+            id=r["id"],
+            task_identifier=r["task"],
+            status=RunStatus(r["status"]),
+            environment=r["env"],
+            payload=json.loads(r["payload"]),
+            output=jsonvalue.loads(r["output"]),
+            error=_error(r["error"]),
+            attempts=attempts or [],
+            attempt_count=r["attempt_count"],
+            tags=json.loads(r["tags"]),
+            metadata=json.loads(r["metadata"]),
             idempotency_key=r["idempotency_key"],
             ttl=format_duration(r["ttl"]) if r["ttl"] else None,
             delayed_until=to_datetime(r["delay_until"]),
-            created_at=to_datetime(r["created_at"]), updated_at=to_datetime(r["updated_at"]),
-            queued_at=to_datetime(r["queued_at"]), started_at=to_datetime(r["started_at"]),
-            finished_at=to_datetime(r["finished_at"]), expired_at=to_datetime(r["expired_at"]),
-            duration_ms=r["duration_ms"], batch_id=r["batch_id"], parent_id=r["parent_id"],
-            root_id=r["root_id"], depth=r["depth"], schedule_id=r["schedule_id"],
-            queue=r["queue"], concurrency_key=r["concurrency_key"],
-            max_attempts=r["max_attempts"], max_duration=r["max_duration"],
-            machine=r["machine"], version=r["version"], number=r["number"],
+            created_at=to_datetime(r["created_at"]),
+            updated_at=to_datetime(r["updated_at"]),
+            queued_at=to_datetime(r["queued_at"]),
+            started_at=to_datetime(r["started_at"]),
+            finished_at=to_datetime(r["finished_at"]),
+            expired_at=to_datetime(r["expired_at"]),
+            duration_ms=r["duration_ms"],
+            batch_id=r["batch_id"],
+            parent_id=r["parent_id"],
+            root_id=r["root_id"],
+            depth=r["depth"],
+            schedule_id=r["schedule_id"],
+            queue=r["queue"],
+            concurrency_key=r["concurrency_key"],
+            max_attempts=r["max_attempts"],
+            max_duration=r["max_duration"],
+            machine=r["machine"],
+            version=r["version"],
+            number=r["number"],
             is_test=bool(r["is_test"]),
         )
 
@@ -251,7 +337,8 @@ class SQLiteStore:
             )
             args.extend(query.tag)
         for column, value in (
-            ("r.batch_id", query.batch), ("r.schedule_id", query.schedule),
+            ("r.batch_id", query.batch),
+            ("r.schedule_id", query.schedule),
             ("r.parent_id", query.parent),
         ):
             if value is not None:
@@ -269,10 +356,7 @@ class SQLiteStore:
         if query.after is not None:
             where.append("r.id < ?")
             args.append(query.after)
-        sql = (
-            f"SELECT r.* FROM rl_runs r WHERE {' AND '.join(where)} "
-            "ORDER BY r.id DESC LIMIT ?"
-        )
+        sql = f"SELECT r.* FROM rl_runs r WHERE {' AND '.join(where)} ORDER BY r.id DESC LIMIT ?"
         with self.db.read() as conn:
             rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
             more = len(rows) > query.limit
@@ -295,8 +379,11 @@ class SQLiteStore:
         if row is None:
             return None
         return Batch(
-            id=row["id"], environment=row["env"], run_ids=json.loads(row["run_ids"]),
-            created_at=to_datetime(row["created_at"]), parent_id=row["parent_id"],
+            id=row["id"],
+            environment=row["env"],
+            run_ids=json.loads(row["run_ids"]),
+            created_at=to_datetime(row["created_at"]),
+            parent_id=row["parent_id"],
         )
 
     @_translate
@@ -312,8 +399,13 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ transitions
     def _set(
-        self, conn: sqlite3.Connection, run_id: str, expect: Collection[RunStatus],
-        to: RunStatus, now: float, changes: dict[str, Any],
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        expect: Collection[RunStatus],
+        to: RunStatus,
+        now: float,
+        changes: dict[str, Any],
     ) -> bool:
         bad = set(changes) - _CHANGEABLE - {"error"}
         if bad:
@@ -329,8 +421,14 @@ class SQLiteStore:
 
     @_translate
     def transition(
-        self, run_id: str, *, expect: Collection[RunStatus], to: RunStatus, now: float,
-        changes: dict[str, Any] | None = None, error: TaskRunError | None = None,
+        self,
+        run_id: str,
+        *,
+        expect: Collection[RunStatus],
+        to: RunStatus,
+        now: float,
+        changes: dict[str, Any] | None = None,
+        error: TaskRunError | None = None,
     ) -> Run | None:
         changes = dict(changes or {})
         if error is not None:
@@ -348,13 +446,19 @@ class SQLiteStore:
                 conn.execute(
                     "UPDATE rl_attempts SET status=?, finished_at=?, error=? WHERE env=? "
                     "AND run_id=? AND status='EXECUTING'",
-                    (_ATTEMPT_END.get(to, "FAILED"), now, changes.get("error"),
-                     self.environment, run_id),
+                    (
+                        _ATTEMPT_END.get(to, "FAILED"),
+                        now,
+                        changes.get("error"),
+                        self.environment,
+                        run_id,
+                    ),
                 )
             return self._get(conn, run_id, True)
 
-    def _queue_or_wait(self, conn: sqlite3.Connection, rows: list[sqlite3.Row], now: float
-                       ) -> list[Dispatch]:
+    def _queue_or_wait(
+        self, conn: sqlite3.Connection, rows: list[sqlite3.Row], now: float
+    ) -> list[Dispatch]:
         """Move each row to QUEUED (its task is known) or WAITING_FOR_DEPLOY."""
         known = self._known(conn, {r["task"] for r in rows})
         out = []
@@ -391,8 +495,11 @@ class SQLiteStore:
             ).fetchall()
             for r in rows:
                 err = TaskRunError(
-                    name="Error", code="TTL_EXPIRED",
-                    message=f"Run expired because the TTL ({format_duration(r['ttl'])}) was reached",
+                    name="Error",
+                    code="TTL_EXPIRED",
+                    message=(
+                        f"Run expired because the TTL ({format_duration(r['ttl'])}) was reached"
+                    ),
                 )
                 conn.execute(
                     "UPDATE rl_runs SET status='EXPIRED', expired_at=?, finished_at=?, "
@@ -446,7 +553,8 @@ class SQLiteStore:
         if not ids_:
             return {}
         rows = self.db.conn.execute(
-            f"SELECT id, queue FROM rl_tasks WHERE env=? AND id IN ({', '.join('?' for _ in ids_)})",
+            "SELECT id, queue FROM rl_tasks WHERE env=? AND id IN "
+            f"({', '.join('?' for _ in ids_)})",
             (self.environment, *ids_),
         ).fetchall()
         return {r[0]: RegisteredTask(r[0], r[1]) for r in rows}
@@ -491,7 +599,8 @@ class SQLiteStore:
                 (env, run_id),
             ).fetchone()
             if (
-                row is None or row["status"] != "EXECUTING"
+                row is None
+                or row["status"] != "EXECUTING"
                 or row["attempt_count"] != attempt_number
             ):
                 return None
@@ -516,8 +625,14 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE rl_attempts SET status=?, finished_at=?, error=? "
                 "WHERE env=? AND run_id=? AND number=?",
-                (outcome.attempt_status, now, _error_json(outcome.error), env, run_id,
-                 attempt_number),
+                (
+                    outcome.attempt_status,
+                    now,
+                    _error_json(outcome.error),
+                    env,
+                    run_id,
+                    attempt_number,
+                ),
             )
             return self._get(conn, run_id, True)
 
