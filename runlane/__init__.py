@@ -15,7 +15,8 @@ runlane.runs.retrieve(handle).status   # "COMPLETED"
 from __future__ import annotations
 
 from runlane import config as _config  # installs the default runtime factory
-from runlane.api import batch, idempotency_keys, runs, tags, tasks
+from runlane.api import batch, idempotency_keys, runs, tags, tasks, timeout, usage
+from runlane.api.logger import logger
 from runlane.api.metadata import metadata
 from runlane.config import configure
 from runlane.core.clock import FakeClock
@@ -32,6 +33,7 @@ from runlane.core.models import (
     TaskRunError,
 )
 from runlane.core.options import TIMEOUT_NONE
+from runlane.core.schema import schema_task
 from runlane.core.task import Task, task
 from runlane.core.worker import Worker
 
@@ -59,8 +61,12 @@ __all__ = [
     "configure",
     "idempotency_keys",
     "metadata",
+    "logger",
     "runs",
+    "schema_task",
     "tags",
     "task",
     "tasks",
+    "timeout",
+    "usage",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from runlane.core import context
 from runlane.core.aio import run_sync
-from runlane.core.executor import flush_metadata
+from runlane.core.executor import flush_active
 from runlane.core.metadata import make_op
 
 
@@ -57,7 +57,7 @@ class RunMetadata:
         """Write pending updates to the store now."""
         active = context.current()
         if active is not None:
-            flush_metadata(active.runtime, active)
+            flush_active(active.runtime, active)
 
     async def aio_flush(self) -> None:
         await run_sync(self.flush)

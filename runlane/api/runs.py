@@ -11,9 +11,10 @@ from runlane.core import runtime
 from runlane.core.aio import aio, run_sync
 from runlane.core.clock import to_timestamp
 from runlane.core.durations import parse_iso_datetime
+from runlane.core.logs import LogEntry
 from runlane.core.models import Run, RunHandle, RunStatus
 from runlane.core.types import RunQuery
-from runlane.errors import InvalidOptionError
+from runlane.errors import InvalidOptionError, RunNotFoundError
 
 __all__ = [
     "RunPage",
@@ -22,8 +23,10 @@ __all__ = [
     "aio_replay",
     "aio_reschedule",
     "aio_retrieve",
+    "aio_logs",
     "aio_update_metadata",
     "cancel",
+    "logs",
     "list",
     "replay",
     "reschedule",
@@ -58,6 +61,18 @@ def reschedule(run: str | RunHandle | Run, delay: Any) -> Run:
 def update_metadata(run: str | RunHandle | Run, metadata: dict[str, Any]) -> dict[str, Any]:
     """Replace a run's metadata."""
     return runtime.get().engine.update_metadata(run_id_of(run), metadata)
+
+
+def logs(run: str | RunHandle | Run, *, after: int = 0, limit: int = 1000) -> list[LogEntry]:
+    """The run's log (logger calls, spans, captured prints) in order; ``after`` is the
+    ``seq`` of the last entry already read."""
+    rt = runtime.get()
+    run_id = run_id_of(run)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise InvalidOptionError("limit", limit, "must be an integer from 1 to 10000")
+    if rt.store.get_run(run_id, with_attempts=False) is None:
+        raise RunNotFoundError(f"no run {run_id!r} in environment {rt.environment!r}")
+    return rt.store.get_logs(run_id, after=after, limit=limit)
 
 
 def _strings(value: Any, option: str) -> tuple[str, ...]:
@@ -204,3 +219,4 @@ aio_replay = aio(replay)
 aio_reschedule = aio(reschedule)
 aio_update_metadata = aio(update_metadata)
 aio_list = aio(list)
+aio_logs = aio(logs)

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict
 from runlane.errors import NotInRunError
 
 if TYPE_CHECKING:
+    from runlane.core.interrupt import AttemptControl
+    from runlane.core.logs import LogBuffer
     from runlane.core.metadata import MetadataState
     from runlane.core.runtime import Runtime
 
@@ -111,6 +113,8 @@ class ActiveRun:
     runtime: Runtime
     metadata: MetadataState
     tags: list[str] = field(default_factory=list)
+    logs: LogBuffer | None = None
+    control: AttemptControl | None = None
 
     @property
     def run_id(self) -> str:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runlane.core import context, ids, jsonvalue
+from runlane.core import context, ids, jsonvalue, tracing
 from runlane.core.durations import parse_point_in_time
 from runlane.core.metadata import check_size, make_op
 from runlane.core.models import (
@@ -21,7 +21,7 @@ from runlane.core.models import (
     RunStatus,
     TaskRunError,
 )
-from runlane.core.options import TriggerOptions, parse_trigger_options, validate_task_id
+from runlane.core.options import UNSET, TriggerOptions, parse_trigger_options, validate_task_id
 from runlane.core.task import Task, default_queue_name
 from runlane.core.types import Created, Dispatch, NewRun, RegisteredTask
 from runlane.errors import (
@@ -113,7 +113,13 @@ class Engine:
             root_id = parent.ctx.run.root_id or parent.ctx.run.id
             depth = parent.ctx.run.depth + 1
 
-        max_duration = opts.max_duration if opts.max_duration_given else None
+        # stored: seconds, 0 for "no limit" (timeout.NONE), None to decide at execution
+        if opts.max_duration_given:
+            max_duration: int | None = opts.max_duration or 0
+        elif task is not None and task.max_duration is not UNSET:
+            max_duration = task.max_duration or 0
+        else:
+            max_duration = None
         new = NewRun(
             id=ids.run_id(),
             task_identifier=task_id,
@@ -137,6 +143,7 @@ class Engine:
             parent_id=parent_id,
             root_id=root_id,
             depth=depth,
+            trace_context=tracing.get().inject(),
         )
         return new, len(payload_text.encode("utf-8"))
 
@@ -178,10 +185,12 @@ class Engine:
         options: Mapping[str, Any] | None,
         task: Task[Any] | None = None,
     ) -> RunHandle:
-        now = self.rt.now()
-        new, _ = self._prepare(task_id, payload, options, task, now, self._known({task_id}), None)
-        created = self.rt.store.create_runs([new], now=now)
-        self._dispatch(created, [new])
+        with tracing.get().span(f"trigger {task_id}", {"runlane.task": task_id}):
+            now = self.rt.now()
+            known = self._known({task_id})
+            new, _ = self._prepare(task_id, payload, options, task, now, known, None)
+            created = self.rt.store.create_runs([new], now=now)
+            self._dispatch(created, [new])
         c = created[0]
         return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached)
 
@@ -308,7 +317,7 @@ class Engine:
                 run_id=run_id,
             )
         if until <= now:
-            self.tick_delayed(now)
+            self.tick_due(now)
             return self.retrieve(run_id)
         return done
 
@@ -322,15 +331,15 @@ class Engine:
         return md
 
     # ------------------------------------------------------------------ loops
-    def tick_delayed(self, now: float) -> int:
-        moved = self.rt.store.promote_delayed(now=now, limit=1000)
+    def tick_due(self, now: float) -> int:
+        moved = self.rt.store.promote_due(now=now, limit=1000)
         self.send(moved)
         return len(moved)
 
     def tick(self, *, redeliver: bool = False) -> None:
         """One pass of the time-driven loops (the leader runs it every engine_interval)."""
         now = self.rt.now()
-        self.tick_delayed(now)
+        self.tick_due(now)
         self.rt.store.expire_runs(now=now, limit=1000)
         if redeliver:
             self.send(

@@ -1,14 +1,13 @@
-"""One attempt of one run: start it in the store, call the task, record the outcome."""
+"""Executing one delivered run: start the attempt in the store, run it, record the outcome."""
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from runlane.core import context, jsonvalue
+from runlane.core import context, tracing
+from runlane.core.attempt import AttemptEnd, AttemptSpec, run_attempt
 from runlane.core.clock import to_datetime
 from runlane.core.context import (
     ENVIRONMENT_TYPES,
@@ -23,9 +22,11 @@ from runlane.core.context import (
     TaskInfo,
 )
 from runlane.core.errors_ser import serialize_exception
+from runlane.core.interrupt import CANCEL, TIMEOUT, AttemptControl, AttemptInterrupted
+from runlane.core.logs import LogBuffer, flush_partial_line
 from runlane.core.metadata import MetadataState
-from runlane.core.models import AttemptStatus, Run, RunStatus
-from runlane.core.options import DEFAULT_MACHINE, MACHINES
+from runlane.core.models import AttemptStatus, Run, RunStatus, TaskRunError
+from runlane.core.options import DEFAULT_MACHINE, MACHINES, UNSET, RetryOptions, parse_retry
 from runlane.core.task import Task
 from runlane.core.types import AttemptOutcome, Dispatch, StartedAttempt
 
@@ -35,7 +36,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("runlane.executor")
 
 
-def build_context(rt: Runtime, task: Task[Any], started: StartedAttempt, worker_id: str) -> Context:
+def effective_retry(rt: Runtime, task: Task[Any], run: Run) -> RetryOptions:
+    options = parse_retry(task.retry_options, rt.settings.retry_default)
+    if run.max_attempts is not None:
+        options = RetryOptions(**{**options.__dict__, "max_attempts": max(1, run.max_attempts)})
+    if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
+        options = RetryOptions(**{**options.__dict__, "max_attempts": 1})
+    return options
+
+
+def effective_max_duration(rt: Runtime, task: Task[Any], stored: int | None) -> int | None:
+    """Trigger option > task > configure(); 0 stored means "no limit" (timeout.NONE)."""
+    if stored is not None:
+        return stored or None
+    if task.max_duration is not UNSET:
+        return task.max_duration
+    return rt.settings.max_duration
+
+
+def build_context(
+    rt: Runtime, task: Task[Any], started: StartedAttempt, worker_id: str,
+    max_attempts: int, max_duration: int | None,
+) -> Context:
     run: Run = started.run
     machine = run.machine or task.machine or rt.settings.machine or DEFAULT_MACHINE
     cpu, memory = MACHINES[machine]
@@ -43,27 +65,16 @@ def build_context(rt: Runtime, task: Task[Any], started: StartedAttempt, worker_
     return Context(
         task=TaskInfo(id=task.id, file_path=task.file_path, export_name=task.__name__),
         attempt=AttemptInfo(
-            id=started.attempt_id,
-            number=started.attempt_number,
-            started_at=to_datetime(started.started_at),
-            worker_id=worker_id,
+            id=started.attempt_id, number=started.attempt_number,
+            started_at=to_datetime(started.started_at), worker_id=worker_id,
         ),
         run=RunInfo(
-            id=run.id,
-            tags=list(run.tags),
-            is_test=run.is_test,
-            created_at=run.created_at,
+            id=run.id, tags=list(run.tags), is_test=run.is_test, created_at=run.created_at,
             started_at=run.started_at or to_datetime(started.started_at),
-            idempotency_key=run.idempotency_key,
-            max_attempts=run.max_attempts,
-            max_duration=run.max_duration,
-            duration_ms=run.duration_ms,
-            version=run.version,
-            parent_id=run.parent_id,
-            root_id=run.root_id,
-            depth=run.depth,
-            batch_id=run.batch_id,
-            concurrency_key=run.concurrency_key,
+            idempotency_key=run.idempotency_key, max_attempts=max_attempts,
+            max_duration=max_duration, duration_ms=run.duration_ms, version=run.version,
+            parent_id=run.parent_id, root_id=run.root_id, depth=run.depth,
+            batch_id=run.batch_id, concurrency_key=run.concurrency_key,
         ),
         queue=QueueInfo(id=run.queue, name=run.queue),
         environment=EnvironmentInfo(id=env, slug=env, type=ENVIRONMENT_TYPES.get(env, env.upper())),
@@ -72,20 +83,8 @@ def build_context(rt: Runtime, task: Task[Any], started: StartedAttempt, worker_
     )
 
 
-def call_task(task: Task[Any], payload: Any, ctx: Context) -> Any:
-    args = (payload, ctx) if task.takes_ctx else (payload,)
-    result = task.fn(*args)
-    if inspect.isawaitable(result):
-        return asyncio.run(_await(result))
-    return result
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
-
-
 class ActiveRuns:
-    """The attempts executing in this process, for the metadata flusher."""
+    """The attempts executing in this process (for the supervisor and the flusher)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -108,17 +107,32 @@ class ActiveRuns:
             return len(self._runs)
 
 
-def flush_metadata(rt: Runtime, active: ActiveRun) -> None:
+def flush_active(rt: Runtime, active: ActiveRun) -> None:
+    """Write the attempt's pending metadata operations and log entries to the store."""
     ops = active.metadata.take_pending()
-    if not ops:
-        return
-    try:
-        rt.store.update_metadata(
-            active.run_id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
-        )
-    except Exception:
-        active.metadata.restore_pending(ops)
-        raise
+    if ops:
+        try:
+            rt.store.update_metadata(
+                active.run_id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
+            )
+        except Exception:
+            active.metadata.restore_pending(ops)
+            raise
+    if active.logs is not None:
+        entries = active.logs.take()
+        if entries:
+            try:
+                rt.store.append_logs(active.run_id, entries)
+            except Exception:
+                active.logs.restore(entries)
+                raise
+
+
+def timed_out_error(seconds: int | None) -> TaskRunError:
+    return TaskRunError(
+        name="MaxDurationExceededError", code="MAX_DURATION_EXCEEDED",
+        message=f"Run exceeded maxDuration of {seconds} seconds",
+    )
 
 
 class Executor:
@@ -137,49 +151,95 @@ class Executor:
         )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return None
-        ctx = build_context(rt, task, started, self.worker_id)
+        retry = effective_retry(rt, task, started.run)
+        max_duration = effective_max_duration(rt, task, started.run.max_duration)
+        ctx = build_context(rt, task, started, self.worker_id, retry.max_attempts, max_duration)
+        control = AttemptControl(max_duration)
         active = ActiveRun(
-            ctx=ctx,
-            runtime=rt,
+            ctx=ctx, runtime=rt,
             metadata=MetadataState(started.run.metadata, rt.settings.limits.metadata_bytes),
             tags=list(started.run.tags),
+            logs=LogBuffer(started.run.id, started.attempt_number),
+            control=control,
+        )
+        spec = AttemptSpec(
+            task=task, payload=started.run.payload, active=active, control=control,
+            global_hooks=rt.settings.hooks, retry=retry,
+            output_limit=rt.settings.limits.output_bytes, now=rt.now,
         )
         self.active.add(active)
         token = context.activate(active)
+        attributes = {
+            "runlane.run_id": started.run.id, "runlane.task": task.id,
+            "runlane.attempt": started.attempt_number,
+        }
         try:
-            outcome = self._attempt(task, started, ctx)
+            try:
+                with tracing.get().attempt_span(
+                    f"{task.id} attempt {started.attempt_number}", attributes,
+                    started.trace_context,
+                ):
+                    end = run_attempt(spec)
+            except AttemptInterrupted:
+                end = None
+            except Exception as exc:  # a runlane bug or a broken hook contract
+                end = AttemptEnd(error=serialize_exception(exc))
+            finally:
+                flush_partial_line(active)
         finally:
+            control.finished.set()
             context.deactivate(token)
             self.active.remove(active.run_id)
-        ops = active.metadata.take_pending()
-        outcome = AttemptOutcome(
-            attempt_status=outcome.attempt_status,
-            run_status=outcome.run_status,
-            output=outcome.output,
-            error=outcome.error,
-            metadata_ops=ops,
-        )
-        run = rt.store.finish_attempt(started.run.id, started.attempt_number, outcome, now=rt.now())
-        if run is None:
-            log.info(
-                "run %s changed while attempt %d ran; its result was not recorded",
-                started.run.id,
-                started.attempt_number,
-            )
-        return run
+        outcome = self._outcome(end, control, max_duration)
+        return self._record(started, active, outcome)
 
-    def _attempt(self, task: Task[Any], started: StartedAttempt, ctx: Context) -> AttemptOutcome:
-        try:
-            result = call_task(task, started.run.payload, ctx)
-            output = jsonvalue.encode(result, "output", self.rt.settings.limits.output_bytes)
-        except Exception as exc:
+    def _outcome(
+        self, end: AttemptEnd | None, control: AttemptControl, max_duration: int | None
+    ) -> AttemptOutcome | None:
+        if control.reason == CANCEL:
+            return None  # the store already holds the run as CANCELED
+        if control.reason == TIMEOUT or end is None:
             return AttemptOutcome(
-                attempt_status=AttemptStatus.FAILED.value,
-                run_status=RunStatus.FAILED,
-                error=serialize_exception(exc),
+                attempt_status=AttemptStatus.TIMED_OUT.value, run_status=RunStatus.TIMED_OUT,
+                error=timed_out_error(max_duration),
+            )
+        if end.error is None:
+            return AttemptOutcome(
+                attempt_status=AttemptStatus.COMPLETED.value, run_status=RunStatus.COMPLETED,
+                output=end.output,
+            )
+        if end.retry_at is not None:
+            return AttemptOutcome(
+                attempt_status=AttemptStatus.FAILED.value, run_status=RunStatus.REATTEMPTING,
+                error=end.error, retry_at=end.retry_at, machine=end.machine,
             )
         return AttemptOutcome(
-            attempt_status=AttemptStatus.COMPLETED.value,
-            run_status=RunStatus.COMPLETED,
-            output=output,
+            attempt_status=AttemptStatus.FAILED.value, run_status=RunStatus.FAILED,
+            error=end.error,
         )
+
+    def _record(
+        self, started: StartedAttempt, active: ActiveRun, outcome: AttemptOutcome | None
+    ) -> Run | None:
+        rt = self.rt
+        ops = active.metadata.take_pending()
+        entries = active.logs.take() if active.logs is not None else []
+        if entries:
+            try:
+                rt.store.append_logs(started.run.id, entries)
+            except Exception:
+                log.exception("could not write the logs of run %s", started.run.id)
+        if outcome is None:
+            if ops:  # the run was canceled: keep what it reported until then
+                rt.store.update_metadata(
+                    started.run.id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
+                )
+            return None
+        outcome = AttemptOutcome(**{**outcome.__dict__, "metadata_ops": ops})
+        run = rt.store.finish_attempt(
+            started.run.id, started.attempt_number, outcome, now=rt.now()
+        )
+        if run is None:
+            log.info("run %s changed while attempt %d ran; its result was not recorded",
+                     started.run.id, started.attempt_number)
+        return run

@@ -125,6 +125,7 @@ class Run(BaseModel):
     concurrency_key: str | None = None
     max_attempts: int | None = None
     max_duration: int | None = None
+    retry_at: datetime | None = None  # when a REATTEMPTING run is queued again
     machine: str | None = None
     version: str | None = None
     number: int = 0

@@ -190,6 +190,31 @@ def _same_definition(a: Task[Any], b: Task[Any]) -> bool:
 registry = Registry()
 
 
+def define_task(
+    fn: Callable[..., R],
+    id: str | None,
+    options: Mapping[str, Any],
+    parse_payload: Callable[[Any], Any] | None = None,
+) -> Task[R]:
+    """Build a Task from decorator options and register it."""
+    unknown = set(options) - {"retry", "queue", "max_duration", "machine", *_HOOKS}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidOptionError(name, options[name], "unknown task option")
+    t = Task(
+        fn,
+        id=id if id is not None else fn.__name__.replace("_", "-"),
+        retry=options.get("retry"),
+        queue=options.get("queue"),
+        max_duration=options.get("max_duration", UNSET),
+        machine=options.get("machine"),
+        hooks={name: options.get(name) for name in _HOOKS},
+        parse_payload=parse_payload,
+    )
+    registry.add(t)
+    return t
+
+
 def task(
     id: str | None = None,
     *,
@@ -205,28 +230,22 @@ def task(
     on_failure: Callable[..., Any] | None = None,
     handle_error: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., R]], Task[R]]:
-    """Define a task: ``@task(id="convert-video", retry={...}, queue={...})``."""
+    """Define a task: ``@task(id="convert-video", retry={...}, queue={...})``.
+
+    Hooks: ``init(payload, ctx)`` (per attempt; its return value is ``ctx.init``),
+    ``cleanup(payload, ctx)``, ``middleware(payload, ctx, next)``, ``on_start(payload, ctx)``
+    (once per run), ``on_success(payload, output, ctx)``, ``on_failure(payload, error, ctx)``,
+    ``handle_error(payload, error, ctx, retry_at=..., retry_delay_in_ms=..., retry=...)``.
+    Each may be ``def`` or ``async def`` and may take fewer arguments.
+    """
+    options = {
+        "retry": retry, "queue": queue, "max_duration": max_duration, "machine": machine,
+        "init": init, "cleanup": cleanup, "middleware": middleware, "on_start": on_start,
+        "on_success": on_success, "on_failure": on_failure, "handle_error": handle_error,
+    }
 
     def decorate(fn: Callable[..., R]) -> Task[R]:
-        t = Task(
-            fn,
-            id=id if id is not None else fn.__name__.replace("_", "-"),
-            retry=retry,
-            queue=queue,
-            max_duration=max_duration,
-            machine=machine,
-            hooks={
-                "init": init,
-                "cleanup": cleanup,
-                "middleware": middleware,
-                "on_start": on_start,
-                "on_success": on_success,
-                "on_failure": on_failure,
-                "handle_error": handle_error,
-            },
-        )
-        registry.add(t)
-        return t
+        return define_task(fn, id, options)
 
     if callable(id):  # bare @task
         fn, id = id, None

@@ -11,6 +11,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from runlane.core.logs import LogEntry
 from runlane.core.models import Batch, Run, RunStatus, TaskRunError
 
 JSON = Any
@@ -43,6 +44,7 @@ class NewRun:
     root_id: str | None = None
     depth: int = 0
     schedule_id: str | None = None
+    trace_context: dict[str, str] | None = None  # W3C headers of the triggering span
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class StartedAttempt:
     attempt_id: str
     attempt_number: int
     started_at: float
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class AttemptOutcome:
     error: TaskRunError | None = None
     metadata_ops: list[dict[str, Any]] = field(default_factory=list)
     retry_at: float | None = None  # for REATTEMPTING
+    machine: str | None = None  # the machine of the next attempt (out of memory)
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,13 @@ class Store(Protocol):
         """Move a run to ``to`` if its status is in ``expect``; None when the guard fails."""
         ...
 
-    def promote_delayed(self, *, now: float, limit: int) -> list[Dispatch]:
-        """DELAYED runs whose time has come → QUEUED (or WAITING_FOR_DEPLOY)."""
+    def promote_due(self, *, now: float, limit: int) -> list[Dispatch]:
+        """DELAYED runs whose time has come → QUEUED (or WAITING_FOR_DEPLOY); REATTEMPTING
+        runs whose retry time has come → QUEUED."""
+        ...
+
+    def statuses(self, run_ids: Collection[str]) -> dict[str, RunStatus]:
+        """The current status of each run (missing runs are left out)."""
         ...
 
     def expire_runs(self, *, now: float, limit: int) -> list[str]:
@@ -186,6 +195,10 @@ class Store(Protocol):
     def add_tags(
         self, run_id: str, tags: Sequence[str], *, now: float, max_tags: int
     ) -> list[str]: ...
+
+    # logs
+    def append_logs(self, run_id: str, entries: Sequence[dict[str, Any]]) -> None: ...
+    def get_logs(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[LogEntry]: ...
 
     # leader election
     def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool: ...

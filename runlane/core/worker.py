@@ -17,7 +17,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from runlane.core import ids, runtime
-from runlane.core.executor import ActiveRuns, Executor, flush_metadata
+from runlane.core.context import ActiveRun
+from runlane.core.executor import ActiveRuns, Executor, flush_active, timed_out_error
+from runlane.core.interrupt import CANCEL, TIMEOUT
+from runlane.core.logs import capture_prints
+from runlane.core.models import AttemptStatus, RunStatus
+from runlane.core.types import AttemptOutcome
 from runlane.core.options import validate_queue_name
 from runlane.core.task import Task
 from runlane.core.types import NativeBroker
@@ -27,6 +32,8 @@ log = logging.getLogger("runlane.worker")
 
 ENGINE_LEASE = "engine"
 REDELIVER_EVERY = 30.0
+STATUS_CHECK_EVERY = 0.5  # how often executing runs are checked for a cancel
+INTERRUPT_GRACE = 2.0  # seconds an interrupted attempt gets before its slot is replaced
 
 
 class Worker:
@@ -52,6 +59,7 @@ class Worker:
         self._consumer: Any = None
         self._started = False
         self.is_leader = False
+        self._abandoned: set[int] = set()
 
     @property
     def runtime(self) -> runtime.Runtime:
@@ -73,7 +81,8 @@ class Worker:
         self._consumer = broker.consumer(self.id, rt.registry.ids(), self.queues)
         rt.registry.on_add(self._on_task_added)
         rt.engine.register(rt.registry.all())
-        self._spawn(self._engine_loop, "runlane-engine")
+        capture_prints()
+        self._spawn(self._housekeeping_loop, "runlane-engine")
         for i in range(self.concurrency):
             self._spawn(self._executor_loop, f"runlane-exec-{i}")
         self._started = True
@@ -121,7 +130,8 @@ class Worker:
     def _executor_loop(self) -> None:
         rt = self.runtime
         executor = Executor(rt, self.id, self.active)
-        while not self._stop.is_set():
+        me = threading.get_ident()
+        while not self._stop.is_set() and me not in self._abandoned:
             try:
                 deliveries = self._consumer.fetch(1, self.fetch_timeout)
             except Exception:
@@ -141,13 +151,15 @@ class Worker:
                     self._consumer.ack(delivery)
                 except Exception:
                     log.exception("ack of run %s failed", delivery.dispatch.run_id)
+        self._abandoned.discard(me)
 
-    def _engine_loop(self) -> None:
+    def _housekeeping_loop(self) -> None:
+        """Engine ticks (as leader), metadata/log flushes, and attempt supervision."""
         rt = self.runtime
         interval = rt.settings.engine_interval
         lease_ttl = max(5.0, interval * 20)
         last_redeliver = time.monotonic()
-        last_flush = 0.0
+        last_flush = last_status = 0.0
         while not self._stop.is_set():
             try:
                 self.is_leader = rt.store.acquire_lease(
@@ -160,11 +172,75 @@ class Worker:
                     rt.engine.tick(redeliver=redeliver)
             except Exception:
                 log.exception("engine tick failed")
+            check_status = time.monotonic() - last_status >= STATUS_CHECK_EVERY
+            if check_status:
+                last_status = time.monotonic()
+            try:
+                self._supervise(check_status)
+            except Exception:
+                log.exception("supervising attempts failed")
             if time.monotonic() - last_flush >= rt.settings.metadata_flush_interval:
                 last_flush = time.monotonic()
                 for active in self.active.snapshot():
                     try:
-                        flush_metadata(rt, active)
+                        flush_active(rt, active)
                     except Exception:
-                        log.exception("metadata flush of run %s failed", active.run_id)
+                        log.exception("flush of run %s failed", active.run_id)
             self._stop.wait(interval)
+
+    def _supervise(self, check_status: bool) -> None:
+        """Interrupt attempts past their max duration or canceled; free the slot of an attempt
+        stuck in a blocking call after ``INTERRUPT_GRACE`` seconds."""
+        rt = self.runtime
+        actives = [a for a in self.active.snapshot() if a.control is not None]
+        if not actives:
+            return
+        now = time.monotonic()
+        for active in actives:
+            control = active.control
+            assert control is not None
+            if control.deadline is not None and now >= control.deadline:
+                control.interrupt(TIMEOUT)
+        if check_status:
+            statuses = rt.store.statuses([a.run_id for a in actives])
+            for active in actives:
+                status = statuses.get(active.run_id)
+                if status is not None and status is not RunStatus.EXECUTING:
+                    assert active.control is not None
+                    active.control.interrupt(CANCEL)
+        for active in actives:
+            control = active.control
+            assert control is not None
+            stuck = (
+                control.interrupted_at is not None
+                and not control.finished.is_set()
+                and now - control.interrupted_at >= INTERRUPT_GRACE
+                and control.thread_id not in self._abandoned
+            )
+            if stuck:
+                self._abandon(active)
+
+    def _abandon(self, active: ActiveRun) -> None:
+        """The attempt does not return from a blocking call: end the run now and give its
+        slot to a new executor thread. The old thread stops when the call returns."""
+        rt = self.runtime
+        control = active.control
+        assert control is not None
+        self._abandoned.add(control.thread_id)
+        if control.reason == TIMEOUT:
+            rt.store.finish_attempt(
+                active.run_id, active.ctx.attempt.number,
+                AttemptOutcome(
+                    attempt_status=AttemptStatus.TIMED_OUT.value,
+                    run_status=RunStatus.TIMED_OUT,
+                    error=timed_out_error(active.ctx.run.max_duration),
+                    metadata_ops=active.metadata.take_pending(),
+                ),
+                now=rt.now(),
+            )
+        log.warning(
+            "run %s is blocked after being interrupted (%s); its slot goes to a new thread",
+            active.run_id, control.reason,
+        )
+        if not self._stop.is_set():
+            self._spawn(self._executor_loop, "runlane-exec")

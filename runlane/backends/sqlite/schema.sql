@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS rl_runs (
     attempt_count INTEGER NOT NULL DEFAULT 0,
     worker_id TEXT,
     retry_at REAL,
+    trace_context TEXT,
     PRIMARY KEY (env, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rl_runs_status ON rl_runs (env, status, id);
@@ -47,6 +48,7 @@ CREATE INDEX IF NOT EXISTS rl_runs_schedule ON rl_runs (env, schedule_id) WHERE 
 CREATE INDEX IF NOT EXISTS rl_runs_delayed ON rl_runs (env, delay_until) WHERE status = 'DELAYED';
 CREATE INDEX IF NOT EXISTS rl_runs_ttl ON rl_runs (env, ttl_expires_at)
     WHERE status IN ('QUEUED', 'WAITING_FOR_DEPLOY') AND ttl_expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rl_runs_retry ON rl_runs (env, retry_at) WHERE status = 'REATTEMPTING';
 CREATE INDEX IF NOT EXISTS rl_runs_waiting ON rl_runs (env, task) WHERE status = 'WAITING_FOR_DEPLOY';
 
 CREATE TABLE IF NOT EXISTS rl_run_tags (
@@ -96,3 +98,11 @@ CREATE TABLE IF NOT EXISTS rl_dispatch (
 );
 CREATE INDEX IF NOT EXISTS rl_dispatch_task ON rl_dispatch (env, task, seq);
 CREATE UNIQUE INDEX IF NOT EXISTS rl_dispatch_run ON rl_dispatch (env, run_id);
+
+CREATE TABLE IF NOT EXISTS rl_logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    env TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL, time REAL NOT NULL,
+    level TEXT NOT NULL, kind TEXT NOT NULL, message TEXT NOT NULL, attributes TEXT NOT NULL,
+    duration_ms REAL
+);
+CREATE INDEX IF NOT EXISTS rl_logs_run ON rl_logs (env, run_id, seq);

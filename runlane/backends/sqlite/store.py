@@ -13,6 +13,7 @@ from runlane.backends.sqlite.db import Database, shared_database
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
 from runlane.core.durations import format_duration
+from runlane.core.logs import LogEntry
 from runlane.core.metadata import apply_ops, check_size
 from runlane.core.models import (
     Attempt,
@@ -64,6 +65,7 @@ _RUN_COLUMNS = (
     "version",
     "number",
     "is_test",
+    "trace_context",
 )
 _INSERT_RUN = (
     f"INSERT INTO rl_runs ({', '.join(_RUN_COLUMNS)}) "
@@ -84,6 +86,7 @@ _CHANGEABLE = frozenset(
         "duration_ms",
         "metadata",
         "tags",
+        "machine",
     }
 )
 
@@ -222,6 +225,7 @@ class SQLiteStore:
                         new.version,
                         number,
                         int(new.is_test),
+                        json.dumps(new.trace_context) if new.trace_context else None,
                     ),
                 )
                 conn.executemany(
@@ -292,7 +296,8 @@ class SQLiteStore:
             queue=r["queue"],
             concurrency_key=r["concurrency_key"],
             max_attempts=r["max_attempts"],
-            max_duration=r["max_duration"],
+            max_duration=r["max_duration"] or None,
+            retry_at=to_datetime(r["retry_at"]),
             machine=r["machine"],
             version=r["version"],
             number=r["number"],
@@ -347,12 +352,13 @@ class SQLiteStore:
         if query.is_test is not None:
             where.append("r.is_test = ?")
             args.append(int(query.is_test))
+        # datetimes have microsecond resolution: compare at that resolution
         if query.created_from is not None:
             where.append("r.created_at >= ?")
-            args.append(query.created_from)
+            args.append(query.created_from - 5e-7)
         if query.created_to is not None:
             where.append("r.created_at <= ?")
-            args.append(query.created_to)
+            args.append(query.created_to + 5e-7)
         if query.after is not None:
             where.append("r.id < ?")
             args.append(query.after)
@@ -475,14 +481,39 @@ class SQLiteStore:
         return out
 
     @_translate
-    def promote_delayed(self, *, now: float, limit: int) -> list[Dispatch]:
+    def promote_due(self, *, now: float, limit: int) -> list[Dispatch]:
         with self.db.write() as conn:
             rows = conn.execute(
                 "SELECT id, task, queue, machine, ttl FROM rl_runs WHERE env=? "
                 "AND status='DELAYED' AND delay_until <= ? ORDER BY delay_until LIMIT ?",
                 (self.environment, now, limit),
             ).fetchall()
-            return self._queue_or_wait(conn, rows, now)
+            out = self._queue_or_wait(conn, rows, now)
+            retries = conn.execute(
+                "SELECT id, task, queue, machine FROM rl_runs WHERE env=? "
+                "AND status='REATTEMPTING' AND retry_at <= ? ORDER BY retry_at LIMIT ?",
+                (self.environment, now, limit),
+            ).fetchall()
+            for r in retries:
+                conn.execute(
+                    "UPDATE rl_runs SET status='QUEUED', retry_at=NULL, updated_at=? "
+                    "WHERE env=? AND id=?",
+                    (now, self.environment, r["id"]),
+                )
+                out.append(Dispatch(r["id"], r["task"], r["queue"], r["machine"]))
+            return out
+
+    @_translate
+    def statuses(self, run_ids: Collection[str]) -> dict[str, RunStatus]:
+        ids_ = list(run_ids)
+        if not ids_:
+            return {}
+        rows = self.db.conn.execute(
+            "SELECT id, status FROM rl_runs WHERE env=? AND id IN "
+            f"({', '.join('?' for _ in ids_)})",
+            (self.environment, *ids_),
+        ).fetchall()
+        return {r[0]: RunStatus(r[1]) for r in rows}
 
     @_translate
     def expire_runs(self, *, now: float, limit: int) -> list[str]:
@@ -565,8 +596,8 @@ class SQLiteStore:
     ) -> StartedAttempt | None:
         with self.db.write() as conn:
             row = conn.execute(
-                "SELECT task, status, attempt_count, started_at, machine FROM rl_runs "
-                "WHERE env=? AND id=?",
+                "SELECT task, status, attempt_count, started_at, machine, trace_context "
+                "FROM rl_runs WHERE env=? AND id=?",
                 (self.environment, run_id),
             ).fetchone()
             if row is None or row["status"] != "QUEUED" or row["task"] not in known_tasks:
@@ -575,7 +606,8 @@ class SQLiteStore:
             attempt_id = ids.attempt_id()
             conn.execute(
                 "UPDATE rl_runs SET status='EXECUTING', attempt_count=?, worker_id=?, "
-                "started_at=COALESCE(started_at, ?), updated_at=? WHERE env=? AND id=?",
+                "started_at=COALESCE(started_at, ?), updated_at=?, ttl_expires_at=NULL "
+                "WHERE env=? AND id=?",
                 (number, worker_id, now, now, self.environment, run_id),
             )
             conn.execute(
@@ -585,7 +617,8 @@ class SQLiteStore:
             )
             run = self._get(conn, run_id, True)
         assert run is not None
-        return StartedAttempt(run, attempt_id, number, now)
+        trace = json.loads(row["trace_context"]) if row["trace_context"] else None
+        return StartedAttempt(run, attempt_id, number, now, trace)
 
     @_translate
     def finish_attempt(
@@ -621,6 +654,8 @@ class SQLiteStore:
                 changes["finished_at"] = now
             if outcome.retry_at is not None:
                 changes["retry_at"] = outcome.retry_at
+            if outcome.machine is not None:
+                changes["machine"] = outcome.machine
             self._set(conn, run_id, [RunStatus.EXECUTING], outcome.run_status, now, changes)
             conn.execute(
                 "UPDATE rl_attempts SET status=?, finished_at=?, error=? "
@@ -686,6 +721,38 @@ class SQLiteStore:
                 [(self.environment, t, run_id) for t in new],
             )
             return current
+
+    # ------------------------------------------------------------------ logs
+    @_translate
+    def append_logs(self, run_id: str, entries: Sequence[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        with self.db.write() as conn:
+            conn.executemany(
+                "INSERT INTO rl_logs (env, run_id, attempt, time, level, kind, message, "
+                "attributes, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (self.environment, run_id, e["attempt"], e["time"], e["level"], e["kind"],
+                     e["message"], jsonvalue.dumps(e["attributes"]), e["duration_ms"])
+                    for e in entries
+                ],
+            )
+
+    @_translate
+    def get_logs(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[LogEntry]:
+        rows = self.db.conn.execute(
+            "SELECT * FROM rl_logs WHERE env=? AND run_id=? AND seq > ? ORDER BY seq LIMIT ?",
+            (self.environment, run_id, after, limit),
+        ).fetchall()
+        return [
+            LogEntry(
+                seq=r["seq"], run_id=r["run_id"], attempt=r["attempt"],
+                time=to_datetime(r["time"]), level=r["level"], kind=r["kind"],
+                message=r["message"], attributes=json.loads(r["attributes"]),
+                duration_ms=r["duration_ms"],
+            )
+            for r in rows
+        ]
 
     # ------------------------------------------------------------------ leader election
     @_translate

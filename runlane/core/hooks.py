@@ -1,0 +1,52 @@
+"""Calling user functions (tasks and hooks) with the arguments they accept."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+
+@functools.lru_cache(maxsize=1024)
+def _shape(fn: Callable[..., Any]) -> tuple[int | None, frozenset[str] | None]:
+    """(how many positionals it takes or None for *args, keyword names or None for **kw)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None, None
+    params = sig.parameters.values()
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        positional: int | None = None
+    else:
+        positional = sum(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+        )
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        keywords: frozenset[str] | None = None
+    else:
+        keywords = frozenset(
+            p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+    return positional, keywords
+
+
+def fit_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+    """The arguments to call ``fn`` with: extra positionals and unknown keywords dropped, so
+    ``def on_success(payload, output)`` works as well as ``(payload, output, ctx)``."""
+    try:
+        positional, keywords = _shape(fn)
+    except TypeError:  # unhashable callable
+        return args, kwargs
+    if positional is not None:
+        args = args[:positional]
+    if keywords is not None:
+        kwargs = {k: v for k, v in kwargs.items() if k in keywords}
+    return args, kwargs
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
+    return inspect.iscoroutinefunction(call)

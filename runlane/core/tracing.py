@@ -1,0 +1,46 @@
+"""The tracing seam. By default spans are recorded in the run log only; when OpenTelemetry is
+available, ``runlane.contrib.opentelemetry`` installs a Tracing that also emits real spans (the
+attempt span, ``logger.trace`` spans and child trigger spans) and carries the trace from a
+parent run to its children through ``trace_context`` (W3C headers stored on the run)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+
+class Tracing:
+    """No-op tracing: the interface every implementation provides."""
+
+    @contextlib.contextmanager
+    def attempt_span(
+        self, name: str, attributes: Mapping[str, Any], parent: Mapping[str, str] | None
+    ) -> Iterator[Any]:
+        yield None
+
+    @contextlib.contextmanager
+    def span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
+        yield None
+
+    def set_attribute(self, span: Any, key: str, value: Any) -> None:
+        return None
+
+    def record_exception(self, span: Any, exc: BaseException) -> None:
+        return None
+
+    def inject(self) -> dict[str, str] | None:
+        """The current trace context as W3C headers, for a child run (None: no trace)."""
+        return None
+
+
+_tracing: Tracing = Tracing()
+
+
+def get() -> Tracing:
+    return _tracing
+
+
+def install(tracing: Tracing | None) -> None:
+    global _tracing
+    _tracing = tracing or Tracing()
