@@ -15,7 +15,7 @@ runlane.runs.retrieve(handle).status   # "COMPLETED"
 from __future__ import annotations
 
 from runlane import config as _config  # installs the default runtime factory
-from runlane.api import batch, idempotency_keys, runs, tags, tasks, timeout, usage
+from runlane.api import batch, idempotency_keys, retry, runs, tags, tasks, timeout, usage
 from runlane.api.logger import logger
 from runlane.api.metadata import metadata
 from runlane.config import configure
@@ -60,8 +60,9 @@ __all__ = [
     "batch",
     "configure",
     "idempotency_keys",
-    "metadata",
     "logger",
+    "metadata",
+    "retry",
     "runs",
     "schema_task",
     "tags",

@@ -8,6 +8,7 @@ from typing import Any
 from runlane.api._common import batch_id_of
 from runlane.core import runtime
 from runlane.core.aio import aio
+from runlane.core.engine import check_items
 from runlane.core.models import Batch, BatchHandle
 from runlane.core.task import Task
 from runlane.errors import InvalidOptionError, RunNotFoundError
@@ -23,10 +24,8 @@ __all__ = [
 
 
 def _by_id_items(items: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any], None]]:
-    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        raise InvalidOptionError("items", items, "must be a list of items")
     out = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(check_items(items)):
         if not isinstance(item, Mapping) or "id" not in item:
             raise InvalidOptionError(
                 f"items[{i}]",
@@ -38,10 +37,8 @@ def _by_id_items(items: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[
 
 
 def _by_task_items(items: Sequence[Any]) -> list[tuple[str, Mapping[str, Any], Task[Any]]]:
-    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        raise InvalidOptionError("items", items, "must be a list of items")
     out = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(check_items(items)):
         if isinstance(item, Mapping) and isinstance(item.get("task"), Task):
             task = item["task"]
             body = {k: v for k, v in item.items() if k != "task"}

@@ -96,8 +96,12 @@ class RunLogger:
                     if error is not None:
                         attrs["error"] = f"{type(error).__name__}: {error}"
                     active.logs.add(
-                        "error" if error is not None else "info", span.name, attrs,
-                        kind="span", duration_ms=duration, at=start,
+                        "error" if error is not None else "info",
+                        span.name,
+                        attrs,
+                        kind="span",
+                        duration_ms=duration,
+                        at=start,
                     )
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from runlane.api import runs
 from runlane.core import runtime
 from runlane.core.aio import aio
+from runlane.core.engine import check_items
 from runlane.core.models import BatchHandle, Run, RunHandle
 from runlane.errors import InvalidOptionError
 
@@ -29,7 +30,9 @@ def trigger(task_id: str, payload: Any = None, **options: Any) -> RunHandle:
 
 def batch_trigger(task_id: str, items: Sequence[Mapping[str, Any]]) -> BatchHandle:
     """Trigger up to 500 runs of one task: items ``{"payload": ..., "options": {...}}``."""
-    return runtime.get().engine.batch_trigger([(task_id, item, None) for item in items])
+    return runtime.get().engine.batch_trigger(
+        [(task_id, item, None) for item in check_items(items)]
+    )
 
 
 def trigger_and_poll(

@@ -100,7 +100,8 @@ def _as_task_error(value: Any, fallback: TaskRunError) -> TaskRunError:
         return value
     if isinstance(value, Mapping):
         return TaskRunError(
-            name=str(value.get("name", "Error")), message=str(value.get("message", "")),
+            name=str(value.get("name", "Error")),
+            message=str(value.get("message", "")),
             stack_trace=value.get("stack_trace"),
         )
     return TaskRunError(name="Error", message=str(value))
@@ -216,10 +217,16 @@ async def _decide(spec: AttemptSpec, error: BaseException) -> AttemptEnd:
     for fn in _hooks(spec, "handle_error", task_first=True):
         try:
             answer = await _call(
-                spec.control, fn, spec.payload, error, spec.active.ctx,
-                retry_at=None if delay is None else datetime.fromtimestamp(
-                    now + delay / 1000, tz=timezone.utc),
-                retry_delay_in_ms=delay, retry=options,
+                spec.control,
+                fn,
+                spec.payload,
+                error,
+                spec.active.ctx,
+                retry_at=None
+                if delay is None
+                else datetime.fromtimestamp(now + delay / 1000, tz=timezone.utc),
+                retry_delay_in_ms=delay,
+                retry=options,
             )
         except AttemptInterrupted:
             raise
@@ -228,10 +235,13 @@ async def _decide(spec: AttemptSpec, error: BaseException) -> AttemptEnd:
         if answer is None:
             continue
         if not isinstance(answer, Mapping):
-            return AttemptEnd(error=TaskRunError(
-                name="TypeError", code="HANDLE_ERROR_ERROR",
-                message=f"handle_error must return None or a dict, not {type(answer).__name__}",
-            ))
+            return AttemptEnd(
+                error=TaskRunError(
+                    name="TypeError",
+                    code="HANDLE_ERROR_ERROR",
+                    message=f"handle_error must return None or a dict, not {type(answer).__name__}",
+                )
+            )
         recorded = _as_task_error(answer.get("error"), recorded)
         if answer.get("skip_retrying"):
             return AttemptEnd(error=recorded)

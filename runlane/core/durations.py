@@ -22,6 +22,7 @@ _PART = re.compile(r"(\d+)(hr|w|d|h|m|s)")
 _WHOLE = re.compile(r"(?:\d+(?:hr|w|d|h|m|s))+")
 _IDEMPOTENCY_TTL = re.compile(r"^(\d+)([smhd])$")
 MAX_DURATION_STRING = 100
+MAX_SECONDS = 100 * 365 * 86400  # anything longer is a mistake, and overflows datetimes
 
 
 def parse_duration(value: Any, option: str, *, allow_zero: bool = False) -> float:
@@ -31,7 +32,10 @@ def parse_duration(value: Any, option: str, *, allow_zero: bool = False) -> floa
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
         if not math.isfinite(seconds):
             raise InvalidOptionError(option, value, "must be a finite number of seconds")
     elif isinstance(value, str):
@@ -54,6 +58,8 @@ def parse_duration(value: Any, option: str, *, allow_zero: bool = False) -> floa
         )
     if seconds < 0 or (seconds == 0 and not allow_zero):
         raise InvalidOptionError(option, value, "must be a positive duration")
+    if seconds > MAX_SECONDS:
+        raise InvalidOptionError(option, value, "must be at most 100 years")
     return seconds
 
 
@@ -88,7 +94,10 @@ def parse_point_in_time(value: Any, option: str, now: float) -> float:
         return now + parse_duration(value, option, allow_zero=True)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return max(now, dt.timestamp())
+    ts = dt.timestamp()
+    if ts > now + MAX_SECONDS:
+        raise InvalidOptionError(option, value, "must be at most 100 years from now")
+    return max(now, ts)
 
 
 def parse_idempotency_key_ttl(value: Any, option: str = "idempotency_key_ttl") -> float:

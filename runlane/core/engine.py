@@ -46,6 +46,13 @@ CANCELABLE = (
 )
 
 
+def check_items(items: Any, option: str = "items") -> Sequence[Any]:
+    """A batch's items must be a list (or tuple); anything else is a clear error."""
+    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+        raise InvalidOptionError(option, items, "must be a list of items")
+    return items
+
+
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -185,6 +192,7 @@ class Engine:
         options: Mapping[str, Any] | None,
         task: Task[Any] | None = None,
     ) -> RunHandle:
+        validate_task_id(task_id, "task")
         with tracing.get().span(f"trigger {task_id}", {"runlane.task": task_id}):
             now = self.rt.now()
             known = self._known({task_id})
@@ -202,8 +210,9 @@ class Engine:
     ) -> BatchHandle:
         """``items``: (task id, {"payload": ..., "options": {...}}, task or None)."""
         limits = self.rt.settings.limits
-        if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-            raise InvalidOptionError(option_name, items, "must be a list of items")
+        check_items(items, option_name)
+        for index, (task_id, _, _) in enumerate(items):
+            validate_task_id(task_id, f"{option_name}[{index}].task")
         if not items:
             raise InvalidOptionError(option_name, items, "a batch needs at least one item")
         if len(items) > limits.batch_items:

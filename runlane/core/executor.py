@@ -23,7 +23,7 @@ from runlane.core.context import (
 )
 from runlane.core.errors_ser import serialize_exception
 from runlane.core.interrupt import CANCEL, TIMEOUT, AttemptControl, AttemptInterrupted
-from runlane.core.logs import LogBuffer, flush_partial_line
+from runlane.core.logs import LogBuffer, capture_prints, flush_partial_line
 from runlane.core.metadata import MetadataState
 from runlane.core.models import AttemptStatus, Run, RunStatus, TaskRunError
 from runlane.core.options import DEFAULT_MACHINE, MACHINES, UNSET, RetryOptions, parse_retry
@@ -55,8 +55,12 @@ def effective_max_duration(rt: Runtime, task: Task[Any], stored: int | None) -> 
 
 
 def build_context(
-    rt: Runtime, task: Task[Any], started: StartedAttempt, worker_id: str,
-    max_attempts: int, max_duration: int | None,
+    rt: Runtime,
+    task: Task[Any],
+    started: StartedAttempt,
+    worker_id: str,
+    max_attempts: int,
+    max_duration: int | None,
 ) -> Context:
     run: Run = started.run
     machine = run.machine or task.machine or rt.settings.machine or DEFAULT_MACHINE
@@ -65,16 +69,27 @@ def build_context(
     return Context(
         task=TaskInfo(id=task.id, file_path=task.file_path, export_name=task.__name__),
         attempt=AttemptInfo(
-            id=started.attempt_id, number=started.attempt_number,
-            started_at=to_datetime(started.started_at), worker_id=worker_id,
+            id=started.attempt_id,
+            number=started.attempt_number,
+            started_at=to_datetime(started.started_at),
+            worker_id=worker_id,
         ),
         run=RunInfo(
-            id=run.id, tags=list(run.tags), is_test=run.is_test, created_at=run.created_at,
+            id=run.id,
+            tags=list(run.tags),
+            is_test=run.is_test,
+            created_at=run.created_at,
             started_at=run.started_at or to_datetime(started.started_at),
-            idempotency_key=run.idempotency_key, max_attempts=max_attempts,
-            max_duration=max_duration, duration_ms=run.duration_ms, version=run.version,
-            parent_id=run.parent_id, root_id=run.root_id, depth=run.depth,
-            batch_id=run.batch_id, concurrency_key=run.concurrency_key,
+            idempotency_key=run.idempotency_key,
+            max_attempts=max_attempts,
+            max_duration=max_duration,
+            duration_ms=run.duration_ms,
+            version=run.version,
+            parent_id=run.parent_id,
+            root_id=run.root_id,
+            depth=run.depth,
+            batch_id=run.batch_id,
+            concurrency_key=run.concurrency_key,
         ),
         queue=QueueInfo(id=run.queue, name=run.queue),
         environment=EnvironmentInfo(id=env, slug=env, type=ENVIRONMENT_TYPES.get(env, env.upper())),
@@ -130,7 +145,8 @@ def flush_active(rt: Runtime, active: ActiveRun) -> None:
 
 def timed_out_error(seconds: int | None) -> TaskRunError:
     return TaskRunError(
-        name="MaxDurationExceededError", code="MAX_DURATION_EXCEEDED",
+        name="MaxDurationExceededError",
+        code="MAX_DURATION_EXCEEDED",
         message=f"Run exceeded maxDuration of {seconds} seconds",
     )
 
@@ -152,31 +168,40 @@ class Executor:
         if started is None:  # canceled, expired, or already taken: nothing to do
             return None
         retry = effective_retry(rt, task, started.run)
-        max_duration = effective_max_duration(rt, task, started.run.max_duration)
+        max_duration = effective_max_duration(rt, task, started.max_duration)
         ctx = build_context(rt, task, started, self.worker_id, retry.max_attempts, max_duration)
         control = AttemptControl(max_duration)
         active = ActiveRun(
-            ctx=ctx, runtime=rt,
+            ctx=ctx,
+            runtime=rt,
             metadata=MetadataState(started.run.metadata, rt.settings.limits.metadata_bytes),
             tags=list(started.run.tags),
             logs=LogBuffer(started.run.id, started.attempt_number),
             control=control,
         )
         spec = AttemptSpec(
-            task=task, payload=started.run.payload, active=active, control=control,
-            global_hooks=rt.settings.hooks, retry=retry,
-            output_limit=rt.settings.limits.output_bytes, now=rt.now,
+            task=task,
+            payload=started.run.payload,
+            active=active,
+            control=control,
+            global_hooks=rt.settings.hooks,
+            retry=retry,
+            output_limit=rt.settings.limits.output_bytes,
+            now=rt.now,
         )
+        capture_prints()
         self.active.add(active)
         token = context.activate(active)
         attributes = {
-            "runlane.run_id": started.run.id, "runlane.task": task.id,
+            "runlane.run_id": started.run.id,
+            "runlane.task": task.id,
             "runlane.attempt": started.attempt_number,
         }
         try:
             try:
                 with tracing.get().attempt_span(
-                    f"{task.id} attempt {started.attempt_number}", attributes,
+                    f"{task.id} attempt {started.attempt_number}",
+                    attributes,
                     started.trace_context,
                 ):
                     end = run_attempt(spec)
@@ -200,21 +225,27 @@ class Executor:
             return None  # the store already holds the run as CANCELED
         if control.reason == TIMEOUT or end is None:
             return AttemptOutcome(
-                attempt_status=AttemptStatus.TIMED_OUT.value, run_status=RunStatus.TIMED_OUT,
+                attempt_status=AttemptStatus.TIMED_OUT.value,
+                run_status=RunStatus.TIMED_OUT,
                 error=timed_out_error(max_duration),
             )
         if end.error is None:
             return AttemptOutcome(
-                attempt_status=AttemptStatus.COMPLETED.value, run_status=RunStatus.COMPLETED,
+                attempt_status=AttemptStatus.COMPLETED.value,
+                run_status=RunStatus.COMPLETED,
                 output=end.output,
             )
         if end.retry_at is not None:
             return AttemptOutcome(
-                attempt_status=AttemptStatus.FAILED.value, run_status=RunStatus.REATTEMPTING,
-                error=end.error, retry_at=end.retry_at, machine=end.machine,
+                attempt_status=AttemptStatus.FAILED.value,
+                run_status=RunStatus.REATTEMPTING,
+                error=end.error,
+                retry_at=end.retry_at,
+                machine=end.machine,
             )
         return AttemptOutcome(
-            attempt_status=AttemptStatus.FAILED.value, run_status=RunStatus.FAILED,
+            attempt_status=AttemptStatus.FAILED.value,
+            run_status=RunStatus.FAILED,
             error=end.error,
         )
 
@@ -236,10 +267,11 @@ class Executor:
                 )
             return None
         outcome = AttemptOutcome(**{**outcome.__dict__, "metadata_ops": ops})
-        run = rt.store.finish_attempt(
-            started.run.id, started.attempt_number, outcome, now=rt.now()
-        )
+        run = rt.store.finish_attempt(started.run.id, started.attempt_number, outcome, now=rt.now())
         if run is None:
-            log.info("run %s changed while attempt %d ran; its result was not recorded",
-                     started.run.id, started.attempt_number)
+            log.info(
+                "run %s changed while attempt %d ran; its result was not recorded",
+                started.run.id,
+                started.attempt_number,
+            )
         return run

@@ -19,9 +19,7 @@ def _shape(fn: Callable[..., Any]) -> tuple[int | None, frozenset[str] | None]:
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         positional: int | None = None
     else:
-        positional = sum(
-            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
-        )
+        positional = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
     if any(p.kind is p.VAR_KEYWORD for p in params):
         keywords: frozenset[str] | None = None
     else:

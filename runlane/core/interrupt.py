@@ -29,7 +29,7 @@ TIMEOUT = "timeout"
 CANCEL = "cancel"
 
 
-class AttemptInterrupted(BaseException):  # noqa: N818 - it is a signal, not an error
+class AttemptInterrupted(BaseException):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)

@@ -23,8 +23,12 @@ _MAX_DEPTH = 256
 def _convert(value: Any, option: str, path: str, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         raise PayloadError(option, "…", f"nested deeper than {_MAX_DEPTH} levels at {path}")
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, enum.Enum) and isinstance(value.value, (str, int)):
+        return value.value  # before str/int: str- and int-mixin enums become plain values
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
@@ -40,8 +44,6 @@ def _convert(value: Any, option: str, path: str, depth: int) -> Any:
         return out
     if isinstance(value, (list, tuple)):
         return [_convert(v, option, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
-    if isinstance(value, enum.Enum) and isinstance(value.value, (str, int)):
-        return value.value
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
     if isinstance(value, uuid.UUID):

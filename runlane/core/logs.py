@@ -62,23 +62,39 @@ class LogBuffer:
         self._count = 0
 
     def add(
-        self, level: str, message: str, attributes: Mapping[str, Any] | None = None, *,
-        kind: str = "log", duration_ms: float | None = None, at: float | None = None,
+        self,
+        level: str,
+        message: str,
+        attributes: Mapping[str, Any] | None = None,
+        *,
+        kind: str = "log",
+        duration_ms: float | None = None,
+        at: float | None = None,
     ) -> None:
         if len(message) > MAX_MESSAGE:
             message = message[:MAX_MESSAGE] + "...[truncated]"
         entry = {
-            "run_id": self.run_id, "attempt": self.attempt, "time": at or time.time(),
-            "level": level, "kind": kind, "message": message,
-            "attributes": clean_attributes(attributes or {}), "duration_ms": duration_ms,
+            "run_id": self.run_id,
+            "attempt": self.attempt,
+            "time": at or time.time(),
+            "level": level,
+            "kind": kind,
+            "message": message,
+            "attributes": clean_attributes(attributes or {}),
+            "duration_ms": duration_ms,
         }
         with self._lock:
             self._count += 1
             if self._count > MAX_ENTRIES:
                 if self._count == MAX_ENTRIES + 1:
-                    entry = {**entry, "level": "warn", "kind": "log", "attributes": {},
-                             "message": f"log limit of {MAX_ENTRIES} entries reached; "
-                                        "later entries of this attempt are dropped"}
+                    entry = {
+                        **entry,
+                        "level": "warn",
+                        "kind": "log",
+                        "attributes": {},
+                        "message": f"log limit of {MAX_ENTRIES} entries reached; "
+                        "later entries of this attempt are dropped",
+                    }
                 else:
                     return
             self._pending.append(entry)
@@ -108,8 +124,9 @@ class _RunStream(io.TextIOBase):
             *lines, rest = buf.split("\n")
             self._partial.text = rest
             for line in lines:
-                active.logs.add("info" if self._kind == "stdout" else "error", line,
-                                kind=self._kind)
+                active.logs.add(
+                    "info" if self._kind == "stdout" else "error", line, kind=self._kind
+                )
         return self._original.write(text)
 
     def flush(self) -> None:
@@ -141,7 +158,10 @@ _install_lock = threading.Lock()
 
 
 def capture_prints() -> None:
-    """Route prints made inside runs to their logs (idempotent; other output is untouched)."""
+    """Route prints made inside runs to their logs (idempotent; other output is untouched).
+    Called at every attempt start, since test runners and tools swap sys.stdout."""
+    if isinstance(sys.stdout, _RunStream) and isinstance(sys.stderr, _RunStream):
+        return
     with _install_lock:
         if not isinstance(sys.stdout, _RunStream):
             sys.stdout = _RunStream(sys.stdout, "stdout")
@@ -155,6 +175,7 @@ def flush_partial_line(active: Any) -> None:
         if isinstance(stream, _RunStream):
             rest = getattr(stream._partial, "text", "")
             if rest and active.logs is not None:
-                active.logs.add("info" if stream._kind == "stdout" else "error", rest,
-                                kind=stream._kind)
+                active.logs.add(
+                    "info" if stream._kind == "stdout" else "error", rest, kind=stream._kind
+                )
             stream._partial.text = ""

@@ -8,6 +8,7 @@ writers (a run and its children, later) never lose an increment.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -38,6 +39,19 @@ def _check_tree(value: Any) -> None:
             _check_tree(v)
 
 
+def json_equal(a: Any, b: Any) -> bool:
+    """Deep equality of JSON values: booleans are not numbers (``True != 1``), ``1 == 1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (dict, list)) or isinstance(b, (dict, list)):
+        return False
+    return bool(a == b)
+
+
 def make_op(op: str, key: str | None = None, value: Any = None) -> dict[str, Any]:
     """Validate and build one operation (values converted to JSON data)."""
     if op not in OPS:
@@ -54,8 +68,12 @@ def make_op(op: str, key: str | None = None, value: Any = None) -> dict[str, Any
     if op == "delete":
         return out
     if op == "increment":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidOptionError("metadata increment", value, "must be a number")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise InvalidOptionError("metadata increment", value, "must be a finite number")
         out["value"] = value
         return out
     data = jsonvalue.to_json_value(value, "metadata")
@@ -79,7 +97,7 @@ def apply_ops(metadata: Mapping[str, Any], ops: Iterable[Mapping[str, Any]]) -> 
             md.pop(key, None)
         elif kind == "append":
             cur = md.get(key)
-            if cur is None:
+            if key not in md:
                 md[key] = [op["value"]]
             elif isinstance(cur, list):
                 cur.append(op["value"])
@@ -88,7 +106,7 @@ def apply_ops(metadata: Mapping[str, Any], ops: Iterable[Mapping[str, Any]]) -> 
         elif kind == "remove":
             cur = md.get(key)
             if isinstance(cur, list):
-                md[key] = [v for v in cur if v != op["value"]]
+                md[key] = [v for v in cur if not json_equal(v, op["value"])]
         elif kind == "increment":
             cur = md.get(key)
             base = cur if isinstance(cur, (int, float)) and not isinstance(cur, bool) else 0

@@ -32,6 +32,7 @@ MACHINES: dict[str, tuple[float, float]] = {
     "large-2x": (8, 16),
 }
 DEFAULT_MACHINE = "small-1x"
+MAX_DURATION_SECONDS = 2**31 - 1
 
 _TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
@@ -94,7 +95,7 @@ def validate_positive_int(value: Any, option: str, *, minimum: int = 1) -> int:
 
 
 def validate_machine(value: Any, option: str = "machine") -> str:
-    if value not in MACHINES:
+    if not isinstance(value, str) or value not in MACHINES:
         raise InvalidOptionError(option, value, f"unknown machine preset; one of {list(MACHINES)}")
     return value
 
@@ -104,6 +105,8 @@ def validate_max_duration(value: Any, option: str, limits: Limits) -> int | None
     if value is None or value is TIMEOUT_NONE:
         return None
     seconds = parse_duration(value, option)
+    if seconds > MAX_DURATION_SECONDS:
+        raise InvalidOptionError(option, value, f"must be at most {MAX_DURATION_SECONDS} seconds")
     if seconds < limits.min_max_duration_seconds:
         raise InvalidOptionError(
             option, value, f"must be at least {limits.min_max_duration_seconds} seconds"
@@ -284,6 +287,8 @@ def parse_trigger_options(
     raw: Mapping[str, Any] | None, now: float, limits: Limits
 ) -> TriggerOptions:
     """Parse the options of one trigger. Unknown names are an error (typos do not pass)."""
+    if raw is not None and not isinstance(raw, Mapping):
+        raise InvalidOptionError("options", raw, "trigger options must be a dict")
     raw = dict(raw or {})
     unknown = set(raw) - TRIGGER_OPTION_NAMES
     if unknown:

@@ -114,9 +114,10 @@ class Task(Generic[R]):
 
     def batch_trigger(self, items: Sequence[Mapping[str, Any]]):  # -> BatchHandle
         from runlane.core import runtime
+        from runlane.core.engine import check_items
 
         return runtime.get().engine.batch_trigger(
-            [(self.id, item, self) for item in items], option_name="items"
+            [(self.id, item, self) for item in check_items(items)], option_name="items"
         )
 
     async def aio_trigger(self, payload: Any = None, **options: Any):
@@ -239,9 +240,17 @@ def task(
     Each may be ``def`` or ``async def`` and may take fewer arguments.
     """
     options = {
-        "retry": retry, "queue": queue, "max_duration": max_duration, "machine": machine,
-        "init": init, "cleanup": cleanup, "middleware": middleware, "on_start": on_start,
-        "on_success": on_success, "on_failure": on_failure, "handle_error": handle_error,
+        "retry": retry,
+        "queue": queue,
+        "max_duration": max_duration,
+        "machine": machine,
+        "init": init,
+        "cleanup": cleanup,
+        "middleware": middleware,
+        "on_start": on_start,
+        "on_success": on_success,
+        "on_failure": on_failure,
+        "handle_error": handle_error,
     }
 
     def decorate(fn: Callable[..., R]) -> Task[R]:

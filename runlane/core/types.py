@@ -75,6 +75,7 @@ class StartedAttempt:
     attempt_number: int
     started_at: float
     trace_context: dict[str, str] | None = None
+    max_duration: int | None = None  # as stored: 0 = no limit, None = task/config decide
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,10 @@ from runlane.core import ids, runtime
 from runlane.core.context import ActiveRun
 from runlane.core.executor import ActiveRuns, Executor, flush_active, timed_out_error
 from runlane.core.interrupt import CANCEL, TIMEOUT
-from runlane.core.logs import capture_prints
 from runlane.core.models import AttemptStatus, RunStatus
-from runlane.core.types import AttemptOutcome
 from runlane.core.options import validate_queue_name
 from runlane.core.task import Task
-from runlane.core.types import NativeBroker
+from runlane.core.types import AttemptOutcome, NativeBroker
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 log = logging.getLogger("runlane.worker")
@@ -81,7 +79,6 @@ class Worker:
         self._consumer = broker.consumer(self.id, rt.registry.ids(), self.queues)
         rt.registry.on_add(self._on_task_added)
         rt.engine.register(rt.registry.all())
-        capture_prints()
         self._spawn(self._housekeeping_loop, "runlane-engine")
         for i in range(self.concurrency):
             self._spawn(self._executor_loop, f"runlane-exec-{i}")
@@ -103,8 +100,10 @@ class Worker:
             self._consumer.close()
         deadline = time.monotonic() + timeout
         for t in self._threads:
+            if t.ident in self._abandoned:  # blocked in a call we already gave up on
+                continue
             t.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
+        alive = [t.name for t in self._threads if t.is_alive() and t.ident not in self._abandoned]
         if alive:
             log.warning("worker %s: threads still running after %.0fs: %s", self.id, timeout, alive)
         self._threads = []
@@ -229,7 +228,8 @@ class Worker:
         self._abandoned.add(control.thread_id)
         if control.reason == TIMEOUT:
             rt.store.finish_attempt(
-                active.run_id, active.ctx.attempt.number,
+                active.run_id,
+                active.ctx.attempt.number,
                 AttemptOutcome(
                     attempt_status=AttemptStatus.TIMED_OUT.value,
                     run_status=RunStatus.TIMED_OUT,
@@ -240,7 +240,8 @@ class Worker:
             )
         log.warning(
             "run %s is blocked after being interrupted (%s); its slot goes to a new thread",
-            active.run_id, control.reason,
+            active.run_id,
+            control.reason,
         )
         if not self._stop.is_set():
             self._spawn(self._executor_loop, "runlane-exec")

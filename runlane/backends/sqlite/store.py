@@ -596,8 +596,8 @@ class SQLiteStore:
     ) -> StartedAttempt | None:
         with self.db.write() as conn:
             row = conn.execute(
-                "SELECT task, status, attempt_count, started_at, machine, trace_context "
-                "FROM rl_runs WHERE env=? AND id=?",
+                "SELECT task, status, attempt_count, started_at, machine, trace_context, "
+                "max_duration FROM rl_runs WHERE env=? AND id=?",
                 (self.environment, run_id),
             ).fetchone()
             if row is None or row["status"] != "QUEUED" or row["task"] not in known_tasks:
@@ -618,7 +618,7 @@ class SQLiteStore:
             run = self._get(conn, run_id, True)
         assert run is not None
         trace = json.loads(row["trace_context"]) if row["trace_context"] else None
-        return StartedAttempt(run, attempt_id, number, now, trace)
+        return StartedAttempt(run, attempt_id, number, now, trace, row["max_duration"])
 
     @_translate
     def finish_attempt(
@@ -732,8 +732,17 @@ class SQLiteStore:
                 "INSERT INTO rl_logs (env, run_id, attempt, time, level, kind, message, "
                 "attributes, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (self.environment, run_id, e["attempt"], e["time"], e["level"], e["kind"],
-                     e["message"], jsonvalue.dumps(e["attributes"]), e["duration_ms"])
+                    (
+                        self.environment,
+                        run_id,
+                        e["attempt"],
+                        e["time"],
+                        e["level"],
+                        e["kind"],
+                        e["message"],
+                        jsonvalue.dumps(e["attributes"]),
+                        e["duration_ms"],
+                    )
                     for e in entries
                 ],
             )
@@ -746,9 +755,14 @@ class SQLiteStore:
         ).fetchall()
         return [
             LogEntry(
-                seq=r["seq"], run_id=r["run_id"], attempt=r["attempt"],
-                time=to_datetime(r["time"]), level=r["level"], kind=r["kind"],
-                message=r["message"], attributes=json.loads(r["attributes"]),
+                seq=r["seq"],
+                run_id=r["run_id"],
+                attempt=r["attempt"],
+                time=to_datetime(r["time"]),
+                level=r["level"],
+                kind=r["kind"],
+                message=r["message"],
+                attributes=json.loads(r["attributes"]),
                 duration_ms=r["duration_ms"],
             )
             for r in rows
