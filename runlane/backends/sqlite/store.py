@@ -10,14 +10,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runlane.backends.sqlite.db import Database, shared_database
+from runlane.backends.sqlite.rows import (
+    ATTEMPT_END,
+    CHANGEABLE,
+    INSERT_RUN,
+    attempts_of,
+    error_json,
+    to_run,
+)
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
 from runlane.core.durations import format_duration
 from runlane.core.logs import LogEntry
 from runlane.core.metadata import apply_ops, check_size
 from runlane.core.models import (
-    Attempt,
-    AttemptStatus,
     Batch,
     Run,
     RunStatus,
@@ -35,68 +41,6 @@ from runlane.core.types import (
 from runlane.errors import ConfigurationError, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_RUN_COLUMNS = (
-    "env",
-    "id",
-    "task",
-    "status",
-    "payload",
-    "metadata",
-    "seed_metadata",
-    "tags",
-    "idempotency_key",
-    "ttl",
-    "delay_until",
-    "ttl_expires_at",
-    "created_at",
-    "updated_at",
-    "queued_at",
-    "batch_id",
-    "parent_id",
-    "root_id",
-    "depth",
-    "schedule_id",
-    "queue",
-    "concurrency_key",
-    "max_attempts",
-    "max_duration",
-    "machine",
-    "version",
-    "number",
-    "is_test",
-    "trace_context",
-)
-_INSERT_RUN = (
-    f"INSERT INTO rl_runs ({', '.join(_RUN_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _RUN_COLUMNS)})"
-)
-# Columns a transition may change (the names are never taken from user input).
-_CHANGEABLE = frozenset(
-    {
-        "delay_until",
-        "ttl_expires_at",
-        "queued_at",
-        "started_at",
-        "finished_at",
-        "expired_at",
-        "output",
-        "worker_id",
-        "retry_at",
-        "duration_ms",
-        "metadata",
-        "tags",
-        "machine",
-    }
-)
-
-
-_ATTEMPT_END = {
-    RunStatus.CANCELED: AttemptStatus.CANCELED.value,
-    RunStatus.CRASHED: AttemptStatus.CRASHED.value,
-    RunStatus.TIMED_OUT: AttemptStatus.TIMED_OUT.value,
-    RunStatus.COMPLETED: AttemptStatus.COMPLETED.value,
-}
 
 
 def path_from_url(url: str) -> str:
@@ -122,14 +66,6 @@ def _translate(fn: F) -> F:
             raise StoreError(f"SQLite store error in {fn.__name__}: {exc}") from exc
 
     return wrapper  # type: ignore[return-value]
-
-
-def _error_json(error: TaskRunError | None) -> str | None:
-    return None if error is None else error.model_dump_json()
-
-
-def _error(text: str | None) -> TaskRunError | None:
-    return None if text is None else TaskRunError.model_validate_json(text)
 
 
 class SQLiteStore:
@@ -195,7 +131,7 @@ class SQLiteStore:
                     now + new.ttl if new.ttl and new.status is not RunStatus.DELAYED else None
                 )
                 conn.execute(
-                    _INSERT_RUN,
+                    INSERT_RUN,
                     (
                         env,
                         new.id,
@@ -241,77 +177,14 @@ class SQLiteStore:
         return out
 
     # ------------------------------------------------------------------ reads
-    def _attempts(self, conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, list[Attempt]]:
-        result: dict[str, list[Attempt]] = {rid: [] for rid in run_ids}
-        for chunk_start in range(0, len(run_ids), 500):
-            chunk = run_ids[chunk_start : chunk_start + 500]
-            rows = conn.execute(
-                f"SELECT * FROM rl_attempts WHERE env=? AND run_id IN "
-                f"({', '.join('?' for _ in chunk)}) ORDER BY run_id, number",
-                (self.environment, *chunk),
-            ).fetchall()
-            for r in rows:
-                result[r["run_id"]].append(
-                    Attempt(
-                        id=r["id"],
-                        number=r["number"],
-                        status=AttemptStatus(r["status"]),
-                        started_at=to_datetime(r["started_at"]),
-                        finished_at=to_datetime(r["finished_at"]),
-                        error=_error(r["error"]),
-                        worker_id=r["worker_id"],
-                        machine=r["machine"],
-                    )
-                )
-        return result
-
-    def _to_run(self, r: sqlite3.Row, attempts: list[Attempt] | None) -> Run:
-        return Run(
-            id=r["id"],
-            task_identifier=r["task"],
-            status=RunStatus(r["status"]),
-            environment=r["env"],
-            payload=json.loads(r["payload"]),
-            output=jsonvalue.loads(r["output"]),
-            error=_error(r["error"]),
-            attempts=attempts or [],
-            attempt_count=r["attempt_count"],
-            tags=json.loads(r["tags"]),
-            metadata=json.loads(r["metadata"]),
-            idempotency_key=r["idempotency_key"],
-            ttl=format_duration(r["ttl"]) if r["ttl"] else None,
-            delayed_until=to_datetime(r["delay_until"]),
-            created_at=to_datetime(r["created_at"]),
-            updated_at=to_datetime(r["updated_at"]),
-            queued_at=to_datetime(r["queued_at"]),
-            started_at=to_datetime(r["started_at"]),
-            finished_at=to_datetime(r["finished_at"]),
-            expired_at=to_datetime(r["expired_at"]),
-            duration_ms=r["duration_ms"],
-            batch_id=r["batch_id"],
-            parent_id=r["parent_id"],
-            root_id=r["root_id"],
-            depth=r["depth"],
-            schedule_id=r["schedule_id"],
-            queue=r["queue"],
-            concurrency_key=r["concurrency_key"],
-            max_attempts=r["max_attempts"],
-            max_duration=r["max_duration"] or None,
-            retry_at=to_datetime(r["retry_at"]),
-            machine=r["machine"],
-            version=r["version"],
-            number=r["number"],
-            is_test=bool(r["is_test"]),
-        )
-
     def _get(self, conn: sqlite3.Connection, run_id: str, with_attempts: bool) -> Run | None:
         row = conn.execute(
             "SELECT * FROM rl_runs WHERE env=? AND id=?", (self.environment, run_id)
         ).fetchone()
         if row is None:
             return None
-        attempts = self._attempts(conn, [run_id])[run_id] if with_attempts else None
-        return self._to_run(row, attempts)
+        attempts = attempts_of(conn, self.environment, [run_id])[run_id] if with_attempts else None
+        return to_run(row, attempts)
 
     @_translate
     def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
@@ -367,7 +240,7 @@ class SQLiteStore:
             rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
             more = len(rows) > query.limit
             rows = rows[: query.limit]
-            runs = [self._to_run(r, None) for r in rows]
+            runs = [to_run(r, None) for r in rows]
         return runs, (runs[-1].id if more and runs else None)
 
     @_translate
@@ -413,7 +286,7 @@ class SQLiteStore:
         now: float,
         changes: dict[str, Any],
     ) -> bool:
-        bad = set(changes) - _CHANGEABLE - {"error"}
+        bad = set(changes) - CHANGEABLE - {"error"}
         if bad:
             raise StoreError(f"transition may not change {sorted(bad)}")
         cols = ["status = ?", "updated_at = ?"] + [f"{c} = ?" for c in changes]
@@ -438,7 +311,7 @@ class SQLiteStore:
     ) -> Run | None:
         changes = dict(changes or {})
         if error is not None:
-            changes["error"] = _error_json(error)
+            changes["error"] = error_json(error)
         if to.is_final:
             changes.setdefault("finished_at", now)
         with self.db.write() as conn:
@@ -453,7 +326,7 @@ class SQLiteStore:
                     "UPDATE rl_attempts SET status=?, finished_at=?, error=? WHERE env=? "
                     "AND run_id=? AND status='EXECUTING'",
                     (
-                        _ATTEMPT_END.get(to, "FAILED"),
+                        ATTEMPT_END.get(to, "FAILED"),
                         now,
                         changes.get("error"),
                         self.environment,
@@ -535,7 +408,7 @@ class SQLiteStore:
                 conn.execute(
                     "UPDATE rl_runs SET status='EXPIRED', expired_at=?, finished_at=?, "
                     "updated_at=?, error=? WHERE env=? AND id=?",
-                    (now, now, now, _error_json(err), self.environment, r["id"]),
+                    (now, now, now, error_json(err), self.environment, r["id"]),
                 )
                 conn.execute(
                     "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, r["id"])
@@ -649,7 +522,7 @@ class SQLiteStore:
             if outcome.output is not None:
                 changes["output"] = outcome.output
             if outcome.error is not None:
-                changes["error"] = _error_json(outcome.error)
+                changes["error"] = error_json(outcome.error)
             if outcome.run_status.is_final:
                 changes["finished_at"] = now
             if outcome.retry_at is not None:
@@ -663,7 +536,7 @@ class SQLiteStore:
                 (
                     outcome.attempt_status,
                     now,
-                    _error_json(outcome.error),
+                    error_json(outcome.error),
                     env,
                     run_id,
                     attempt_number,
