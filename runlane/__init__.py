@@ -19,6 +19,7 @@ from runlane.api import batch, idempotency_keys, retry, runs, tags, tasks, timeo
 from runlane.api.logger import logger
 from runlane.api.metadata import metadata
 from runlane.config import configure
+from runlane.contrib.opentelemetry import install_if_available as _install_otel
 from runlane.core.clock import FakeClock
 from runlane.core.context import Context
 from runlane.core.idempotency import IdempotencyKey
@@ -37,7 +38,8 @@ from runlane.core.schema import schema_task
 from runlane.core.task import Task, task
 from runlane.core.worker import Worker
 
-del _config
+_install_otel()  # OpenTelemetry spans when opentelemetry-api is installed; RUNLANE_OTEL=0: off
+del _config, _install_otel
 
 __version__ = "0.1.0"
 

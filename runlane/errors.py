@@ -12,6 +12,7 @@ One root, so ``except RunlaneError`` catches everything runlane raises on purpos
     ├── RunNotFoundError            no run (or batch) with that id in this environment
     ├── InvalidRunStateError        the run's status does not allow the operation
     ├── NotInRunError               a run-only call made outside a run
+    ├── NonDeterminismError         a replayed attempt took another path at a wait
     ├── StoreError                  the store could not be read or written
     ├── AbortTaskRunError           raised by a task: fail the run, no retry
     ├── SubtaskUnwrapError          TaskRunResult.unwrap() of a failed child
@@ -76,6 +77,10 @@ class InvalidRunStateError(RunlaneError):
 
 class NotInRunError(RunlaneError):
     pass
+
+
+class NonDeterminismError(RunlaneError):
+    """On replay after a wait, the code reached a wait that differs from the recorded one."""
 
 
 class StoreError(RunlaneError):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
+
+from typing_extensions import Self
 
 from runlane.core import context
 from runlane.core.aio import run_sync
@@ -10,40 +13,76 @@ from runlane.core.executor import flush_active
 from runlane.core.metadata import make_op
 
 
-class RunMetadata:
-    """Operations on the current run's metadata. Each update returns ``self`` for chaining;
+class _Updates(abc.ABC):
+    """The update operations, shared by ``metadata``, ``metadata.parent`` and ``.root``."""
+
+    @abc.abstractmethod
+    def _update(self, op: str, key: str | None = None, value: Any = None) -> Self:
+        """Apply one validated operation to this object's target run."""
+
+    def set(self, key: str, value: Any) -> Self:
+        return self._update("set", key, value)
+
+    def delete(self, key: str) -> Self:
+        return self._update("delete", key)
+
+    def replace(self, value: dict[str, Any]) -> Self:
+        return self._update("replace", None, value)
+
+    def append(self, key: str, value: Any) -> Self:
+        return self._update("append", key, value)
+
+    def remove(self, key: str, value: Any) -> Self:
+        return self._update("remove", key, value)
+
+    def increment(self, key: str, value: int | float = 1) -> Self:
+        return self._update("increment", key, value)
+
+    def decrement(self, key: str, value: int | float = 1) -> Self:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return self._update("increment", key, value)  # make_op reports the bad value
+        return self._update("increment", key, -value)
+
+
+class _RelativeMetadata(_Updates):
+    """``metadata.parent`` / ``metadata.root``: updates to another run's metadata, applied
+    atomically in the store (so increments from many children all count). On a root run
+    they apply to the run itself; outside a run they do nothing."""
+
+    def __init__(self, which: str) -> None:
+        self._which = which
+
+    def _update(self, op: str, key: str | None = None, value: Any = None) -> Self:
+        built = make_op(op, key, value)
+        active = context.current()
+        if active is None:
+            return self
+        run = active.ctx.run
+        target = run.parent_id if self._which == "parent" else run.root_id
+        if target is None or target == run.id:
+            active.metadata.apply(built)
+        else:
+            active.remote_metadata.add(target, built)
+        return self
+
+    def __repr__(self) -> str:
+        return f"<runlane.metadata.{self._which}>"
+
+
+class RunMetadata(_Updates):
+    """Operations on the current run's metadata. Each update returns the object for chaining;
     updates are applied locally at once and flushed to the store every second and at the end
     of the attempt."""
 
-    def _update(self, op: str, key: str | None = None, value: Any = None) -> RunMetadata:
+    parent = _RelativeMetadata("parent")
+    root = _RelativeMetadata("root")
+
+    def _update(self, op: str, key: str | None = None, value: Any = None) -> Self:
         active = context.current()
         built = make_op(op, key, value)  # validate even outside a run
         if active is not None:
             active.metadata.apply(built)
         return self
-
-    def set(self, key: str, value: Any) -> RunMetadata:
-        return self._update("set", key, value)
-
-    def delete(self, key: str) -> RunMetadata:
-        return self._update("delete", key)
-
-    def replace(self, value: dict[str, Any]) -> RunMetadata:
-        return self._update("replace", None, value)
-
-    def append(self, key: str, value: Any) -> RunMetadata:
-        return self._update("append", key, value)
-
-    def remove(self, key: str, value: Any) -> RunMetadata:
-        return self._update("remove", key, value)
-
-    def increment(self, key: str, value: int | float = 1) -> RunMetadata:
-        return self._update("increment", key, value)
-
-    def decrement(self, key: str, value: int | float = 1) -> RunMetadata:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return self._update("increment", key, value)  # make_op reports the bad value
-        return self._update("increment", key, -value)
 
     def get(self, key: str) -> Any:
         active = context.current()

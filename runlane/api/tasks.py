@@ -9,8 +9,8 @@ from typing import Any
 from runlane.api import runs
 from runlane.core import runtime
 from runlane.core.aio import aio
-from runlane.core.engine import check_items
 from runlane.core.models import BatchHandle, Run, RunHandle
+from runlane.core.options import check_items
 from runlane.errors import InvalidOptionError
 
 __all__ = [

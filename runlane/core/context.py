@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from runlane.core.metadata import RemoteOps
 from runlane.errors import NotInRunError
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from runlane.core.logs import LogBuffer
     from runlane.core.metadata import MetadataState
     from runlane.core.runtime import Runtime
+    from runlane.core.waits import WaitState
 
 
 class TaskInfo(BaseModel):
@@ -115,6 +118,9 @@ class ActiveRun:
     tags: list[str] = field(default_factory=list)
     logs: LogBuffer | None = None
     control: AttemptControl | None = None
+    waits: WaitState | None = None
+    busy: Callable[[], bool] | None = None  # True when no executor slot here is free
+    remote_metadata: RemoteOps = field(default_factory=RemoteOps)
 
     @property
     def run_id(self) -> str:

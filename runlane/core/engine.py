@@ -21,9 +21,16 @@ from runlane.core.models import (
     RunStatus,
     TaskRunError,
 )
-from runlane.core.options import UNSET, TriggerOptions, parse_trigger_options, validate_task_id
+from runlane.core.options import (
+    UNSET,
+    TriggerOptions,
+    check_items,
+    parse_trigger_options,
+    validate_task_id,
+)
 from runlane.core.task import Task, default_queue_name
-from runlane.core.types import Created, Dispatch, NewRun, RegisteredTask
+from runlane.core.types import Created, Dispatch, NewRun, RegisteredTask, WaitSpec
+from runlane.core.waits import await_waitpoint, fingerprint, payload_digest
 from runlane.errors import (
     InvalidOptionError,
     InvalidRunStateError,
@@ -35,22 +42,6 @@ if TYPE_CHECKING:
     from runlane.core.runtime import Runtime
 
 log = logging.getLogger("runlane.engine")
-
-CANCELABLE = (
-    RunStatus.WAITING_FOR_DEPLOY,
-    RunStatus.DELAYED,
-    RunStatus.QUEUED,
-    RunStatus.EXECUTING,
-    RunStatus.REATTEMPTING,
-    RunStatus.FROZEN,
-)
-
-
-def check_items(items: Any, option: str = "items") -> Sequence[Any]:
-    """A batch's items must be a list (or tuple); anything else is a clear error."""
-    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        raise InvalidOptionError(option, items, "must be a list of items")
-    return items
 
 
 class Engine:
@@ -202,13 +193,14 @@ class Engine:
         c = created[0]
         return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached)
 
-    def batch_trigger(
+    def _prepare_items(
         self,
         items: Sequence[tuple[str, Mapping[str, Any], Task[Any] | None]],
-        *,
-        option_name: str = "items",
-    ) -> BatchHandle:
-        """``items``: (task id, {"payload": ..., "options": {...}}, task or None)."""
+        option_name: str,
+        now: float,
+        batch_id: str | None,
+    ) -> list[NewRun]:
+        """Validate a batch (shape, count, each item, total size) and prepare its runs."""
         limits = self.rt.settings.limits
         check_items(items, option_name)
         for index, (task_id, _, _) in enumerate(items):
@@ -221,9 +213,7 @@ class Engine:
                 f"<{len(items)} items>",
                 f"a batch can have at most {limits.batch_items} items, got {len(items)}",
             )
-        now = self.rt.now()
         known = self._known({t for t, _, _ in items})
-        batch_id = ids.batch_id()
         news: list[NewRun] = []
         total = 0
         for index, (task_id, item, task) in enumerate(items):
@@ -249,6 +239,18 @@ class Engine:
                 f"<{total} bytes>",
                 f"the batch's payloads total {total} bytes, over the limit of {limits.batch_bytes}",
             )
+        return news
+
+    def batch_trigger(
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any], Task[Any] | None]],
+        *,
+        option_name: str = "items",
+    ) -> BatchHandle:
+        """``items``: (task id, {"payload": ..., "options": {...}}, task or None)."""
+        now = self.rt.now()
+        batch_id = ids.batch_id()
+        news = self._prepare_items(items, option_name, now, batch_id)
         parent = context.current()
         created = self.rt.store.create_runs(
             news, now=now, batch_id=batch_id, parent_id=parent.run_id if parent else None
@@ -262,6 +264,78 @@ class Engine:
             ],
         )
 
+    # ------------------------------------------------------------------ durable waits
+    def trigger_and_wait(
+        self,
+        items: Sequence[tuple[str, Mapping[str, Any], Task[Any] | None]],
+        *,
+        kind: str,
+        what: str,
+        option_name: str = "items",
+    ) -> tuple[str | None, list[Run]]:
+        """Trigger children and wait for all of them (durably). Returns (batch id, final runs
+        in item order)."""
+        active = context.require(what)
+        assert active.waits is not None
+        now = self.rt.now()
+        batch_id = ids.batch_id() if kind == "batch" else None
+        news = self._prepare_items(items, option_name, now, batch_id)
+        digest = fingerprint(kind, [payload_digest(n.task_identifier, n.payload) for n in news])
+        index, recorded = active.waits.take(kind, digest)
+        if recorded is not None:  # replaying: the children exist already
+            run_ids, batch_id = recorded.run_ids, recorded.batch_id
+            if not recorded.resolved:
+                await_waitpoint(active, index)
+        else:
+            wait = WaitSpec(
+                run_id=active.run_id,
+                attempt=active.ctx.attempt.number,
+                index=index,
+                kind=kind,
+                fingerprint=digest,
+                batch_id=batch_id,
+            )
+            with tracing.get().span(f"{what} {news[0].task_identifier}", {"runlane.wait": index}):
+                created = self.rt.store.create_runs(
+                    news, now=now, batch_id=batch_id, parent_id=active.run_id, wait=wait
+                )
+                self._dispatch(created, news)
+            run_ids = [c.run_id for c in created]
+            await_waitpoint(active, index)
+        return batch_id, self.rt.store.get_runs(run_ids)
+
+    def wait_until(self, when: float, what: str) -> None:
+        """Wait (durably) until the timestamp ``when``."""
+        active = context.require(what)
+        assert active.waits is not None
+        index, recorded = active.waits.take("time", fingerprint("time", []))
+        if recorded is not None:
+            if recorded.resolved:
+                return
+            resume_at = recorded.resume_at or when
+        else:
+            resume_at = when
+            self.rt.store.create_waitpoint(
+                WaitSpec(
+                    run_id=active.run_id,
+                    attempt=active.ctx.attempt.number,
+                    index=index,
+                    kind="time",
+                    fingerprint=fingerprint("time", []),
+                    resume_at=resume_at,
+                ),
+                now=self.rt.now(),
+            )
+        await_waitpoint(active, index, resume_at=resume_at)
+
+    def send_ready(self) -> None:
+        """Send runs the store queued by itself (resumed waits)."""
+        while True:
+            ready = self.rt.store.take_ready(limit=1000)
+            self.send(ready)
+            if len(ready) < 1000:
+                return
+
     # ------------------------------------------------------------------ runs operations
     def retrieve(self, run_id: str) -> Run:
         run = self.rt.store.get_run(run_id)
@@ -270,23 +344,19 @@ class Engine:
         return run
 
     def cancel(self, run_id: str) -> Run:
-        """Cancel a run. A finished run is returned as it is. A run not yet started is removed
-        from its queue; an executing run is CANCELED at once and the result of its attempt, if
-        it still finishes, is discarded (the store only accepts it from a run it still holds)."""
-        while True:
-            run = self.retrieve(run_id)
-            if run.status.is_final:
-                return run
-            done = self.rt.store.transition(
-                run_id,
-                expect=CANCELABLE,
-                to=RunStatus.CANCELED,
-                now=self.rt.now(),
-                error=TaskRunError(name="Error", message="Canceled by user", code="CANCELED"),
-            )
-            if done is not None:
-                return done
-            # it moved meanwhile (e.g. finished): decide again
+        """Cancel a run and its non-final descendants. A finished run is returned as it is. A
+        run not yet started leaves its queue; an executing run is CANCELED at once and its
+        worker interrupts the attempt (whose result, if any, is discarded); a FROZEN run is
+        canceled without waking up. Parents waiting on a canceled run resume with ok=False."""
+        done = self.rt.store.cancel(
+            run_id,
+            now=self.rt.now(),
+            error=TaskRunError(name="Error", message="Canceled by user", code="CANCELED"),
+        )
+        if done is None:
+            raise RunNotFoundError(f"no run {run_id!r} in environment {self.rt.environment!r}")
+        self.send_ready()
+        return done
 
     def replay(self, run_id: str) -> RunHandle:
         run = self.retrieve(run_id)
@@ -350,6 +420,7 @@ class Engine:
         now = self.rt.now()
         self.tick_due(now)
         self.rt.store.expire_runs(now=now, limit=1000)
+        self.send_ready()
         if redeliver:
             self.send(
                 self.rt.store.queued_run_ids(

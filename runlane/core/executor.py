@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from runlane.core import context, tracing
@@ -29,6 +30,8 @@ from runlane.core.models import AttemptStatus, Run, RunStatus, TaskRunError
 from runlane.core.options import DEFAULT_MACHINE, MACHINES, UNSET, RetryOptions, parse_retry
 from runlane.core.task import Task
 from runlane.core.types import AttemptOutcome, Dispatch, StartedAttempt
+from runlane.core.waits import Suspend, WaitState
+from runlane.errors import LimitExceededError
 
 if TYPE_CHECKING:
     from runlane.core.runtime import Runtime
@@ -133,6 +136,7 @@ def flush_active(rt: Runtime, active: ActiveRun) -> None:
         except Exception:
             active.metadata.restore_pending(ops)
             raise
+    flush_remote_metadata(rt, active)
     if active.logs is not None:
         entries = active.logs.take()
         if entries:
@@ -141,6 +145,25 @@ def flush_active(rt: Runtime, active: ActiveRun) -> None:
             except Exception:
                 active.logs.restore(entries)
                 raise
+
+
+def flush_remote_metadata(rt: Runtime, active: ActiveRun) -> None:
+    """Apply buffered ``metadata.parent`` / ``metadata.root`` updates to those runs."""
+    taken = active.remote_metadata.take()
+    for position, (run_id, ops) in enumerate(taken.items()):
+        try:
+            rt.store.update_metadata(
+                run_id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
+            )
+        except LimitExceededError:
+            log.error(
+                "metadata update of run %s from run %s rejected: over the limit",
+                run_id,
+                active.run_id,
+            )
+        except Exception:
+            active.remote_metadata.restore(dict(list(taken.items())[position:]))
+            raise
 
 
 def timed_out_error(seconds: int | None) -> TaskRunError:
@@ -152,10 +175,17 @@ def timed_out_error(seconds: int | None) -> TaskRunError:
 
 
 class Executor:
-    def __init__(self, rt: Runtime, worker_id: str, active: ActiveRuns | None = None) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        worker_id: str,
+        active: ActiveRuns | None = None,
+        busy: Callable[[], bool] | None = None,
+    ) -> None:
         self.rt = rt
         self.worker_id = worker_id
         self.active = active if active is not None else ActiveRuns()
+        self.busy = busy
 
     def execute(self, dispatch: Dispatch) -> Run | None:
         rt = self.rt
@@ -170,7 +200,10 @@ class Executor:
         retry = effective_retry(rt, task, started.run)
         max_duration = effective_max_duration(rt, task, started.max_duration)
         ctx = build_context(rt, task, started, self.worker_id, retry.max_attempts, max_duration)
-        control = AttemptControl(max_duration)
+        control = AttemptControl(max_duration, used=started.used_ms / 1000)
+        replay_log = (
+            rt.store.waitpoints(started.run.id, started.attempt_number) if started.resumed else []
+        )
         active = ActiveRun(
             ctx=ctx,
             runtime=rt,
@@ -178,6 +211,8 @@ class Executor:
             tags=list(started.run.tags),
             logs=LogBuffer(started.run.id, started.attempt_number),
             control=control,
+            waits=WaitState(replay_log),
+            busy=self.busy,
         )
         spec = AttemptSpec(
             task=task,
@@ -197,14 +232,20 @@ class Executor:
             "runlane.task": task.id,
             "runlane.attempt": started.attempt_number,
         }
+        suspended: int | None = None
+        end: AttemptEnd | None = None
         try:
             try:
                 with tracing.get().attempt_span(
                     f"{task.id} attempt {started.attempt_number}",
                     attributes,
                     started.trace_context,
-                ):
+                ) as span:
                     end = run_attempt(spec)
+                    if end.error is not None:
+                        tracing.get().set_error(span, end.error)
+            except Suspend as wait:
+                suspended = wait.index
             except AttemptInterrupted:
                 end = None
             except Exception as exc:  # a runlane bug or a broken hook contract
@@ -215,8 +256,39 @@ class Executor:
             control.finished.set()
             context.deactivate(token)
             self.active.remove(active.run_id)
+        if suspended is not None and control.reason is None:
+            return self._suspend(started, active, suspended)
         outcome = self._outcome(end, control, max_duration)
         return self._record(started, active, outcome)
+
+    def _suspend(self, started: StartedAttempt, active: ActiveRun, index: int) -> Run | None:
+        """Freeze the run on its waitpoint: this worker is free until the wait resolves."""
+        rt = self.rt
+        self._flush_side(active)
+        status = rt.store.suspend(
+            started.run.id,
+            started.attempt_number,
+            index,
+            now=rt.now(),
+            metadata_ops=active.metadata.take_pending(),
+        )
+        if status is RunStatus.QUEUED:  # resolved meanwhile: continue at once
+            rt.engine.send_ready()
+        return None
+
+    def _flush_side(self, active: ActiveRun) -> None:
+        """Logs and parent/root metadata of an attempt that is ending or suspending."""
+        rt = self.rt
+        entries = active.logs.take() if active.logs is not None else []
+        if entries:
+            try:
+                rt.store.append_logs(active.run_id, entries)
+            except Exception:
+                log.exception("could not write the logs of run %s", active.run_id)
+        try:
+            flush_remote_metadata(rt, active)
+        except Exception:
+            log.exception("could not apply the parent/root metadata of run %s", active.run_id)
 
     def _outcome(
         self, end: AttemptEnd | None, control: AttemptControl, max_duration: int | None
@@ -253,13 +325,8 @@ class Executor:
         self, started: StartedAttempt, active: ActiveRun, outcome: AttemptOutcome | None
     ) -> Run | None:
         rt = self.rt
+        self._flush_side(active)
         ops = active.metadata.take_pending()
-        entries = active.logs.take() if active.logs is not None else []
-        if entries:
-            try:
-                rt.store.append_logs(started.run.id, entries)
-            except Exception:
-                log.exception("could not write the logs of run %s", started.run.id)
         if outcome is None:
             if ops:  # the run was canceled: keep what it reported until then
                 rt.store.update_metadata(
@@ -274,4 +341,6 @@ class Executor:
                 started.run.id,
                 started.attempt_number,
             )
+        elif run.parent_id is not None and run.status.is_final:
+            rt.engine.send_ready()  # a parent waiting on this run may resume
         return run

@@ -61,9 +61,10 @@ _EXC = {TIMEOUT: _Timeout, CANCEL: _Cancel}
 class AttemptControl:
     """The handle the supervisor holds on one executing attempt."""
 
-    def __init__(self, max_duration: float | None) -> None:
+    def __init__(self, max_duration: float | None, used: float = 0.0) -> None:
+        """``used``: seconds this attempt already executed before it was suspended."""
         self.thread_id = threading.get_ident()
-        self.started = time.monotonic()
+        self.started = time.monotonic() - used
         self.deadline = None if max_duration is None else self.started + max_duration
         self.reason: str | None = None
         self.interrupted_at: float | None = None
@@ -72,6 +73,8 @@ class AttemptControl:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self.finished = threading.Event()
+        self._paused_at: float | None = None
+        self._paused_total = 0.0
 
     # -- used by the attempt's own thread
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -100,8 +103,31 @@ class AttemptControl:
         with self._lock:
             self._loop = self._task = None
 
+    def pause(self) -> None:
+        """Stop counting toward the max duration (waiting is not executing)."""
+        with self._lock:
+            self._paused_at = time.monotonic()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._paused_at is not None:
+                paused = time.monotonic() - self._paused_at
+                self._paused_total += paused
+                if self.deadline is not None:
+                    self.deadline += paused
+                self._paused_at = None
+
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        """Seconds of execution so far (waits excluded)."""
+        with self._lock:
+            paused = self._paused_total
+            if self._paused_at is not None:
+                paused += time.monotonic() - self._paused_at
+        return time.monotonic() - self.started - paused
+
+    def past_deadline(self, now: float) -> bool:
+        with self._lock:
+            return self._paused_at is None and self.deadline is not None and now >= self.deadline
 
     # -- used by the supervisor
     def interrupt(self, reason: str) -> bool:

@@ -183,3 +183,27 @@ class MetadataState:
     def dirty(self) -> bool:
         with self._lock:
             return bool(self._pending)
+
+
+class RemoteOps:
+    """Operations on other runs' metadata (``metadata.parent`` / ``metadata.root``), buffered
+    per target run and applied by the store atomically, so concurrent children never lose an
+    update."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+
+    def add(self, run_id: str, op: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.setdefault(run_id, []).append(op)
+
+    def take(self) -> dict[str, list[dict[str, Any]]]:
+        with self._lock:
+            out, self._pending = self._pending, {}
+        return {run_id: collapse(ops) for run_id, ops in out.items()}
+
+    def restore(self, taken: dict[str, list[dict[str, Any]]]) -> None:
+        with self._lock:
+            for run_id, ops in taken.items():
+                self._pending[run_id] = ops + self._pending.get(run_id, [])

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runlane.errors import SubtaskUnwrapError
+
 
 class RunStatus(str, enum.Enum):
     WAITING_FOR_DEPLOY = "WAITING_FOR_DEPLOY"
@@ -189,6 +191,55 @@ class BatchHandle(BaseModel):
 
     def __getitem__(self, i: int) -> RunHandle:
         return self.runs[i]
+
+
+class TaskRunResult(BaseModel):
+    """The result of a child run waited on: ``output`` when ok, else ``error``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    id: str
+    task_identifier: str
+    output: Any = None
+    error: TaskRunError | None = None
+
+    def unwrap(self) -> Any:
+        """The output, or raise ``SubtaskUnwrapError(run_id, task_id, cause)``."""
+        if self.ok:
+            return self.output
+        raise SubtaskUnwrapError(self.id, self.task_identifier, self.error)
+
+    @classmethod
+    def of(cls, run: Run) -> TaskRunResult:
+        if run.status is RunStatus.COMPLETED:
+            return cls(ok=True, id=run.id, task_identifier=run.task_identifier, output=run.output)
+        error = run.error or TaskRunError(
+            name="Error", message=f"Run ended with status {run.status.value}"
+        )
+        return cls(ok=False, id=run.id, task_identifier=run.task_identifier, error=error)
+
+
+class BatchResult(BaseModel):
+    """``batch_trigger_and_wait``: the batch id and one result per item, in item order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    runs: list[TaskRunResult]
+
+    def __iter__(self):  # type: ignore[override]
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __getitem__(self, i: int) -> TaskRunResult:
+        return self.runs[i]
+
+    def unwrap(self) -> list[Any]:
+        """Every output in item order; raises on the first failed run."""
+        return [r.unwrap() for r in self.runs]
 
 
 class Batch(BaseModel):

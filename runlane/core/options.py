@@ -8,7 +8,7 @@ fails to parse has written nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -56,6 +56,13 @@ class _Unset:
 
 UNSET: Any = _Unset()
 """Marks an option that was not given (distinct from ``None``, which may mean "off")."""
+
+
+def check_items(items: Any, option: str = "items") -> Sequence[Any]:
+    """A batch's items must be a list (or tuple); anything else is a clear error."""
+    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+        raise InvalidOptionError(option, items, "must be a list of items")
+    return items
 
 
 def validate_task_id(value: Any, option: str = "id") -> str:

@@ -35,6 +35,7 @@ class Settings:
     metadata_flush_interval: float = 1.0
     engine_interval: float = 0.25
     redeliver_after: float = 60.0
+    wait_in_place: float = 2.0  # seconds a wait may block its worker before suspending
     store_url: str | None = None
     broker_name: str | None = None
     secret_key: str | None = None

@@ -5,13 +5,16 @@ from __future__ import annotations
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from runlane.core.aio import run_sync
 from runlane.core.limits import DEFAULT_LIMITS
+from runlane.core.models import BatchResult, TaskRunResult
 from runlane.core.options import (
     UNSET,
     QueueSpec,
     RetryOptions,
+    check_items,
     parse_queue,
     parse_retry,
     validate_machine,
@@ -19,6 +22,9 @@ from runlane.core.options import (
     validate_task_id,
 )
 from runlane.errors import DuplicateTaskError, InvalidOptionError, TaskNotFoundError
+
+if TYPE_CHECKING:
+    from runlane.core.engine import Engine
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,6 +38,13 @@ _HOOKS = (
     "on_failure",
     "handle_error",
 )
+
+
+def _engine() -> Engine:
+    # the runtime module imports this one; reach it at call time
+    from runlane.core import runtime
+
+    return runtime.get().engine
 
 
 def default_queue_name(task_id: str) -> str:
@@ -108,26 +121,46 @@ class Task(Generic[R]):
 
     # -- triggering (delegated to the runtime's engine)
     def trigger(self, payload: Any = None, **options: Any):  # -> RunHandle
-        from runlane.core import runtime
-
-        return runtime.get().engine.trigger(self.id, payload, options, task=self)
+        return _engine().trigger(self.id, payload, options, task=self)
 
     def batch_trigger(self, items: Sequence[Mapping[str, Any]]):  # -> BatchHandle
-        from runlane.core import runtime
-        from runlane.core.engine import check_items
-
-        return runtime.get().engine.batch_trigger(
+        return _engine().batch_trigger(
             [(self.id, item, self) for item in check_items(items)], option_name="items"
         )
 
-    async def aio_trigger(self, payload: Any = None, **options: Any):
-        from runlane.core.aio import run_sync
+    def trigger_and_wait(self, payload: Any = None, **options: Any) -> TaskRunResult:
+        """Trigger a child run and wait for it, durably (inside a task only): the worker is
+        freed while waiting. Returns ``TaskRunResult(ok, id, task_identifier, output|error)``;
+        ``.unwrap()`` returns the output or raises ``SubtaskUnwrapError``."""
+        _, runs = _engine().trigger_and_wait(
+            [(self.id, {"payload": payload, "options": options}, self)],
+            kind="run",
+            what=f"{self.id}.trigger_and_wait()",
+            option_name="trigger_and_wait",
+        )
+        return TaskRunResult.of(runs[0])
 
+    def batch_trigger_and_wait(self, items: Sequence[Mapping[str, Any]]) -> BatchResult:
+        """Trigger up to 500 child runs and wait for all of them (inside a task only). Returns
+        ``BatchResult(id, runs)`` with results in item order."""
+        batch_id, runs = _engine().trigger_and_wait(
+            [(self.id, item, self) for item in check_items(items)],
+            kind="batch",
+            what=f"{self.id}.batch_trigger_and_wait()",
+        )
+        assert batch_id is not None
+        return BatchResult(id=batch_id, runs=[TaskRunResult.of(r) for r in runs])
+
+    async def aio_trigger_and_wait(self, payload: Any = None, **options: Any) -> TaskRunResult:
+        return await run_sync(self.trigger_and_wait, payload, **options)
+
+    async def aio_batch_trigger_and_wait(self, items: Sequence[Mapping[str, Any]]) -> BatchResult:
+        return await run_sync(self.batch_trigger_and_wait, items)
+
+    async def aio_trigger(self, payload: Any = None, **options: Any):
         return await run_sync(self.trigger, payload, **options)
 
     async def aio_batch_trigger(self, items: Sequence[Mapping[str, Any]]):
-        from runlane.core.aio import run_sync
-
         return await run_sync(self.batch_trigger, items)
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runlane.core.models import TaskRunError
 
 
 class Tracing:
@@ -27,6 +30,10 @@ class Tracing:
         return None
 
     def record_exception(self, span: Any, exc: BaseException) -> None:
+        return None
+
+    def set_error(self, span: Any, error: TaskRunError) -> None:
+        """Mark ``span`` failed with an error runlane caught (a failed attempt's)."""
         return None
 
     def inject(self) -> dict[str, str] | None:

@@ -48,6 +48,30 @@ class NewRun:
 
 
 @dataclass(frozen=True)
+class WaitSpec:
+    """A waitpoint to record: the ``index``-th wait of attempt ``attempt`` of run ``run_id``."""
+
+    run_id: str
+    attempt: int
+    index: int
+    kind: str  # "run" | "batch" | "time"
+    fingerprint: str
+    resume_at: float | None = None  # time waits
+    batch_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Waitpoint:
+    index: int
+    kind: str
+    fingerprint: str
+    run_ids: list[str]
+    batch_id: str | None
+    resume_at: float | None
+    resolved: bool
+
+
+@dataclass(frozen=True)
 class Created:
     """The outcome of one NewRun: the run id to hand back, and whether it already existed."""
 
@@ -76,6 +100,8 @@ class StartedAttempt:
     started_at: float
     trace_context: dict[str, str] | None = None
     max_duration: int | None = None  # as stored: 0 = no limit, None = task/config decide
+    resumed: bool = False  # continuing an attempt that was suspended on a wait
+    used_ms: int = 0  # execution time this attempt already used before it was suspended
 
 
 @dataclass(frozen=True)
@@ -126,8 +152,10 @@ class Store(Protocol):
         now: float,
         batch_id: str | None = None,
         parent_id: str | None = None,
+        wait: WaitSpec | None = None,
     ) -> list[Created]:
-        """Create all runs (or none), honouring idempotency keys, in one transaction."""
+        """Create all runs (or none), honouring idempotency keys, in one transaction; with
+        ``wait``, also the parent's waitpoint on them (trigger_and_wait)."""
         ...
 
     # reads
@@ -187,6 +215,35 @@ class Store(Protocol):
 
     def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
         """QUEUED runs created before ``older_than`` (redelivery after a lost dispatch)."""
+        ...
+
+    def cancel(self, run_id: str, *, now: float, error: TaskRunError) -> Run | None:
+        """Cancel a non-final run and its non-final descendants at once."""
+        ...
+
+    def get_runs(self, run_ids: Sequence[str]) -> list[Run]: ...
+
+    # durable waits
+    def create_waitpoint(self, wait: WaitSpec, *, now: float) -> Waitpoint: ...
+    def waitpoints(self, run_id: str, attempt: int) -> list[Waitpoint]:
+        """The attempt's replay log."""
+        ...
+
+    def waitpoint_resolved(self, run_id: str, attempt: int, index: int, *, now: float) -> bool: ...
+    def suspend(
+        self,
+        run_id: str,
+        attempt: int,
+        index: int,
+        *,
+        now: float,
+        metadata_ops: Sequence[dict[str, Any]] = (),
+    ) -> RunStatus | None:
+        """EXECUTING → FROZEN on a waitpoint (QUEUED at once if it is already resolved)."""
+        ...
+
+    def take_ready(self, *, limit: int) -> list[Dispatch]:
+        """Runs the store made QUEUED itself (resumed waits) that must be sent."""
         ...
 
     # metadata and tags

@@ -119,6 +119,9 @@ class Worker:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _all_busy(self) -> bool:
+        return len(self.active) >= self.concurrency
+
     def _on_task_added(self, task: Task[Any]) -> None:
         rt = self.runtime
         if self._consumer is not None:
@@ -128,7 +131,7 @@ class Worker:
     # ------------------------------------------------------------------ loops
     def _executor_loop(self) -> None:
         rt = self.runtime
-        executor = Executor(rt, self.id, self.active)
+        executor = Executor(rt, self.id, self.active, busy=self._all_busy)
         me = threading.get_ident()
         while not self._stop.is_set() and me not in self._abandoned:
             try:
@@ -198,7 +201,7 @@ class Worker:
         for active in actives:
             control = active.control
             assert control is not None
-            if control.deadline is not None and now >= control.deadline:
+            if control.past_deadline(now):
                 control.interrupt(TIMEOUT)
         if check_status:
             statuses = rt.store.statuses([a.run_id for a in actives])

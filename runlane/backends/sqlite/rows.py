@@ -60,6 +60,7 @@ CHANGEABLE = frozenset(
         "metadata",
         "tags",
         "machine",
+        "segment_started_at",
     }
 )
 

@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS rl_runs (
     worker_id TEXT,
     retry_at REAL,
     trace_context TEXT,
+    resume INTEGER NOT NULL DEFAULT 0,      -- the next start continues the current attempt
+    wait_index INTEGER,                     -- FROZEN on this waitpoint of the current attempt
+    segment_started_at REAL,                -- when the current stretch of execution began
     PRIMARY KEY (env, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rl_runs_status ON rl_runs (env, status, id);
@@ -59,7 +62,7 @@ CREATE TABLE IF NOT EXISTS rl_run_tags (
 CREATE TABLE IF NOT EXISTS rl_attempts (
     env TEXT NOT NULL, run_id TEXT NOT NULL, number INTEGER NOT NULL, id TEXT NOT NULL,
     status TEXT NOT NULL, started_at REAL NOT NULL, finished_at REAL, error TEXT,
-    worker_id TEXT, machine TEXT,
+    worker_id TEXT, machine TEXT, duration_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (env, run_id, number)
 ) WITHOUT ROWID;
 
@@ -106,3 +109,32 @@ CREATE TABLE IF NOT EXISTS rl_logs (
     duration_ms REAL
 );
 CREATE INDEX IF NOT EXISTS rl_logs_run ON rl_logs (env, run_id, seq);
+
+-- Durable waits. A waitpoint belongs to (run, attempt, index): the index-th wait of that attempt,
+-- which is also its position in the attempt's replay log.
+CREATE TABLE IF NOT EXISTS rl_waitpoints (
+    env TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL, idx INTEGER NOT NULL,
+    kind TEXT NOT NULL,              -- run | batch | time
+    fingerprint TEXT NOT NULL,       -- what was waited on, to detect a replay taking another path
+    run_ids TEXT NOT NULL DEFAULT '[]',
+    batch_id TEXT,
+    pending INTEGER NOT NULL DEFAULT 0,
+    resume_at REAL,
+    resolved_at REAL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (env, run_id, attempt, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rl_waitpoints_time ON rl_waitpoints (env, resume_at)
+    WHERE kind = 'time' AND resolved_at IS NULL;
+
+CREATE TABLE IF NOT EXISTS rl_wait_children (
+    env TEXT NOT NULL, child_id TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    PRIMARY KEY (env, child_id, run_id, attempt, idx)
+) WITHOUT ROWID;
+
+-- Runs made QUEUED by the store itself (a resumed wait) that still have to be sent.
+CREATE TABLE IF NOT EXISTS rl_ready (
+    env TEXT NOT NULL, run_id TEXT NOT NULL,
+    PRIMARY KEY (env, run_id)
+) WITHOUT ROWID;

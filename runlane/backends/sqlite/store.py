@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from runlane.backends.sqlite import waits
 from runlane.backends.sqlite.db import Database, shared_database
 from runlane.backends.sqlite.rows import (
     ATTEMPT_END,
@@ -24,6 +25,7 @@ from runlane.core.durations import format_duration
 from runlane.core.logs import LogEntry
 from runlane.core.metadata import apply_ops, check_size
 from runlane.core.models import (
+    FINAL_STATUSES,
     Batch,
     Run,
     RunStatus,
@@ -37,6 +39,8 @@ from runlane.core.types import (
     RegisteredTask,
     RunQuery,
     StartedAttempt,
+    Waitpoint,
+    WaitSpec,
 )
 from runlane.errors import ConfigurationError, StoreError
 
@@ -94,6 +98,7 @@ class SQLiteStore:
         now: float,
         batch_id: str | None = None,
         parent_id: str | None = None,
+        wait: WaitSpec | None = None,
     ) -> list[Created]:
         env = self.environment
         out: list[Created] = []
@@ -174,6 +179,8 @@ class SQLiteStore:
                     "INSERT INTO rl_batches VALUES (?, ?, ?, ?, ?)",
                     (env, batch_id, json.dumps([c.run_id for c in out]), now, parent_id),
                 )
+            if wait is not None:
+                waits.create(conn, env, wait, [c.run_id for c in out], now)
         return out
 
     # ------------------------------------------------------------------ reads
@@ -318,6 +325,7 @@ class SQLiteStore:
             if not self._set(conn, run_id, expect, to, now, changes):
                 return None
             if to.is_final:
+                self._finalized(conn, [run_id], now)
                 conn.execute(
                     "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, run_id)
                 )
@@ -374,6 +382,7 @@ class SQLiteStore:
                     (now, self.environment, r["id"]),
                 )
                 out.append(Dispatch(r["id"], r["task"], r["queue"], r["machine"]))
+            waits.resolve_due_times(conn, self.environment, now, limit)
             return out
 
     @_translate
@@ -413,6 +422,7 @@ class SQLiteStore:
                 conn.execute(
                     "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, r["id"])
                 )
+            self._finalized(conn, [r["id"] for r in rows], now)
             return [r["id"] for r in rows]
 
     def _known(self, conn: sqlite3.Connection, task_ids: Collection[str]) -> set[str]:
@@ -467,31 +477,50 @@ class SQLiteStore:
     def start_attempt(
         self, run_id: str, *, worker_id: str, now: float, known_tasks: Collection[str]
     ) -> StartedAttempt | None:
+        env = self.environment
         with self.db.write() as conn:
             row = conn.execute(
-                "SELECT task, status, attempt_count, started_at, machine, trace_context, "
-                "max_duration FROM rl_runs WHERE env=? AND id=?",
-                (self.environment, run_id),
+                "SELECT task, status, attempt_count, machine, trace_context, max_duration, "
+                "resume FROM rl_runs WHERE env=? AND id=?",
+                (env, run_id),
             ).fetchone()
             if row is None or row["status"] != "QUEUED" or row["task"] not in known_tasks:
                 return None
-            number = row["attempt_count"] + 1
-            attempt_id = ids.attempt_id()
+            if row["resume"]:  # a suspended attempt continues
+                number = row["attempt_count"]
+                attempt = conn.execute(
+                    "UPDATE rl_attempts SET status='EXECUTING', worker_id=? WHERE env=? AND "
+                    "run_id=? AND number=? RETURNING id, started_at, duration_ms",
+                    (worker_id, env, run_id, number),
+                ).fetchone()
+                attempt_id, started_at, used_ms = attempt[0], attempt[1], attempt[2]
+            else:
+                number = row["attempt_count"] + 1
+                attempt_id, started_at, used_ms = ids.attempt_id(), now, 0
+                conn.execute(
+                    "INSERT INTO rl_attempts (env, run_id, number, id, status, started_at, "
+                    "worker_id, machine) VALUES (?, ?, ?, ?, 'EXECUTING', ?, ?, ?)",
+                    (env, run_id, number, attempt_id, now, worker_id, row["machine"]),
+                )
             conn.execute(
                 "UPDATE rl_runs SET status='EXECUTING', attempt_count=?, worker_id=?, "
-                "started_at=COALESCE(started_at, ?), updated_at=?, ttl_expires_at=NULL "
-                "WHERE env=? AND id=?",
-                (number, worker_id, now, now, self.environment, run_id),
-            )
-            conn.execute(
-                "INSERT INTO rl_attempts (env, run_id, number, id, status, started_at, "
-                "worker_id, machine) VALUES (?, ?, ?, ?, 'EXECUTING', ?, ?, ?)",
-                (self.environment, run_id, number, attempt_id, now, worker_id, row["machine"]),
+                "started_at=COALESCE(started_at, ?), updated_at=?, ttl_expires_at=NULL, "
+                "resume=0, segment_started_at=? WHERE env=? AND id=?",
+                (number, worker_id, now, now, now, env, run_id),
             )
             run = self._get(conn, run_id, True)
         assert run is not None
         trace = json.loads(row["trace_context"]) if row["trace_context"] else None
-        return StartedAttempt(run, attempt_id, number, now, trace, row["max_duration"])
+        return StartedAttempt(
+            run,
+            attempt_id,
+            number,
+            started_at,
+            trace,
+            row["max_duration"],
+            resumed=bool(row["resume"]),
+            used_ms=used_ms,
+        )
 
     @_translate
     def finish_attempt(
@@ -500,8 +529,8 @@ class SQLiteStore:
         env = self.environment
         with self.db.write() as conn:
             row = conn.execute(
-                "SELECT status, attempt_count, metadata, started_at, duration_ms FROM rl_runs "
-                "WHERE env=? AND id=?",
+                "SELECT status, attempt_count, metadata, segment_started_at, duration_ms "
+                "FROM rl_runs WHERE env=? AND id=?",
                 (env, run_id),
             ).fetchone()
             if (
@@ -510,11 +539,7 @@ class SQLiteStore:
                 or row["attempt_count"] != attempt_number
             ):
                 return None
-            attempt = conn.execute(
-                "SELECT started_at FROM rl_attempts WHERE env=? AND run_id=? AND number=?",
-                (env, run_id, attempt_number),
-            ).fetchone()
-            elapsed_ms = int(max(0.0, now - attempt["started_at"]) * 1000)
+            elapsed_ms = self._segment_ms(row, now)
             changes: dict[str, Any] = {"duration_ms": row["duration_ms"] + elapsed_ms}
             if outcome.metadata_ops:
                 md = apply_ops(json.loads(row["metadata"]), outcome.metadata_ops)
@@ -529,19 +554,23 @@ class SQLiteStore:
                 changes["retry_at"] = outcome.retry_at
             if outcome.machine is not None:
                 changes["machine"] = outcome.machine
+            changes["segment_started_at"] = None
             self._set(conn, run_id, [RunStatus.EXECUTING], outcome.run_status, now, changes)
             conn.execute(
-                "UPDATE rl_attempts SET status=?, finished_at=?, error=? "
-                "WHERE env=? AND run_id=? AND number=?",
+                "UPDATE rl_attempts SET status=?, finished_at=?, error=?, "
+                "duration_ms=duration_ms+? WHERE env=? AND run_id=? AND number=?",
                 (
                     outcome.attempt_status,
                     now,
                     error_json(outcome.error),
+                    elapsed_ms,
                     env,
                     run_id,
                     attempt_number,
                 ),
             )
+            if outcome.run_status.is_final:
+                self._finalized(conn, [run_id], now)
             return self._get(conn, run_id, True)
 
     @_translate
@@ -660,3 +689,160 @@ class SQLiteStore:
                 "DELETE FROM rl_leases WHERE env=? AND name=? AND owner=?",
                 (self.environment, name, owner),
             )
+
+    # ------------------------------------------------------------------ durable waits
+    def _finalized(self, conn: sqlite3.Connection, run_ids: Sequence[str], now: float) -> None:
+        waits.finalized(conn, self.environment, run_ids, now)
+
+    @_translate
+    def create_waitpoint(self, wait: WaitSpec, *, now: float) -> Waitpoint:
+        with self.db.write() as conn:
+            waits.create(conn, self.environment, wait, [], now)
+            found = waits.one(conn, self.environment, wait.run_id, wait.attempt, wait.index)
+        assert found is not None
+        return found
+
+    @_translate
+    def waitpoints(self, run_id: str, attempt: int) -> list[Waitpoint]:
+        return waits.of_attempt(self.db.conn, self.environment, run_id, attempt)
+
+    @_translate
+    def waitpoint_resolved(self, run_id: str, attempt: int, index: int, *, now: float) -> bool:
+        return waits.is_resolved(self.db.conn, self.environment, run_id, attempt, index, now)
+
+    @_translate
+    def suspend(
+        self,
+        run_id: str,
+        attempt: int,
+        index: int,
+        *,
+        now: float,
+        metadata_ops: Sequence[dict[str, Any]] = (),
+    ) -> RunStatus | None:
+        """EXECUTING → FROZEN on waitpoint ``index``; straight back to QUEUED (resumed) when it
+        is already resolved. None when the attempt no longer holds the run."""
+        env = self.environment
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT status, attempt_count, metadata, segment_started_at, duration_ms "
+                "FROM rl_runs WHERE env=? AND id=?",
+                (env, run_id),
+            ).fetchone()
+            if row is None or row["status"] != "EXECUTING" or row["attempt_count"] != attempt:
+                return None
+            elapsed_ms = self._segment_ms(row, now)
+            md = row["metadata"]
+            if metadata_ops:
+                md = jsonvalue.dumps(apply_ops(json.loads(md), metadata_ops))
+            resolved = waits.is_resolved(conn, env, run_id, attempt, index, now)
+            status = RunStatus.QUEUED if resolved else RunStatus.FROZEN
+            conn.execute(
+                "UPDATE rl_runs SET status=?, resume=?, wait_index=?, metadata=?, "
+                "duration_ms=duration_ms+?, segment_started_at=NULL, updated_at=? "
+                "WHERE env=? AND id=?",
+                (
+                    status.value,
+                    int(resolved),
+                    None if resolved else index,
+                    md,
+                    elapsed_ms,
+                    now,
+                    env,
+                    run_id,
+                ),
+            )
+            conn.execute(
+                "UPDATE rl_attempts SET status='SUSPENDED', duration_ms=duration_ms+? "
+                "WHERE env=? AND run_id=? AND number=?",
+                (elapsed_ms, env, run_id, attempt),
+            )
+            if resolved:
+                conn.execute("INSERT OR IGNORE INTO rl_ready VALUES (?, ?)", (env, run_id))
+            return status
+
+    @staticmethod
+    def _segment_ms(row: sqlite3.Row, now: float) -> int:
+        start = row["segment_started_at"]
+        return 0 if start is None else int(max(0.0, now - start) * 1000)
+
+    @_translate
+    def take_ready(self, *, limit: int) -> list[Dispatch]:
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT run_id FROM rl_ready WHERE env=? LIMIT ?", (self.environment, limit)
+            ).fetchall()
+            ids_ = [r[0] for r in rows]
+            if not ids_:
+                return []
+            conn.execute(
+                f"DELETE FROM rl_ready WHERE env=? AND run_id IN ({', '.join('?' for _ in ids_)})",
+                (self.environment, *ids_),
+            )
+            found = conn.execute(
+                f"SELECT id, task, queue, machine FROM rl_runs WHERE env=? AND status='QUEUED' "
+                f"AND id IN ({', '.join('?' for _ in ids_)})",
+                (self.environment, *ids_),
+            ).fetchall()
+        return [Dispatch(r[0], r[1], r[2], r[3]) for r in found]
+
+    @_translate
+    def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        """The runs in the order asked (missing ones left out), without attempts."""
+        if not run_ids:
+            return []
+        found: dict[str, Run] = {}
+        with self.db.read() as conn:
+            unique = list(dict.fromkeys(run_ids))
+            for start in range(0, len(unique), 500):
+                chunk = unique[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT * FROM rl_runs WHERE env=? AND id IN "
+                    f"({', '.join('?' for _ in chunk)})",
+                    (self.environment, *chunk),
+                ).fetchall()
+                for r in rows:
+                    found[r["id"]] = to_run(r, None)
+        return [found[i] for i in run_ids if i in found]
+
+    @_translate
+    def cancel(self, run_id: str, *, now: float, error: TaskRunError) -> Run | None:
+        """Cancel a run that is not final, and all its non-final descendants, in one step."""
+        env = self.environment
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT status FROM rl_runs WHERE env=? AND id=?", (env, run_id)
+            ).fetchone()
+            if row is None:
+                return None
+            if RunStatus(row[0]).is_final:
+                return self._get(conn, run_id, True)
+            todo, canceled = [run_id], []
+            while todo:
+                current = todo.pop()
+                cur = conn.execute(
+                    "UPDATE rl_runs SET status='CANCELED', error=?, finished_at=?, updated_at=?, "
+                    "resume=0, wait_index=NULL WHERE env=? AND id=? AND status NOT IN "
+                    f"({', '.join(repr(s.value) for s in FINAL_STATUSES)})",
+                    (error_json(error), now, now, env, current),
+                )
+                if not cur.rowcount:
+                    continue
+                canceled.append(current)
+                todo.extend(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM rl_runs WHERE env=? AND parent_id=?", (env, current)
+                    )
+                )
+            marks = ", ".join("?" for _ in canceled)
+            conn.execute(
+                f"UPDATE rl_attempts SET status='CANCELED', finished_at=?, error=? WHERE env=? "
+                f"AND run_id IN ({marks}) AND status IN ('EXECUTING', 'SUSPENDED')",
+                (now, error_json(error), env, *canceled),
+            )
+            conn.execute(
+                f"DELETE FROM rl_dispatch WHERE env=? AND run_id IN ({marks})", (env, *canceled)
+            )
+            self._finalized(conn, canceled, now)
+            return self._get(conn, run_id, True)
