@@ -15,7 +15,17 @@ runlane.runs.retrieve(handle).status   # "COMPLETED"
 from __future__ import annotations
 
 from runlane import config as _config  # installs the default runtime factory
-from runlane.api import batch, idempotency_keys, retry, runs, tags, tasks, timeout, usage
+from runlane.api import (
+    batch,
+    idempotency_keys,
+    retry,
+    runs,
+    tags,
+    tasks,
+    timeout,
+    usage,
+    wait,
+)
 from runlane.api.logger import logger
 from runlane.api.metadata import metadata
 from runlane.config import configure
@@ -28,10 +38,12 @@ from runlane.core.models import (
     AttemptStatus,
     Batch,
     BatchHandle,
+    BatchResult,
     Run,
     RunHandle,
     RunStatus,
     TaskRunError,
+    TaskRunResult,
 )
 from runlane.core.options import TIMEOUT_NONE
 from runlane.core.schema import schema_task
@@ -49,6 +61,7 @@ __all__ = [
     "AttemptStatus",
     "Batch",
     "BatchHandle",
+    "BatchResult",
     "Context",
     "FakeClock",
     "IdempotencyKey",
@@ -57,6 +70,7 @@ __all__ = [
     "RunStatus",
     "Task",
     "TaskRunError",
+    "TaskRunResult",
     "Worker",
     "__version__",
     "batch",
@@ -72,4 +86,5 @@ __all__ = [
     "tasks",
     "timeout",
     "usage",
+    "wait",
 ]

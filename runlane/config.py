@@ -75,6 +75,7 @@ def configure(
     clock: Clock | None = None,
     metadata_flush_interval: float | None = None,
     engine_interval: float | None = None,
+    wait_in_place: float | None = None,
     **hooks: Callable[..., Any],
 ) -> Runtime:
     """Build and install the runtime. Calling it again replaces the previous configuration."""
@@ -108,6 +109,14 @@ def configure(
         settings.metadata_flush_interval = float(metadata_flush_interval)
     if engine_interval is not None:
         settings.engine_interval = float(engine_interval)
+    if wait_in_place is not None:
+        if (
+            isinstance(wait_in_place, bool)
+            or not isinstance(wait_in_place, (int, float))
+            or (wait_in_place < 0)
+        ):
+            raise InvalidOptionError("wait_in_place", wait_in_place, "must be seconds >= 0")
+        settings.wait_in_place = float(wait_in_place)
     settings.secret_key = secret_key or os.environ.get("RUNLANE_SECRET_KEY")
     store_url = (
         store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)

@@ -11,6 +11,21 @@ from runlane.core import runtime as runtime_mod
 from runlane.core.task import registry
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _default_store_out_of_the_tree(tmp_path_factory) -> Iterator[None]:
+    """A runtime built from defaults (no fixture) writes under a temp dir, never the repo."""
+    import os
+
+    path = tmp_path_factory.mktemp("default-store") / "runlane.db"
+    old = os.environ.get("RUNLANE_STORE_URL")
+    os.environ["RUNLANE_STORE_URL"] = f"sqlite:///{path}"
+    yield
+    if old is None:
+        os.environ.pop("RUNLANE_STORE_URL", None)
+    else:
+        os.environ["RUNLANE_STORE_URL"] = old
+
+
 @pytest.fixture(autouse=True)
 def _isolated_registry() -> Iterator[None]:
     """Tasks defined in a test are forgotten after it."""

@@ -8,7 +8,7 @@ from typing import Any
 from runlane.api._common import batch_id_of
 from runlane.core import runtime
 from runlane.core.aio import aio
-from runlane.core.models import Batch, BatchHandle
+from runlane.core.models import Batch, BatchHandle, BatchResult, TaskRunResult
 from runlane.core.options import check_items
 from runlane.core.task import Task
 from runlane.errors import InvalidOptionError, RunNotFoundError
@@ -16,10 +16,14 @@ from runlane.errors import InvalidOptionError, RunNotFoundError
 __all__ = [
     "aio_retrieve",
     "aio_trigger",
+    "aio_trigger_and_wait",
     "aio_trigger_by_task",
+    "aio_trigger_by_task_and_wait",
     "retrieve",
     "trigger",
+    "trigger_and_wait",
     "trigger_by_task",
+    "trigger_by_task_and_wait",
 ]
 
 
@@ -65,6 +69,22 @@ def trigger_by_task(items: Sequence[Any]) -> BatchHandle:
     return runtime.get().engine.batch_trigger(_by_task_items(items))
 
 
+def trigger_and_wait(items: Sequence[Mapping[str, Any]]) -> BatchResult:
+    """Inside a task: trigger runs of several tasks by id and wait for all of them."""
+    return _wait(_by_id_items(items), "batch.trigger_and_wait()")
+
+
+def trigger_by_task_and_wait(items: Sequence[Any]) -> BatchResult:
+    """Inside a task: trigger runs of several task objects and wait for all of them."""
+    return _wait(_by_task_items(items), "batch.trigger_by_task_and_wait()")
+
+
+def _wait(items: list[tuple[str, Mapping[str, Any], Task[Any] | None]], what: str) -> BatchResult:
+    batch_id, runs = runtime.get().engine.trigger_and_wait(items, kind="batch", what=what)
+    assert batch_id is not None
+    return BatchResult(id=batch_id, runs=[TaskRunResult.of(r) for r in runs])
+
+
 def retrieve(batch: str | BatchHandle) -> Batch:
     bid = batch_id_of(batch)
     rt = runtime.get()
@@ -77,3 +97,5 @@ def retrieve(batch: str | BatchHandle) -> Batch:
 aio_trigger = aio(trigger)
 aio_trigger_by_task = aio(trigger_by_task)
 aio_retrieve = aio(retrieve)
+aio_trigger_and_wait = aio(trigger_and_wait)
+aio_trigger_by_task_and_wait = aio(trigger_by_task_and_wait)
