@@ -36,15 +36,16 @@ _HOOK_NAMES = (
 )
 
 
-def _build_store(store: Any, environment: str) -> Store:
+def _build_store(store: Any, environment: str, concurrency_limit: int | None) -> Store:
     if isinstance(store, Store):
+        store.concurrency_limit = concurrency_limit
         return store
     if not isinstance(store, str):
         raise ConfigurationError(f"store must be a URL or a Store, not {type(store).__name__}")
     if store.startswith("sqlite:"):
         from runlane.backends.sqlite import SQLiteStore
 
-        return SQLiteStore.from_url(store, environment)
+        return SQLiteStore.from_url(store, environment, concurrency_limit=concurrency_limit)
     raise ConfigurationError(f"unknown store URL {store!r}: use sqlite:///path/to/file.db")
 
 
@@ -76,6 +77,7 @@ def configure(
     metadata_flush_interval: float | None = None,
     engine_interval: float | None = None,
     wait_in_place: float | None = None,
+    lease_timeout: float | None = None,
     **hooks: Callable[..., Any],
 ) -> Runtime:
     """Build and install the runtime. Calling it again replaces the previous configuration."""
@@ -109,6 +111,14 @@ def configure(
         settings.metadata_flush_interval = float(metadata_flush_interval)
     if engine_interval is not None:
         settings.engine_interval = float(engine_interval)
+    if lease_timeout is not None:
+        if (
+            isinstance(lease_timeout, bool)
+            or not isinstance(lease_timeout, (int, float))
+            or (lease_timeout < 1)
+        ):
+            raise InvalidOptionError("lease_timeout", lease_timeout, "must be seconds >= 1")
+        settings.lease_timeout = float(lease_timeout)
     if wait_in_place is not None:
         if (
             isinstance(wait_in_place, bool)
@@ -122,7 +132,7 @@ def configure(
         store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)
     )
     broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", "local")
-    built_store = _build_store(store_url, env)
+    built_store = _build_store(store_url, env, settings.concurrency_limit)
     built_broker = _build_broker(broker_spec, built_store, env)
     settings.store_url = store_url if isinstance(store_url, str) else type(store_url).__name__
     settings.broker_name = (

@@ -34,7 +34,12 @@ TASK_ID = "bad-input"
 KEY = "the-idempotency-key"
 MIB = 1024 * 1024
 TABLES = (
-    "rl_runs", "rl_idempotency", "rl_batches", "rl_run_tags", "rl_dispatch", "rl_counters",
+    "rl_runs",
+    "rl_idempotency",
+    "rl_batches",
+    "rl_run_tags",
+    "rl_dispatch",
+    "rl_counters",
     "rl_attempts",
 )
 
@@ -71,9 +76,7 @@ def snapshot(rt: Runtime) -> dict[str, Any]:
     }
 
 
-def assert_rejected(
-    exc: BaseException, exc_type: type[InvalidOptionError], option: str
-) -> None:
+def assert_rejected(exc: BaseException, exc_type: type[InvalidOptionError], option: str) -> None:
     assert isinstance(exc, exc_type), f"{type(exc).__name__}: {exc}"
     assert isinstance(exc, InvalidOptionError)
     assert isinstance(exc, ValueError)
@@ -215,9 +218,7 @@ def _single_trigger(
         runlane.tasks.trigger(TASK_ID, payload, **opts)
 
 
-def _batch_trigger(
-    entry: str, task: runlane.Task[Any], payload: Any, opts: dict[str, Any]
-) -> None:
+def _batch_trigger(entry: str, task: runlane.Task[Any], payload: Any, opts: dict[str, Any]) -> None:
     good = {"payload": {"good": 1}, "options": {"idempotency_key": KEY, "tags": ["good"]}}
     bad = {"payload": payload, "options": opts}
     if entry == "Task.batch_trigger":
@@ -235,7 +236,10 @@ BATCH = ["Task.batch_trigger", "tasks.batch_trigger", "batch.trigger"]
 @pytest.mark.parametrize("entry", SINGLE)
 @pytest.mark.parametrize(("option", "opts", "exc_type"), BAD_OPTIONS, ids=_ids(BAD_OPTIONS))
 def test_bad_option_in_a_trigger_writes_nothing(
-    rt: Runtime, entry: str, option: str, opts: dict[str, Any],
+    rt: Runtime,
+    entry: str,
+    option: str,
+    opts: dict[str, Any],
     exc_type: type[InvalidOptionError],
 ) -> None:
     task = define()
@@ -250,7 +254,10 @@ def test_bad_option_in_a_trigger_writes_nothing(
 @pytest.mark.parametrize("entry", BATCH)
 @pytest.mark.parametrize(("option", "opts", "exc_type"), BAD_OPTIONS, ids=_ids(BAD_OPTIONS))
 def test_bad_option_in_a_batch_item_writes_nothing(
-    rt: Runtime, entry: str, option: str, opts: dict[str, Any],
+    rt: Runtime,
+    entry: str,
+    option: str,
+    opts: dict[str, Any],
     exc_type: type[InvalidOptionError],
 ) -> None:
     task = define()
@@ -265,7 +272,10 @@ def test_bad_option_in_a_batch_item_writes_nothing(
 @pytest.mark.parametrize("entry", SINGLE + BATCH)
 @pytest.mark.parametrize(("option", "opts", "exc_type"), BAD_KEYS, ids=_ids(BAD_KEYS))
 def test_bad_idempotency_key_writes_nothing(
-    rt: Runtime, entry: str, option: str, opts: dict[str, Any],
+    rt: Runtime,
+    entry: str,
+    option: str,
+    opts: dict[str, Any],
     exc_type: type[InvalidOptionError],
 ) -> None:
     task = define()
@@ -359,8 +369,10 @@ BATCH_CALLS: dict[str, Callable[[runlane.Task[Any], list[dict[str, Any]]], Any]]
 def test_batch_of_501_items_writes_nothing(rt: Runtime, entry: str) -> None:
     task = define()
     before = snapshot(rt)
-    items = [{"payload": {"i": i}, "options": {"idempotency_key": KEY} if i == 0 else {}}
-             for i in range(501)]
+    items = [
+        {"payload": {"i": i}, "options": {"idempotency_key": KEY} if i == 0 else {}}
+        for i in range(501)
+    ]
     with pytest.raises(LimitExceededError) as info:
         BATCH_CALLS[entry](task, items)
     assert_rejected(info.value, LimitExceededError, "items")
@@ -383,8 +395,10 @@ def test_batch_over_5_mib_in_total_writes_nothing(rt: Runtime, entry: str) -> No
     task = define()
     before = snapshot(rt)
     blob = "x" * int(2.6 * MIB)  # each item is under 3 MiB; together over 5 MiB
-    items = [{"payload": {"blob": blob}, "options": {"idempotency_key": KEY}},
-             {"payload": {"blob": blob}}]
+    items = [
+        {"payload": {"blob": blob}, "options": {"idempotency_key": KEY}},
+        {"payload": {"blob": blob}},
+    ]
     with pytest.raises(LimitExceededError) as info:
         BATCH_CALLS[entry](task, items)
     assert_rejected(info.value, LimitExceededError, "items")
@@ -414,8 +428,10 @@ def test_batch_item_that_is_not_a_dict_writes_nothing(
 def test_batch_item_with_an_unknown_field_writes_nothing(rt: Runtime, entry: str) -> None:
     task = define()
     before = snapshot(rt)
-    items = [{"payload": 1, "options": {"idempotency_key": KEY}},
-             {"payload": 2, "option": {"delay": "1h"}}]  # "option": a typo of "options"
+    items = [
+        {"payload": 1, "options": {"idempotency_key": KEY}},
+        {"payload": 2, "option": {"delay": "1h"}},
+    ]  # "option": a typo of "options"
     with pytest.raises(InvalidOptionError) as info:
         BATCH_CALLS[entry](task, items)
     assert_rejected(info.value, InvalidOptionError, "items[1]")
@@ -507,7 +523,8 @@ def test_batch_by_id_with_an_unhashable_task_id(rt: Runtime) -> None:
 
 
 @pytest.mark.parametrize(
-    "task_id", ["", "bad id", "-leading", "x" * 129, "tab\there", "é", None, 5, ["a"]],
+    "task_id",
+    ["", "bad id", "-leading", "x" * 129, "tab\there", "é", None, 5, ["a"]],
     ids=["empty", "space", "leading-dash", "129-chars", "tab", "non-ascii", "none", "int", "list"],
 )
 def test_bad_task_id_in_tasks_trigger(rt: Runtime, task_id: Any) -> None:

@@ -17,8 +17,7 @@ def now_ms() -> int:
 
 
 def test_prefixes_and_shape() -> None:
-    for make, prefix in ((ids.run_id, "run"), (ids.batch_id, "batch"),
-                         (ids.attempt_id, "attempt")):
+    for make, prefix in ((ids.run_id, "run"), (ids.batch_id, "batch"), (ids.attempt_id, "attempt")):
         value = make()
         head, _, body = value.partition("_")
         assert head == prefix

@@ -118,8 +118,13 @@ def test_datetime_date_time_to_iso() -> None:
     naive = datetime(2030, 1, 2, 3, 4, 5)
     offset = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
     out = to_json_value(
-        {"aware": aware, "naive": naive, "offset": offset, "d": date(2030, 1, 2),
-         "t": time(3, 4, 5)}
+        {
+            "aware": aware,
+            "naive": naive,
+            "offset": offset,
+            "d": date(2030, 1, 2),
+            "t": time(3, 4, 5),
+        }
     )
     assert out == {
         "aware": "2030-01-02T03:04:05.600000+00:00",
@@ -167,8 +172,11 @@ def test_enum_with_a_non_json_value_is_rejected() -> None:
 
 def test_pydantic_model_dumped_in_json_mode() -> None:
     u = User(
-        id=uuid.UUID(int=1), name="ann", created=datetime(2030, 1, 1, tzinfo=timezone.utc),
-        address=Address(city="Oslo", since=date(2020, 5, 1)), tags=("a", "b"),
+        id=uuid.UUID(int=1),
+        name="ann",
+        created=datetime(2030, 1, 1, tzinfo=timezone.utc),
+        address=Address(city="Oslo", since=date(2020, 5, 1)),
+        tags=("a", "b"),
     )
     out = to_json_value({"user": u, "list": [Address(city="X", since=date(2021, 1, 1))]})
     assert out == {

@@ -83,8 +83,14 @@ def test_replace() -> None:
 
 
 def test_ops_apply_in_order() -> None:
-    ops = [op("set", "a", 1), op("increment", "a", 2), op("append", "a", "x"),
-           op("replace", None, {"z": 0}), op("set", "b", 1), op("delete", "z")]
+    ops = [
+        op("set", "a", 1),
+        op("increment", "a", 2),
+        op("append", "a", "x"),
+        op("replace", None, {"z": 0}),
+        op("set", "b", 1),
+        op("delete", "z"),
+    ]
     assert apply_ops({"q": 9}, ops) == {"b": 1}
 
 
@@ -218,8 +224,14 @@ def test_decrement_by_a_non_number_is_rejected(in_run: ActiveRun) -> None:
 def test_apply_ops_never_mutates_its_input() -> None:
     md = {"l": [1], "d": {"x": 1}, "n": 1}
     before = copy.deepcopy(md)
-    apply(md, op("append", "l", 2), op("remove", "l", 1), op("increment", "n", 1),
-          op("delete", "d"), op("set", "new", 1))
+    apply(
+        md,
+        op("append", "l", 2),
+        op("remove", "l", 1),
+        op("increment", "n", 1),
+        op("delete", "d"),
+        op("set", "new", 1),
+    )
     assert md == before
 
 
@@ -327,8 +339,12 @@ def test_collapse_keeps_other_keys_and_ops_apart() -> None:
 
 
 def test_collapse_replace_drops_everything_before_it() -> None:
-    ops = [op("set", "a", 1), op("append", "l", 1), op("replace", None, {"r": 1}),
-           op("set", "b", 2)]
+    ops = [
+        op("set", "a", 1),
+        op("append", "l", 1),
+        op("replace", None, {"r": 1}),
+        op("set", "b", 2),
+    ]
     assert collapse(ops) == [op("replace", None, {"r": 1}), op("set", "b", 2)]
 
 
@@ -342,13 +358,28 @@ def test_collapse_empty_and_input_unchanged() -> None:
 
 SEQUENCES = [
     [op("set", "a", 1), op("set", "a", 2), op("increment", "a", 1), op("increment", "a", 1)],
-    [op("increment", "n", 1), op("set", "n", "x"), op("increment", "n", 2),
-     op("increment", "n", 3)],
-    [op("append", "l", 1), op("set", "l", 5), op("set", "l", [0]), op("append", "l", 2),
-     op("remove", "l", 0)],
+    [
+        op("increment", "n", 1),
+        op("set", "n", "x"),
+        op("increment", "n", 2),
+        op("increment", "n", 3),
+    ],
+    [
+        op("append", "l", 1),
+        op("set", "l", 5),
+        op("set", "l", [0]),
+        op("append", "l", 2),
+        op("remove", "l", 0),
+    ],
     [op("set", "a", 1), op("delete", "a"), op("delete", "a"), op("increment", "a", 4)],
-    [op("set", "a", 1), op("replace", None, {"b": 1}), op("increment", "b", 1),
-     op("increment", "b", 1), op("replace", None, {}), op("set", "c", 1)],
+    [
+        op("set", "a", 1),
+        op("replace", None, {"b": 1}),
+        op("increment", "b", 1),
+        op("increment", "b", 1),
+        op("replace", None, {}),
+        op("set", "c", 1),
+    ],
     [op("increment", "a", 1), op("increment", "b", 1), op("increment", "a", 1)],
 ]
 
@@ -433,7 +464,8 @@ def in_run() -> Iterator[ActiveRun]:
         environment=EnvironmentInfo(id="dev", slug="dev", type="DEVELOPMENT"),
     )
     active = ActiveRun(
-        ctx=ctx, runtime=None,  # type: ignore[arg-type]
+        ctx=ctx,
+        runtime=None,  # type: ignore[arg-type]
         metadata=MetadataState({"start": True}, DEFAULT_LIMITS.metadata_bytes),
     )
     token = context.activate(active)

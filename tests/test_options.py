@@ -82,14 +82,18 @@ def in_run() -> Iterator[ActiveRun]:
         task=TaskInfo(id="parent-task"),
         attempt=AttemptInfo(id="attempt_01abc", number=3, started_at=started),
         run=RunInfo(
-            id="run_01parentrunid", tags=[], is_test=False, created_at=started,
+            id="run_01parentrunid",
+            tags=[],
+            is_test=False,
+            created_at=started,
             started_at=started,
         ),
         queue=QueueInfo(id="task/parent-task", name="task/parent-task"),
         environment=EnvironmentInfo(id="dev", slug="dev", type="DEVELOPMENT"),
     )
     active = ActiveRun(
-        ctx=ctx, runtime=None,  # type: ignore[arg-type]
+        ctx=ctx,
+        runtime=None,  # type: ignore[arg-type]
         metadata=MetadataState({}, DEFAULT_LIMITS.metadata_bytes),
     )
     token = context.activate(active)
@@ -114,17 +118,35 @@ def test_no_options_gives_defaults() -> None:
 
 def test_trigger_option_names_are_the_snake_case_twins() -> None:
     assert {
-        "delay", "ttl", "idempotency_key", "idempotency_key_ttl", "concurrency_key", "queue",
-        "max_attempts", "max_duration", "tags", "metadata", "machine",
+        "delay",
+        "ttl",
+        "idempotency_key",
+        "idempotency_key_ttl",
+        "concurrency_key",
+        "queue",
+        "max_attempts",
+        "max_duration",
+        "tags",
+        "metadata",
+        "machine",
     } <= TRIGGER_OPTION_NAMES
 
 
 def test_every_option_parsed() -> None:
     opts = parse(
-        delay="1h52m18s", ttl="10m", idempotency_key="k", idempotency_key_ttl="5m",
-        concurrency_key="user_42", queue={"name": "paid", "concurrency_limit": 10},
-        max_attempts=3, max_duration=60, tags=["user_42", "vip"], metadata={"a": 1},
-        machine="large-1x", version="20240101.1", test=True,
+        delay="1h52m18s",
+        ttl="10m",
+        idempotency_key="k",
+        idempotency_key_ttl="5m",
+        concurrency_key="user_42",
+        queue={"name": "paid", "concurrency_limit": 10},
+        max_attempts=3,
+        max_duration=60,
+        tags=["user_42", "vip"],
+        metadata={"a": 1},
+        machine="large-1x",
+        version="20240101.1",
+        test=True,
     )
     assert opts.delay_until == NOW + 6738
     assert opts.ttl == 600 and opts.ttl_given
@@ -144,9 +166,18 @@ def test_every_option_parsed() -> None:
 
 def test_none_values_mean_not_given() -> None:
     opts = parse(
-        delay=None, ttl=None, idempotency_key=None, idempotency_key_ttl=None,
-        concurrency_key=None, queue=None, max_attempts=None, tags=None, metadata=None,
-        machine=None, version=None, test=None,
+        delay=None,
+        ttl=None,
+        idempotency_key=None,
+        idempotency_key_ttl=None,
+        concurrency_key=None,
+        queue=None,
+        max_attempts=None,
+        tags=None,
+        metadata=None,
+        machine=None,
+        version=None,
+        test=None,
     )
     assert opts.delay_until is None and opts.ttl is None and not opts.ttl_given
     assert opts.idempotency_key is None and opts.queue is None and opts.tags == []
@@ -496,14 +527,24 @@ def test_parse_retry_defaults_are_the_reference_ones() -> None:
     r = parse_retry(None)
     assert r == RetryOptions()
     assert (r.max_attempts, r.factor, r.min_timeout_in_ms, r.max_timeout_in_ms, r.randomize) == (
-        3, 2.0, 1000, 10000, True,
+        3,
+        2.0,
+        1000,
+        10000,
+        True,
     )
 
 
 def test_parse_retry_full_and_partial() -> None:
     full = parse_retry(
-        {"max_attempts": 5, "factor": 3, "min_timeout_in_ms": 500, "max_timeout_in_ms": 20000,
-         "randomize": False, "out_of_memory": {"machine": "large-1x"}}
+        {
+            "max_attempts": 5,
+            "factor": 3,
+            "min_timeout_in_ms": 500,
+            "max_timeout_in_ms": 20000,
+            "randomize": False,
+            "out_of_memory": {"machine": "large-1x"},
+        }
     )
     assert full == RetryOptions(5, 3.0, 500, 20000, False, "large-1x")
     assert isinstance(full.factor, float)
@@ -594,8 +635,20 @@ def test_six_tags_exceed_the_limit() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", [""], ["x" * 65], "x" * 65, [1], [None], ["ok", b"b"], 5, {"a"}, {"a": 1}, ["a\nb"],
-     ["\x00"]],
+    [
+        "",
+        [""],
+        ["x" * 65],
+        "x" * 65,
+        [1],
+        [None],
+        ["ok", b"b"],
+        5,
+        {"a"},
+        {"a": 1},
+        ["a\nb"],
+        ["\x00"],
+    ],
 )
 def test_bad_tags(value: Any) -> None:
     with pytest.raises(InvalidOptionError) as info:
@@ -609,8 +662,17 @@ def test_bad_tags(value: Any) -> None:
 
 @pytest.mark.parametrize(
     "task_id",
-    ["a", "convert-video", "daily_report", "emails.send", "ns:task", "team/task", "A1", "9lives",
-     "x" * 128],
+    [
+        "a",
+        "convert-video",
+        "daily_report",
+        "emails.send",
+        "ns:task",
+        "team/task",
+        "A1",
+        "9lives",
+        "x" * 128,
+    ],
 )
 def test_valid_task_ids(task_id: str) -> None:
     assert validate_task_id(task_id) == task_id
@@ -618,8 +680,25 @@ def test_valid_task_ids(task_id: str) -> None:
 
 @pytest.mark.parametrize(
     "task_id",
-    ["", " ", "has space", "-leading", "_leading", ".x", "/x", "x" * 129, "é", "tab\t", "new\n",
-     "a?b", "a#b", None, 5, b"abc", ["a"]],
+    [
+        "",
+        " ",
+        "has space",
+        "-leading",
+        "_leading",
+        ".x",
+        "/x",
+        "x" * 129,
+        "é",
+        "tab\t",
+        "new\n",
+        "a?b",
+        "a#b",
+        None,
+        5,
+        b"abc",
+        ["a"],
+    ],
 )
 def test_invalid_task_ids(task_id: Any) -> None:
     with pytest.raises(InvalidOptionError) as info:

@@ -8,6 +8,7 @@ Every state change goes through one guarded store verb; the broker only ever car
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -143,26 +144,33 @@ class Engine:
             depth=depth,
             trace_context=tracing.get().inject(),
         )
+        if opts.queue is not None and (
+            opts.queue.concurrency_limit is not None
+            or opts.queue.total_concurrency_limit is not None
+        ):  # trigger-time queue options select the queue and set its limits
+            new.queue_defined = True
+            new.queue_limit = opts.queue.concurrency_limit
+            new.queue_total_limit = opts.queue.total_concurrency_limit
         return new, len(payload_text.encode("utf-8"))
 
     def _known(self, task_ids: set[str]) -> dict[str, RegisteredTask]:
-        """Tasks the store knows. A task defined in this process is registered in the store on
-        its first trigger, so its delayed runs are queued (not WAITING_FOR_DEPLOY) later."""
-        local = [self.rt.registry.get(t) for t in task_ids]
-        fresh = [t for t in local if t is not None and t.id not in self._registered]
-        if fresh:
-            self.register(fresh)
+        """Tasks not defined in this process that the store knows (a worker registered)."""
         unknown = {t for t in task_ids if self.rt.registry.get(t) is None}
         return self.rt.store.known_tasks(unknown) if unknown else {}
 
+    def _register_local(self, news: Sequence[NewRun]) -> None:
+        """A task defined in this process is registered in the store (with its queue's limits)
+        before its first run is written, so admission knows the limits and its delayed runs
+        are queued later rather than WAITING_FOR_DEPLOY. Called after validation."""
+        local = {self.rt.registry.get(n.task_identifier) for n in news}
+        fresh = [t for t in local if t is not None and t.id not in self._registered]
+        if fresh:
+            self.register(fresh)
+
     def _dispatch(self, created: Sequence[Created], news: Sequence[NewRun]) -> None:
-        machines = {n.id: n.machine for n in news}
-        out = [
-            Dispatch(c.run_id, c.task_identifier, c.queue, machines.get(c.run_id))
-            for c in created
-            if not c.cached and c.status is RunStatus.QUEUED
-        ]
-        self.send(out)
+        """Send what the store admitted (creating runs may admit them at once)."""
+        if any(not c.cached and c.status is RunStatus.QUEUED for c in created):
+            self.send_ready()
 
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         """Hand QUEUED runs to the broker. A failure here loses nothing: the runs stay QUEUED
@@ -188,6 +196,7 @@ class Engine:
             now = self.rt.now()
             known = self._known({task_id})
             new, _ = self._prepare(task_id, payload, options, task, now, known, None)
+            self._register_local([new])
             created = self.rt.store.create_runs([new], now=now)
             self._dispatch(created, [new])
         c = created[0]
@@ -239,6 +248,7 @@ class Engine:
                 f"<{total} bytes>",
                 f"the batch's payloads total {total} bytes, over the limit of {limits.batch_bytes}",
             )
+        self._register_local(news)
         return news
 
     def batch_trigger(
@@ -412,14 +422,16 @@ class Engine:
     # ------------------------------------------------------------------ loops
     def tick_due(self, now: float) -> int:
         moved = self.rt.store.promote_due(now=now, limit=1000)
-        self.send(moved)
-        return len(moved)
+        self.send_ready()
+        return moved
 
     def tick(self, *, redeliver: bool = False) -> None:
-        """One pass of the time-driven loops (the leader runs it every engine_interval)."""
+        """One pass of the time-driven loops (the leader runs it every engine_interval):
+        delayed runs, retries and time waits that are due; TTL expiry; dead workers' leases."""
         now = self.rt.now()
-        self.tick_due(now)
+        self.rt.store.promote_due(now=now, limit=1000)
         self.rt.store.expire_runs(now=now, limit=1000)
+        self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time
         self.send_ready()
         if redeliver:
             self.send(
@@ -430,8 +442,17 @@ class Engine:
 
     def register(self, tasks: Sequence[Task[Any]]) -> None:
         """Tell the store these tasks are deployed; queue their WAITING_FOR_DEPLOY runs."""
-        moved = self.rt.store.register_tasks(
-            [RegisteredTask(t.id, t.queue_name) for t in tasks], now=self.rt.now()
+        self.rt.store.register_tasks(
+            [
+                RegisteredTask(
+                    t.id,
+                    t.queue_name,
+                    t.queue_spec.concurrency_limit,
+                    t.queue_spec.total_concurrency_limit,
+                )
+                for t in tasks
+            ],
+            now=self.rt.now(),
         )
         self._registered.update(t.id for t in tasks)
-        self.send(moved)
+        self.send_ready()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -193,7 +194,14 @@ class Executor:
         if task is None:
             return None
         started = rt.store.start_attempt(
-            dispatch.run_id, worker_id=self.worker_id, now=rt.now(), known_tasks={task.id}
+            dispatch.run_id,
+            worker_id=self.worker_id,
+            now=rt.now(),
+            known_tasks={task.id},
+            lease_until=time.time() + rt.settings.lease_timeout,  # leases use real time
+            default_max_attempts=parse_retry(
+                task.retry_options, rt.settings.retry_default
+            ).max_attempts,
         )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return None

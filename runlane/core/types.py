@@ -45,6 +45,9 @@ class NewRun:
     depth: int = 0
     schedule_id: str | None = None
     trace_context: dict[str, str] | None = None  # W3C headers of the triggering span
+    queue_defined: bool = False  # set the queue's limits (trigger-time queue options)
+    queue_limit: int | None = None
+    queue_total_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,8 @@ class AttemptOutcome:
 class RegisteredTask:
     id: str
     queue: str
+    concurrency_limit: int | None = None
+    total_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ class RunQuery:
 @runtime_checkable
 class Store(Protocol):
     environment: str
+    concurrency_limit: int | None  # executing runs in the environment (None: no cap)
 
     # creation
     def create_runs(
@@ -182,29 +188,49 @@ class Store(Protocol):
         """Move a run to ``to`` if its status is in ``expect``; None when the guard fails."""
         ...
 
-    def promote_due(self, *, now: float, limit: int) -> list[Dispatch]:
+    def promote_due(self, *, now: float, limit: int) -> int:
         """DELAYED runs whose time has come → QUEUED (or WAITING_FOR_DEPLOY); REATTEMPTING
-        runs whose retry time has come → QUEUED."""
+        runs whose retry time has come → QUEUED; due time waits resolved; ended pauses lifted.
+        Admitted runs go to the ready outbox (``take_ready``)."""
         ...
 
-    def statuses(self, run_ids: Collection[str]) -> dict[str, RunStatus]:
-        """The current status of each run (missing runs are left out)."""
+    def statuses(self, run_ids: Collection[str]) -> dict[str, tuple[RunStatus, int]]:
+        """(status, attempt number) of each run (missing runs are left out)."""
+        ...
+
+    def heartbeat(
+        self, attempts: dict[str, int], *, worker_id: str, lease_until: float, now: float
+    ) -> set[str]:
+        """Renew the leases of executing attempts; returns the runs whose lease was lost."""
+        ...
+
+    def reap(self, *, now: float, limit: int) -> list[str]:
+        """Executing runs whose lease lapsed: crashed attempt, retried or CRASHED."""
         ...
 
     def expire_runs(self, *, now: float, limit: int) -> list[str]:
         """Runs not started before their TTL → EXPIRED."""
         ...
 
-    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> list[Dispatch]:
-        """Record task ids as deployed; their WAITING_FOR_DEPLOY runs → QUEUED."""
+    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> None:
+        """Record task ids (and their queues' limits) as deployed; their WAITING_FOR_DEPLOY
+        runs → QUEUED."""
         ...
 
     def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]: ...
 
     def start_attempt(
-        self, run_id: str, *, worker_id: str, now: float, known_tasks: Collection[str]
+        self,
+        run_id: str,
+        *,
+        worker_id: str,
+        now: float,
+        known_tasks: Collection[str],
+        lease_until: float | None = None,
+        default_max_attempts: int = 1,
     ) -> StartedAttempt | None:
-        """QUEUED → EXECUTING with a new attempt; None when the run cannot start."""
+        """An admitted QUEUED run → EXECUTING (a new attempt, or the suspended one resumed),
+        leased until ``lease_until``; None when the run cannot start."""
         ...
 
     def finish_attempt(

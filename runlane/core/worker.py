@@ -51,13 +51,16 @@ class Worker:
         self.id = name or f"{socket.gethostname()}-{os.getpid()}-{ids.ulid()[-8:]}"
         self._rt = runtime_
         self.fetch_timeout = fetch_timeout
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # housekeeping ends
+        self._draining = threading.Event()  # executors take no new runs
+        self._housekeeper: threading.Thread | None = None
         self._threads: list[threading.Thread] = []
         self.active = ActiveRuns()
         self._consumer: Any = None
         self._started = False
         self.is_leader = False
         self._abandoned: set[int] = set()
+        self._last_renewal = time.time()
 
     @property
     def runtime(self) -> runtime.Runtime:
@@ -76,36 +79,45 @@ class Worker:
                 "runlane.Worker needs the 'local' or 'redis' broker"
             )
         self._stop.clear()
+        self._draining.clear()
         self._consumer = broker.consumer(self.id, rt.registry.ids(), self.queues)
         rt.registry.on_add(self._on_task_added)
         rt.engine.register(rt.registry.all())
-        self._spawn(self._housekeeping_loop, "runlane-engine")
+        self._housekeeper = self._spawn(self._housekeeping_loop, "runlane-engine")
         for i in range(self.concurrency):
             self._spawn(self._executor_loop, f"runlane-exec-{i}")
         self._started = True
         return self
 
-    def _spawn(self, target: Any, name: str) -> None:
+    def _spawn(self, target: Any, name: str) -> threading.Thread:
         t = threading.Thread(target=target, name=f"{name}-{self.id}", daemon=True)
         self._threads.append(t)
         t.start()
+        return t
 
     def stop(self, timeout: float = 30.0) -> None:
         if not self._started:
             return
         rt = self.runtime
-        self._stop.set()
+        # 1. stop taking runs; let the running attempts finish while housekeeping still renews
+        #    their leases and interrupts the ones canceled or out of time meanwhile
+        self._draining.set()
         rt.registry.off_add(self._on_task_added)
         if self._consumer is not None:
             self._consumer.close()
         deadline = time.monotonic() + timeout
-        for t in self._threads:
+        executors = [t for t in self._threads if t is not self._housekeeper]
+        for t in executors:
             if t.ident in self._abandoned:  # blocked in a call we already gave up on
                 continue
             t.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive() and t.ident not in self._abandoned]
+        alive = [t.name for t in executors if t.is_alive() and t.ident not in self._abandoned]
         if alive:
             log.warning("worker %s: threads still running after %.0fs: %s", self.id, timeout, alive)
+        # 2. then the housekeeping loop
+        self._stop.set()
+        if self._housekeeper is not None:
+            self._housekeeper.join(max(1.0, deadline - time.monotonic()))
         self._threads = []
         try:
             rt.store.release_lease(ENGINE_LEASE, self.id)
@@ -133,12 +145,12 @@ class Worker:
         rt = self.runtime
         executor = Executor(rt, self.id, self.active, busy=self._all_busy)
         me = threading.get_ident()
-        while not self._stop.is_set() and me not in self._abandoned:
+        while not self._draining.is_set() and me not in self._abandoned:
             try:
                 deliveries = self._consumer.fetch(1, self.fetch_timeout)
             except Exception:
                 log.exception("fetch failed; retrying")
-                self._stop.wait(1.0)
+                self._draining.wait(1.0)
                 continue
             for delivery in deliveries:
                 try:
@@ -196,6 +208,7 @@ class Worker:
         rt = self.runtime
         actives = [a for a in self.active.snapshot() if a.control is not None]
         if not actives:
+            self._last_renewal = time.time()
             return
         now = time.monotonic()
         for active in actives:
@@ -203,13 +216,16 @@ class Worker:
             assert control is not None
             if control.past_deadline(now):
                 control.interrupt(TIMEOUT)
-        if check_status:
+        if check_status:  # canceled, or taken from this worker (lease lost): stop it
             statuses = rt.store.statuses([a.run_id for a in actives])
             for active in actives:
-                status = statuses.get(active.run_id)
-                if status is not None and status is not RunStatus.EXECUTING:
+                status, attempt = statuses.get(active.run_id, (None, None))
+                if status is not None and (
+                    status is not RunStatus.EXECUTING or attempt != active.ctx.attempt.number
+                ):
                     assert active.control is not None
                     active.control.interrupt(CANCEL)
+        self._renew_leases(actives)
         for active in actives:
             control = active.control
             assert control is not None
@@ -221,6 +237,34 @@ class Worker:
             )
             if stuck:
                 self._abandon(active)
+
+    def _renew_leases(self, actives: list[ActiveRun]) -> None:
+        """Heartbeat: renew the leases of the attempts running here. A worker that cannot renew
+        for most of the lease stops its attempts itself (fencing), before the leader reaps."""
+        rt = self.runtime
+        timeout = rt.settings.lease_timeout
+        now = time.time()
+        if now - self._last_renewal < timeout / 6:
+            return
+        try:
+            lost = rt.store.heartbeat(
+                {a.run_id: a.ctx.attempt.number for a in actives},
+                worker_id=self.id,
+                lease_until=now + timeout,
+                now=now,
+            )
+        except Exception:
+            log.exception("lease renewal failed")
+            if now - self._last_renewal > timeout * 0.8:
+                for active in actives:
+                    assert active.control is not None
+                    active.control.interrupt(CANCEL)
+            return
+        self._last_renewal = now
+        for active in actives:
+            if active.run_id in lost:
+                assert active.control is not None
+                active.control.interrupt(CANCEL)
 
     def _abandon(self, active: ActiveRun) -> None:
         """The attempt does not return from a blocking call: end the run now and give its
@@ -246,5 +290,5 @@ class Worker:
             active.run_id,
             control.reason,
         )
-        if not self._stop.is_set():
+        if not self._draining.is_set():
             self._spawn(self._executor_loop, "runlane-exec")

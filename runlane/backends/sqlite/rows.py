@@ -40,6 +40,7 @@ RUN_COLUMNS = (
     "number",
     "is_test",
     "trace_context",
+    "ckey",
 )
 INSERT_RUN = (
     f"INSERT INTO rl_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)})"
@@ -61,6 +62,8 @@ CHANGEABLE = frozenset(
         "tags",
         "machine",
         "segment_started_at",
+        "lease_until",
+        "admitted",
     }
 )
 

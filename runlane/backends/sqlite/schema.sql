@@ -41,6 +41,11 @@ CREATE TABLE IF NOT EXISTS rl_runs (
     resume INTEGER NOT NULL DEFAULT 0,      -- the next start continues the current attempt
     wait_index INTEGER,                     -- FROZEN on this waitpoint of the current attempt
     segment_started_at REAL,                -- when the current stretch of execution began
+    ckey TEXT NOT NULL DEFAULT '',          -- concurrency key ('' = none): the sub-queue
+    admitted INTEGER NOT NULL DEFAULT 0,    -- QUEUED and holding its slots (sent to the broker)
+    queue_ts REAL,                          -- place in line (kept across retries and resumes)
+    lease_until REAL,                       -- EXECUTING: the worker must renew before this
+    attempts_allowed INTEGER,               -- effective max attempts of the current run
     PRIMARY KEY (env, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rl_runs_status ON rl_runs (env, status, id);
@@ -138,3 +143,36 @@ CREATE TABLE IF NOT EXISTS rl_ready (
     env TEXT NOT NULL, run_id TEXT NOT NULL,
     PRIMARY KEY (env, run_id)
 ) WITHOUT ROWID;
+
+-- Admission (runlane.backends.sqlite.admission). A run reaches the broker only once it holds its
+-- slots: one in its sub-queue (queue + concurrency key), counted toward the queue's total, and
+-- one in the environment. Counters are kept in the same transactions that move runs.
+CREATE TABLE IF NOT EXISTS rl_queues (
+    env TEXT NOT NULL, name TEXT NOT NULL,
+    concurrency_limit INTEGER,          -- per key (and for runs without a key); NULL = unbounded
+    total_limit INTEGER,                -- all keys together; NULL = unbounded
+    running INTEGER NOT NULL DEFAULT 0, -- slots held in this queue (borrowed ones not counted)
+    paused INTEGER NOT NULL DEFAULT 0, paused_until REAL,
+    PRIMARY KEY (env, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_subqueues (
+    env TEXT NOT NULL, queue TEXT NOT NULL, ckey TEXT NOT NULL,
+    waiting INTEGER NOT NULL DEFAULT 0, running INTEGER NOT NULL DEFAULT 0,
+    served_seq INTEGER NOT NULL DEFAULT 0,  -- round robin: least recently served first
+    paused INTEGER NOT NULL DEFAULT 0, paused_until REAL,
+    PRIMARY KEY (env, queue, ckey)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rl_subqueues_waiting ON rl_subqueues (env, served_seq) WHERE waiting > 0;
+
+CREATE TABLE IF NOT EXISTS rl_slots (
+    env TEXT NOT NULL, run_id TEXT NOT NULL, queue TEXT NOT NULL, ckey TEXT NOT NULL,
+    holds_queue INTEGER NOT NULL,       -- 0 when the slot is borrowed from a FROZEN ancestor
+    holds_env INTEGER NOT NULL,
+    borrowed_from TEXT, lent_to TEXT,
+    PRIMARY KEY (env, run_id)
+) WITHOUT ROWID;
+
+CREATE INDEX IF NOT EXISTS rl_runs_admission ON rl_runs (env, queue, ckey, queue_ts)
+    WHERE status = 'QUEUED' AND admitted = 0;
+CREATE INDEX IF NOT EXISTS rl_runs_lease ON rl_runs (env, lease_until) WHERE status = 'EXECUTING';

@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runlane.backends.sqlite import waits
+from runlane.backends.sqlite import admission, waits
 from runlane.backends.sqlite.db import Database, shared_database
 from runlane.backends.sqlite.rows import (
     ATTEMPT_END,
@@ -75,14 +75,19 @@ def _translate(fn: F) -> F:
 class SQLiteStore:
     """Runs in a SQLite file. Safe for many threads and several processes on one machine."""
 
-    def __init__(self, path: str | Path, environment: str = "dev") -> None:
+    def __init__(
+        self, path: str | Path, environment: str = "dev", *, concurrency_limit: int | None = None
+    ) -> None:
         self.environment = environment
+        self.concurrency_limit = concurrency_limit  # executing runs in the environment
         self.db: Database = shared_database(path)
         self.path = self.db.path
 
     @classmethod
-    def from_url(cls, url: str, environment: str = "dev") -> SQLiteStore:
-        return cls(path_from_url(url), environment)
+    def from_url(
+        cls, url: str, environment: str = "dev", *, concurrency_limit: int | None = None
+    ) -> SQLiteStore:
+        return cls(path_from_url(url), environment, concurrency_limit=concurrency_limit)
 
     def close(self) -> None:
         # The Database is shared by every store/broker on this file in this process; it is
@@ -167,12 +172,19 @@ class SQLiteStore:
                         number,
                         int(new.is_test),
                         json.dumps(new.trace_context) if new.trace_context else None,
+                        new.concurrency_key or "",
                     ),
                 )
                 conn.executemany(
                     "INSERT OR IGNORE INTO rl_run_tags VALUES (?, ?, ?)",
                     [(env, tag, new.id) for tag in new.tags],
                 )
+                if new.queue_defined:
+                    admission.upsert_queue(
+                        conn, env, new.queue, new.queue_limit, new.queue_total_limit
+                    )
+                if new.status is RunStatus.QUEUED:
+                    self._enqueue(conn, new.id, new.queue, new.concurrency_key or "", now)
                 out.append(Created(new.id, False, new.status, new.queue, new.task_identifier))
             if batch_id is not None:
                 conn.execute(
@@ -181,6 +193,7 @@ class SQLiteStore:
                 )
             if wait is not None:
                 waits.create(conn, env, wait, [c.run_id for c in out], now)
+            self._admit(conn, now, {c.queue for c in out})
         return out
 
     # ------------------------------------------------------------------ reads
@@ -322,10 +335,18 @@ class SQLiteStore:
         if to.is_final:
             changes.setdefault("finished_at", now)
         with self.db.write() as conn:
-            if not self._set(conn, run_id, expect, to, now, changes):
+            current = conn.execute(
+                "SELECT status FROM rl_runs WHERE env=? AND id=?", (self.environment, run_id)
+            ).fetchone()
+            if current is None or RunStatus(current[0]) not in expect:
                 return None
+            queues: set[str] = set()
             if to.is_final:
-                self._finalized(conn, [run_id], now)
+                queues = self._release(conn, run_id)
+                changes["admitted"] = 0
+            self._set(conn, run_id, expect, to, now, changes)
+            if to.is_final:
+                self._finalized(conn, [run_id], now, queues)
                 conn.execute(
                     "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, run_id)
                 )
@@ -343,12 +364,9 @@ class SQLiteStore:
                 )
             return self._get(conn, run_id, True)
 
-    def _queue_or_wait(
-        self, conn: sqlite3.Connection, rows: list[sqlite3.Row], now: float
-    ) -> list[Dispatch]:
+    def _queue_or_wait(self, conn: sqlite3.Connection, rows: list[sqlite3.Row], now: float) -> None:
         """Move each row to QUEUED (its task is known) or WAITING_FOR_DEPLOY."""
         known = self._known(conn, {r["task"] for r in rows})
-        out = []
         for r in rows:
             status = RunStatus.QUEUED if r["task"] in known else RunStatus.WAITING_FOR_DEPLOY
             ttl_expires = now + r["ttl"] if r["ttl"] else None
@@ -358,44 +376,107 @@ class SQLiteStore:
                 (status.value, now, ttl_expires, now, self.environment, r["id"]),
             )
             if status is RunStatus.QUEUED:
-                out.append(Dispatch(r["id"], r["task"], r["queue"], r["machine"]))
-        return out
+                self._enqueue(conn, r["id"], r["queue"], r["ckey"], now)
+
+    def _enqueue(
+        self, conn: sqlite3.Connection, run_id: str, queue: str, ckey: str, now: float
+    ) -> None:
+        """The run (already QUEUED) waits for admission, keeping its place if it had one."""
+        conn.execute(
+            "UPDATE rl_runs SET admitted=0, ckey=?, queue_ts=COALESCE(queue_ts, ?) "
+            "WHERE env=? AND id=?",
+            (ckey, now, self.environment, run_id),
+        )
+        admission.enqueue(conn, self.environment, run_id, queue, ckey)
+
+    def _admit(self, conn: sqlite3.Connection, now: float, queues: Collection[str]) -> None:
+        """Admission after a change of demand or capacity. With an environment limit every
+        queue competes for a freed slot; otherwise only the queues that changed."""
+        admission.admit(
+            conn,
+            self.environment,
+            now,
+            self.concurrency_limit,
+            None if self.concurrency_limit is not None else queues,
+        )
+
+    def _release(
+        self, conn: sqlite3.Connection, run_id: str, *, keep_queue_slot: bool = False
+    ) -> set[str]:
+        """Give back a leaving run's slots, or its place in line; returns queues to re-admit."""
+        row = conn.execute(
+            "SELECT status, admitted, resume, queue, ckey FROM rl_runs WHERE env=? AND id=?",
+            (self.environment, run_id),
+        ).fetchone()
+        freed = admission.release(conn, self.environment, run_id, keep_queue_slot=keep_queue_slot)
+        if (
+            freed is None
+            and row is not None
+            and row["status"] == "QUEUED"
+            and not (row["admitted"] or row["resume"])
+        ):
+            admission.leave_waiting(conn, self.environment, row["queue"], row["ckey"])
+        return {freed} if freed else set()
 
     @_translate
-    def promote_due(self, *, now: float, limit: int) -> list[Dispatch]:
+    def promote_due(self, *, now: float, limit: int) -> int:
+        env = self.environment
         with self.db.write() as conn:
             rows = conn.execute(
-                "SELECT id, task, queue, machine, ttl FROM rl_runs WHERE env=? "
+                "SELECT id, task, queue, ckey, ttl FROM rl_runs WHERE env=? "
                 "AND status='DELAYED' AND delay_until <= ? ORDER BY delay_until LIMIT ?",
-                (self.environment, now, limit),
+                (env, now, limit),
             ).fetchall()
-            out = self._queue_or_wait(conn, rows, now)
+            self._queue_or_wait(conn, rows, now)
             retries = conn.execute(
-                "SELECT id, task, queue, machine FROM rl_runs WHERE env=? "
+                "SELECT id, queue, ckey FROM rl_runs WHERE env=? "
                 "AND status='REATTEMPTING' AND retry_at <= ? ORDER BY retry_at LIMIT ?",
-                (self.environment, now, limit),
+                (env, now, limit),
             ).fetchall()
             for r in retries:
                 conn.execute(
                     "UPDATE rl_runs SET status='QUEUED', retry_at=NULL, updated_at=? "
                     "WHERE env=? AND id=?",
-                    (now, self.environment, r["id"]),
+                    (now, env, r["id"]),
                 )
-                out.append(Dispatch(r["id"], r["task"], r["queue"], r["machine"]))
-            waits.resolve_due_times(conn, self.environment, now, limit)
-            return out
+                self._enqueue(conn, r["id"], r["queue"], r["ckey"], now)
+            resumed = waits.resolve_due_times(conn, env, now, limit)
+            queues = {r["queue"] for r in rows} | {r["queue"] for r in retries}
+            if rows or retries or resumed:
+                self._admit(conn, now, queues)
+            # a paused queue whose pause has ended admits again
+            ended = conn.execute(
+                "SELECT DISTINCT q.name FROM rl_queues q JOIN rl_subqueues sq ON sq.env = q.env "
+                "AND sq.queue = q.name WHERE q.env=? AND sq.waiting > 0 AND "
+                "((q.paused = 1 AND q.paused_until <= ?) OR (sq.paused = 1 AND "
+                "sq.paused_until <= ?))",
+                (env, now, now),
+            ).fetchall()
+            if ended:
+                conn.execute(
+                    "UPDATE rl_queues SET paused=0, paused_until=NULL WHERE env=? AND paused=1 "
+                    "AND paused_until <= ?",
+                    (env, now),
+                )
+                conn.execute(
+                    "UPDATE rl_subqueues SET paused=0, paused_until=NULL WHERE env=? AND "
+                    "paused=1 AND paused_until <= ?",
+                    (env, now),
+                )
+                self._admit(conn, now, {r[0] for r in ended})
+            return len(rows) + len(retries) + resumed
 
     @_translate
-    def statuses(self, run_ids: Collection[str]) -> dict[str, RunStatus]:
+    def statuses(self, run_ids: Collection[str]) -> dict[str, tuple[RunStatus, int]]:
         ids_ = list(run_ids)
         if not ids_:
             return {}
         rows = self.db.conn.execute(
-            "SELECT id, status FROM rl_runs WHERE env=? AND id IN "
+            "SELECT id, status, attempt_count FROM rl_runs WHERE env=? AND id IN "
             f"({', '.join('?' for _ in ids_)})",
             (self.environment, *ids_),
         ).fetchall()
-        return {r[0]: RunStatus(r[1]) for r in rows}
+        return {r[0]: (RunStatus(r[1]), r[2]) for r in rows}
 
     @_translate
     def expire_runs(self, *, now: float, limit: int) -> list[str]:
@@ -406,6 +487,7 @@ class SQLiteStore:
                 "AND ttl_expires_at <= ? ORDER BY ttl_expires_at LIMIT ?",
                 (self.environment, now, limit),
             ).fetchall()
+            queues: set[str] = set()
             for r in rows:
                 err = TaskRunError(
                     name="Error",
@@ -414,15 +496,16 @@ class SQLiteStore:
                         f"Run expired because the TTL ({format_duration(r['ttl'])}) was reached"
                     ),
                 )
+                queues |= self._release(conn, r["id"])
                 conn.execute(
                     "UPDATE rl_runs SET status='EXPIRED', expired_at=?, finished_at=?, "
-                    "updated_at=?, error=? WHERE env=? AND id=?",
+                    "updated_at=?, error=?, admitted=0 WHERE env=? AND id=?",
                     (now, now, now, error_json(err), self.environment, r["id"]),
                 )
                 conn.execute(
                     "DELETE FROM rl_dispatch WHERE env=? AND run_id=?", (self.environment, r["id"])
                 )
-            self._finalized(conn, [r["id"] for r in rows], now)
+            self._finalized(conn, [r["id"] for r in rows], now, queues)
             return [r["id"] for r in rows]
 
     def _known(self, conn: sqlite3.Connection, task_ids: Collection[str]) -> set[str]:
@@ -436,30 +519,32 @@ class SQLiteStore:
         return {r[0] for r in rows}
 
     @_translate
-    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> list[Dispatch]:
+    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> None:
         if not tasks:
-            return []
+            return
+        env = self.environment
         with self.db.write() as conn:
             conn.executemany(
                 "INSERT INTO rl_tasks VALUES (?, ?, ?, ?) ON CONFLICT (env, id) "
                 "DO UPDATE SET queue = excluded.queue, registered_at = excluded.registered_at",
-                [(self.environment, t.id, t.queue, now) for t in tasks],
+                [(env, t.id, t.queue, now) for t in tasks],
             )
+            for t in tasks:
+                admission.upsert_queue(conn, env, t.queue, t.concurrency_limit, t.total_limit)
             ids_ = [t.id for t in tasks]
             rows = conn.execute(
-                "SELECT id, task, queue, machine, ttl, ttl_expires_at FROM rl_runs "
+                "SELECT id, queue, concurrency_key FROM rl_runs "
                 f"WHERE env=? AND status='WAITING_FOR_DEPLOY' AND task IN "
                 f"({', '.join('?' for _ in ids_)}) ORDER BY id",
-                (self.environment, *ids_),
+                (env, *ids_),
             ).fetchall()
-            out = []
             for r in rows:  # the TTL keeps counting from the first enqueue
                 conn.execute(
                     "UPDATE rl_runs SET status='QUEUED', updated_at=? WHERE env=? AND id=?",
-                    (now, self.environment, r["id"]),
+                    (now, env, r["id"]),
                 )
-                out.append(Dispatch(r["id"], r["task"], r["queue"], r["machine"]))
-            return out
+                self._enqueue(conn, r["id"], r["queue"], r["concurrency_key"] or "", now)
+            self._admit(conn, now, {t.queue for t in tasks} | {r["queue"] for r in rows})
 
     @_translate
     def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]:
@@ -475,16 +560,28 @@ class SQLiteStore:
 
     @_translate
     def start_attempt(
-        self, run_id: str, *, worker_id: str, now: float, known_tasks: Collection[str]
+        self,
+        run_id: str,
+        *,
+        worker_id: str,
+        now: float,
+        known_tasks: Collection[str],
+        lease_until: float | None = None,
+        default_max_attempts: int = 1,
     ) -> StartedAttempt | None:
         env = self.environment
         with self.db.write() as conn:
             row = conn.execute(
                 "SELECT task, status, attempt_count, machine, trace_context, max_duration, "
-                "resume FROM rl_runs WHERE env=? AND id=?",
+                "resume, admitted, max_attempts FROM rl_runs WHERE env=? AND id=?",
                 (env, run_id),
             ).fetchone()
-            if row is None or row["status"] != "QUEUED" or row["task"] not in known_tasks:
+            if (
+                row is None
+                or row["status"] != "QUEUED"
+                or not row["admitted"]
+                or row["task"] not in known_tasks
+            ):
                 return None
             if row["resume"]:  # a suspended attempt continues
                 number = row["attempt_count"]
@@ -505,8 +602,19 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE rl_runs SET status='EXECUTING', attempt_count=?, worker_id=?, "
                 "started_at=COALESCE(started_at, ?), updated_at=?, ttl_expires_at=NULL, "
-                "resume=0, segment_started_at=? WHERE env=? AND id=?",
-                (number, worker_id, now, now, now, env, run_id),
+                "resume=0, segment_started_at=?, lease_until=?, attempts_allowed=? "
+                "WHERE env=? AND id=?",
+                (
+                    number,
+                    worker_id,
+                    now,
+                    now,
+                    now,
+                    lease_until,
+                    row["max_attempts"] or default_max_attempts,
+                    env,
+                    run_id,
+                ),
             )
             run = self._get(conn, run_id, True)
         assert run is not None
@@ -548,6 +656,8 @@ class SQLiteStore:
                 changes["output"] = outcome.output
             if outcome.error is not None:
                 changes["error"] = error_json(outcome.error)
+            elif outcome.run_status is RunStatus.COMPLETED:
+                changes["error"] = None  # an earlier attempt's error is not the run's
             if outcome.run_status.is_final:
                 changes["finished_at"] = now
             if outcome.retry_at is not None:
@@ -555,7 +665,10 @@ class SQLiteStore:
             if outcome.machine is not None:
                 changes["machine"] = outcome.machine
             changes["segment_started_at"] = None
+            changes["lease_until"] = None
+            changes["admitted"] = 0
             self._set(conn, run_id, [RunStatus.EXECUTING], outcome.run_status, now, changes)
+            queues = self._release(conn, run_id)
             conn.execute(
                 "UPDATE rl_attempts SET status=?, finished_at=?, error=?, "
                 "duration_ms=duration_ms+? WHERE env=? AND run_id=? AND number=?",
@@ -570,14 +683,16 @@ class SQLiteStore:
                 ),
             )
             if outcome.run_status.is_final:
-                self._finalized(conn, [run_id], now)
+                self._finalized(conn, [run_id], now, queues)
+            else:
+                self._admit(conn, now, queues)
             return self._get(conn, run_id, True)
 
     @_translate
     def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
         rows = self.db.conn.execute(
             "SELECT id, task, queue, machine FROM rl_runs WHERE env=? AND status='QUEUED' "
-            "AND updated_at < ? ORDER BY id LIMIT ?",
+            "AND admitted=1 AND updated_at < ? ORDER BY id LIMIT ?",
             (self.environment, older_than, limit),
         ).fetchall()
         return [Dispatch(r[0], r[1], r[2], r[3]) for r in rows]
@@ -691,8 +806,13 @@ class SQLiteStore:
             )
 
     # ------------------------------------------------------------------ durable waits
-    def _finalized(self, conn: sqlite3.Connection, run_ids: Sequence[str], now: float) -> None:
+    def _finalized(
+        self, conn: sqlite3.Connection, run_ids: Sequence[str], now: float, queues: set[str]
+    ) -> None:
+        """Runs became final: resolve the waits on them, then admit into what they freed (and
+        the parents that resumed)."""
         waits.finalized(conn, self.environment, run_ids, now)
+        self._admit(conn, now, queues)
 
     @_translate
     def create_waitpoint(self, wait: WaitSpec, *, now: float) -> Waitpoint:
@@ -735,12 +855,13 @@ class SQLiteStore:
             md = row["metadata"]
             if metadata_ops:
                 md = jsonvalue.dumps(apply_ops(json.loads(md), metadata_ops))
+            queues = self._release(conn, run_id, keep_queue_slot=True)
             resolved = waits.is_resolved(conn, env, run_id, attempt, index, now)
             status = RunStatus.QUEUED if resolved else RunStatus.FROZEN
             conn.execute(
                 "UPDATE rl_runs SET status=?, resume=?, wait_index=?, metadata=?, "
-                "duration_ms=duration_ms+?, segment_started_at=NULL, updated_at=? "
-                "WHERE env=? AND id=?",
+                "duration_ms=duration_ms+?, segment_started_at=NULL, updated_at=?, admitted=0, "
+                "lease_until=NULL WHERE env=? AND id=?",
                 (
                     status.value,
                     int(resolved),
@@ -757,9 +878,78 @@ class SQLiteStore:
                 "WHERE env=? AND run_id=? AND number=?",
                 (elapsed_ms, env, run_id, attempt),
             )
-            if resolved:
-                conn.execute("INSERT OR IGNORE INTO rl_ready VALUES (?, ?)", (env, run_id))
+            self._admit(conn, now, queues)  # lends the slot, or resumes at once when resolved
             return status
+
+    # ------------------------------------------------------------------ leases
+    @_translate
+    def heartbeat(
+        self, attempts: dict[str, int], *, worker_id: str, lease_until: float, now: float
+    ) -> set[str]:
+        """Renew the leases of the attempts this worker executes; returns the runs it lost
+        (no longer EXECUTING under that attempt: canceled, reaped, finished elsewhere)."""
+        if not attempts:
+            return set()
+        env = self.environment
+        lost = set()
+        with self.db.write() as conn:
+            for run_id, attempt in attempts.items():
+                cur = conn.execute(
+                    "UPDATE rl_runs SET lease_until=? WHERE env=? AND id=? AND "
+                    "status='EXECUTING' AND attempt_count=? AND lease_until >= ?",
+                    (lease_until, env, run_id, attempt, now),
+                )
+                if not cur.rowcount:
+                    lost.add(run_id)
+        return lost
+
+    @_translate
+    def reap(self, *, now: float, limit: int) -> list[str]:
+        """EXECUTING runs whose lease lapsed (the worker died or hung): the attempt ends
+        CRASHED; the run is retried at once if attempts remain, else it is CRASHED."""
+        env = self.environment
+        with self.db.write() as conn:
+            rows = conn.execute(
+                "SELECT id, attempt_count, attempts_allowed, segment_started_at, duration_ms, "
+                "worker_id FROM rl_runs WHERE env=? AND status='EXECUTING' AND lease_until < ? "
+                "ORDER BY lease_until LIMIT ?",
+                (env, now, limit),
+            ).fetchall()
+            finals, queues = [], set()
+            for r in rows:
+                error = TaskRunError(
+                    name="WorkerCrashedError",
+                    code="TASK_RUN_CRASHED",
+                    message=f"the worker executing attempt {r['attempt_count']} "
+                    f"({r['worker_id']}) stopped renewing its lease",
+                )
+                retry = r["attempt_count"] < (r["attempts_allowed"] or 1)
+                queues |= self._release(conn, r["id"])
+                conn.execute(
+                    "UPDATE rl_runs SET status=?, error=?, retry_at=?, finished_at=?, "
+                    "duration_ms=duration_ms+?, segment_started_at=NULL, lease_until=NULL, "
+                    "admitted=0, updated_at=? WHERE env=? AND id=?",
+                    (
+                        "REATTEMPTING" if retry else "CRASHED",
+                        error_json(error),
+                        now if retry else None,
+                        None if retry else now,
+                        self._segment_ms(r, now),
+                        now,
+                        env,
+                        r["id"],
+                    ),
+                )
+                conn.execute(
+                    "UPDATE rl_attempts SET status='CRASHED', finished_at=?, error=? WHERE env=? "
+                    "AND run_id=? AND number=?",
+                    (now, error_json(error), env, r["id"], r["attempt_count"]),
+                )
+                if not retry:
+                    finals.append(r["id"])
+            if rows:
+                self._finalized(conn, finals, now, queues)
+            return [r["id"] for r in rows]
 
     @staticmethod
     def _segment_ms(row: sqlite3.Row, now: float) -> int:
@@ -818,11 +1008,19 @@ class SQLiteStore:
             if RunStatus(row[0]).is_final:
                 return self._get(conn, run_id, True)
             todo, canceled = [run_id], []
+            queues: set[str] = set()
             while todo:
                 current = todo.pop()
+                state = conn.execute(
+                    "SELECT status FROM rl_runs WHERE env=? AND id=?", (env, current)
+                ).fetchone()
+                if state is None or RunStatus(state[0]).is_final:
+                    continue
+                queues |= self._release(conn, current)
                 cur = conn.execute(
                     "UPDATE rl_runs SET status='CANCELED', error=?, finished_at=?, updated_at=?, "
-                    "resume=0, wait_index=NULL WHERE env=? AND id=? AND status NOT IN "
+                    "resume=0, wait_index=NULL, admitted=0, lease_until=NULL WHERE env=? AND id=? "
+                    "AND status NOT IN "
                     f"({', '.join(repr(s.value) for s in FINAL_STATUSES)})",
                     (error_json(error), now, now, env, current),
                 )
@@ -844,5 +1042,5 @@ class SQLiteStore:
             conn.execute(
                 f"DELETE FROM rl_dispatch WHERE env=? AND run_id IN ({marks})", (env, *canceled)
             )
-            self._finalized(conn, canceled, now)
+            self._finalized(conn, canceled, now, queues)
             return self._get(conn, run_id, True)

@@ -93,14 +93,14 @@ def one(
 
 def _resume_if_frozen_on(
     conn: sqlite3.Connection, env: str, run_id: str, attempt: int, index: int, now: float
-) -> None:
+) -> int:
+    # the run keeps its queue slot; admission gives it an environment slot and sends it
     cur = conn.execute(
-        "UPDATE rl_runs SET status='QUEUED', resume=1, wait_index=NULL, updated_at=? "
+        "UPDATE rl_runs SET status='QUEUED', resume=1, admitted=0, wait_index=NULL, updated_at=? "
         "WHERE env=? AND id=? AND status='FROZEN' AND attempt_count=? AND wait_index=?",
         (now, env, run_id, attempt, index),
     )
-    if cur.rowcount:
-        conn.execute("INSERT OR IGNORE INTO rl_ready VALUES (?, ?)", (env, run_id))
+    return cur.rowcount
 
 
 def finalized(conn: sqlite3.Connection, env: str, run_ids: Sequence[str], now: float) -> None:
@@ -127,19 +127,22 @@ def finalized(conn: sqlite3.Connection, env: str, run_ids: Sequence[str], now: f
             _resume_if_frozen_on(conn, env, run_id, attempt, index, now)
 
 
-def resolve_due_times(conn: sqlite3.Connection, env: str, now: float, limit: int) -> None:
+def resolve_due_times(conn: sqlite3.Connection, env: str, now: float, limit: int) -> int:
+    """Resolve time waits that are due; returns how many FROZEN runs resumed."""
     rows = conn.execute(
         "SELECT run_id, attempt, idx FROM rl_waitpoints WHERE env=? AND kind='time' "
         "AND resolved_at IS NULL AND resume_at <= ? ORDER BY resume_at LIMIT ?",
         (env, now, limit),
     ).fetchall()
+    resumed = 0
     for run_id, attempt, index in rows:
         conn.execute(
             "UPDATE rl_waitpoints SET resolved_at=? WHERE env=? AND run_id=? AND attempt=? "
             "AND idx=?",
             (now, env, run_id, attempt, index),
         )
-        _resume_if_frozen_on(conn, env, run_id, attempt, index, now)
+        resumed += _resume_if_frozen_on(conn, env, run_id, attempt, index, now)
+    return resumed
 
 
 def is_resolved(

@@ -1,0 +1,239 @@
+"""``runlane runs list|show|cancel|replay|reschedule``: the runs management API."""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+
+import click
+from rich import box
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+import runlane
+from runlane.cli._common import (
+    configure,
+    console,
+    dumps,
+    duration_arg,
+    duration_text,
+    run_json,
+    status_text,
+    when,
+)
+from runlane.core.models import Run
+
+
+@click.group()
+def runs() -> None:
+    """List, inspect, cancel, replay and reschedule runs."""
+
+
+@runs.command("list")
+@click.option(
+    "--status", "statuses", metavar="S", multiple=True, help="Filter by status (repeatable)."
+)
+@click.option(
+    "--task", "task_ids", metavar="T", multiple=True, help="Filter by task id (repeatable)."
+)
+@click.option("--tag", "tags", metavar="T", multiple=True, help="Filter by tag (repeatable).")
+@click.option("--queue", "queues", metavar="Q", multiple=True, help="Filter by queue (repeatable).")
+@click.option("--batch", metavar="ID", help="Only the runs of this batch.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many runs to show (newest first).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_runs(
+    statuses: tuple[str, ...],
+    task_ids: tuple[str, ...],
+    tags: tuple[str, ...],
+    queues: tuple[str, ...],
+    batch: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List runs, newest first."""
+    configure()
+    page = runlane.runs.list(
+        status=[s.strip().upper() for s in statuses] or None,
+        task_identifier=list(task_ids) or None,
+        tag=list(tags) or None,
+        queue=list(queues) or None,
+        batch=batch,
+        limit=min(limit, 100),
+    )
+    found: list[Run] = list(islice(page, limit))
+    if as_json:
+        click.echo(json.dumps([run_json(r) for r in found], indent=2, default=str))
+        return
+    out = console()
+    if not found:
+        out.print("No runs match.")
+        return
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("Task", no_wrap=True)
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Queue")
+    table.add_column("Concurrency key")
+    table.add_column("Tags", overflow="fold")
+    table.add_column("Created", no_wrap=True)
+    table.add_column("Duration", justify="right", no_wrap=True)
+    for run in found:
+        table.add_row(
+            run.id,
+            run.task_identifier,
+            status_text(run.status),
+            run.queue,
+            run.concurrency_key or "-",
+            ", ".join(run.tags) or "-",
+            when(run.created_at),
+            duration_text(run),
+        )
+    out.print(table)
+    more = " (more exist: raise --limit)" if len(found) == limit and page.has_next_page() else ""
+    out.print(f"{len(found)} run(s){more}", style="dim")
+
+
+@runs.command("show")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
+def show(run_id: str, as_json: bool) -> None:
+    """Show every field of a run: attempts, error, metadata, payload and output."""
+    configure()
+    run = runlane.runs.retrieve(run_id)
+    if as_json:
+        click.echo(json.dumps(run_json(run), indent=2, default=str))
+        return
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    rows: list[tuple[str, object]] = [
+        ("Status", status_text(run.status)),
+        ("Task", run.task_identifier),
+        ("Environment", run.environment),
+        ("Queue", run.queue),
+        ("Concurrency key", run.concurrency_key),
+        ("Tags", ", ".join(run.tags) or None),
+        ("Idempotency key", run.idempotency_key),
+        ("TTL", run.ttl),
+        ("Delayed until", when(run.delayed_until) if run.delayed_until else None),
+        ("Created", when(run.created_at)),
+        ("Queued", when(run.queued_at) if run.queued_at else None),
+        ("Started", when(run.started_at) if run.started_at else None),
+        ("Finished", when(run.finished_at) if run.finished_at else None),
+        ("Expired", when(run.expired_at) if run.expired_at else None),
+        ("Duration", duration_text(run)),
+        (
+            "Attempts",
+            f"{run.attempt_count}" + (f" of {run.max_attempts}" if run.max_attempts else ""),
+        ),
+        ("Max duration", f"{run.max_duration}s" if run.max_duration else None),
+        ("Machine", run.machine),
+        ("Version", run.version),
+        ("Batch", run.batch_id),
+        ("Parent", run.parent_id),
+        ("Root", run.root_id),
+        ("Schedule", run.schedule_id),
+        ("Test run", "yes" if run.is_test else None),
+    ]
+    for name, value in rows:
+        if value is not None:
+            fields.add_row(name, value if isinstance(value, Text) else str(value))
+    parts: list[object] = [fields]
+    if run.attempts:
+        attempts = Table(box=box.SIMPLE_HEAD, title="Attempts", title_justify="left")
+        for col in ("#", "Status", "Started", "Finished", "Worker", "Error"):
+            attempts.add_column(col)
+        for a in run.attempts:
+            attempts.add_row(
+                str(a.number),
+                status_text(a.status),
+                when(a.started_at),
+                when(a.finished_at),
+                a.worker_id or "-",
+                str(a.error) if a.error else "-",
+            )
+        parts.append(attempts)
+    if run.error is not None:
+        body = str(run.error) + (f"\n\n{run.error.stack_trace}" if run.error.stack_trace else "")
+        parts.append(Panel(Text(body, style="red"), title="Error", title_align="left"))
+    for title, value in (
+        ("Payload", run.payload),
+        ("Metadata", run.metadata or None),
+        ("Output", run.output),
+    ):
+        if value is not None:
+            parts.append(Panel(Text(dumps(value)), title=title, title_align="left"))
+    console().print(Panel(Group(*parts), title=run.id, title_align="left"))
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+def cancel(run_id: str) -> None:
+    """Cancel a run that has not started. A finished run is left as it is."""
+    configure()
+    before = runlane.runs.retrieve(run_id)
+    run = runlane.runs.cancel(run_id)
+    out = console()
+    if before.status.is_final:
+        out.print(f"{run.id} was already ", status_text(run.status), ": nothing to cancel")
+    else:
+        out.print(f"{run.id} ", status_text(run.status))
+
+
+@runs.command("replay")
+@click.argument("run_id")
+def replay(run_id: str) -> None:
+    """Trigger a new run with the same task, payload, tags, metadata and queue."""
+    configure()
+    handle = runlane.runs.replay(run_id)
+    click.echo(handle.id)
+
+
+@runs.command("reschedule")
+@click.argument("run_id")
+@click.option(
+    "--delay", required=True, metavar="WHEN", help="New delay: '1h', seconds or an ISO date."
+)
+def reschedule(run_id: str, delay: str) -> None:
+    """Move a DELAYED run to a new time."""
+    configure()
+    run = runlane.runs.reschedule(run_id, duration_arg(delay))
+    when_text = when(run.delayed_until) if run.status == "DELAYED" else "now"
+    console().print(f"{run.id} ", status_text(run.status), f" until {when_text}")
+
+
+_LEVEL_STYLES = {"debug": "dim", "warn": "yellow", "error": "red"}
+
+
+@runs.command("logs")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+def logs(run_id: str, as_json: bool) -> None:
+    """Print a run's log: logger calls, spans and captured prints, by attempt."""
+    configure()
+    entries = runlane.runs.logs(run_id)
+    if as_json:
+        click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    out = console()
+    if not entries:
+        out.print("No log entries.")
+        return
+    for entry in entries:
+        line = Text(entry.time.astimezone().strftime("%H:%M:%S.%f")[:-3], style="dim")
+        line.append(f"  #{entry.attempt}  ")
+        line.append(f"{entry.level.upper():<5}", style=_LEVEL_STYLES.get(entry.level, ""))
+        line.append(f"  {entry.message}")
+        if entry.duration_ms is not None:
+            line.append(f"  ({entry.duration_ms:.0f}ms)", style="dim")
+        if entry.attributes:
+            line.append("  " + json.dumps(entry.attributes, default=str), style="cyan")
+        out.print(line)
