@@ -18,6 +18,7 @@ from runlane import config as _config  # installs the default runtime factory
 from runlane.api import (
     batch,
     idempotency_keys,
+    queues,
     retry,
     runs,
     tags,
@@ -39,13 +40,14 @@ from runlane.core.models import (
     Batch,
     BatchHandle,
     BatchResult,
+    QueueInfo,
     Run,
     RunHandle,
     RunStatus,
     TaskRunError,
     TaskRunResult,
 )
-from runlane.core.options import TIMEOUT_NONE
+from runlane.core.options import TIMEOUT_NONE, QueueSpec, queue
 from runlane.core.schema import schema_task
 from runlane.core.task import Task, task
 from runlane.core.worker import Worker
@@ -65,6 +67,8 @@ __all__ = [
     "Context",
     "FakeClock",
     "IdempotencyKey",
+    "QueueInfo",
+    "QueueSpec",
     "Run",
     "RunHandle",
     "RunStatus",
@@ -78,6 +82,8 @@ __all__ = [
     "idempotency_keys",
     "logger",
     "metadata",
+    "queue",
+    "queues",
     "retry",
     "runs",
     "schema_task",

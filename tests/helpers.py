@@ -40,3 +40,16 @@ def wait_status(handle: Any, status: str, timeout: float = 30.0) -> runlane.Run:
         return run if run.status == status else None
 
     return wait_for(reached, timeout, message=f"run {handle} to be {status}")
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) intervals open at once."""
+    events = sorted(
+        [(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+        key=lambda ev: (ev[0], ev[1]),
+    )
+    current = best = 0
+    for _, delta in events:
+        current += delta
+        best = max(best, current)
+    return best

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import runlane
 from runlane.core import context
 from runlane.core.context import (
     ActiveRun,
@@ -473,12 +474,14 @@ def test_parse_queue_forms() -> None:
     assert parse_queue(MappingProxyType({"name": "m"})) == QueueSpec(name="m")
 
 
-def test_parse_queue_object_with_as_spec() -> None:
-    class MyQueue:
-        def as_spec(self) -> QueueSpec:
-            return QueueSpec(name="shared", concurrency_limit=3)
-
-    assert parse_queue(MyQueue()) == QueueSpec(name="shared", concurrency_limit=3)
+def test_parse_queue_object_from_runlane_queue() -> None:
+    shared = runlane.queue(name="shared", concurrency_limit=3, total_concurrency_limit=6)
+    assert parse_queue(shared) == QueueSpec(
+        name="shared", concurrency_limit=3, total_concurrency_limit=6
+    )
+    with pytest.raises(InvalidOptionError) as info:
+        runlane.queue(name="bad name")
+    assert info.value.option == "queue.name"
 
 
 @pytest.mark.parametrize(

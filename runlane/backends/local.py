@@ -32,8 +32,11 @@ class LocalBroker:
             return
         with self.db.write() as conn:
             conn.executemany(
-                "INSERT OR IGNORE INTO rl_dispatch (env, run_id, task, queue, machine) "
-                "VALUES (?, ?, ?, ?, ?)",
+                # a run sent again (retried after its worker died, or redelivered) becomes
+                # visible at once, even if a dead worker's claim on it was still pending
+                "INSERT INTO rl_dispatch (env, run_id, task, queue, machine) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (env, run_id) DO UPDATE SET "
+                "claimed_by=NULL, claimed_until=NULL",
                 [
                     (self.environment, d.run_id, d.task_identifier, d.queue, d.machine)
                     for d in dispatches

@@ -242,6 +242,28 @@ class BatchResult(BaseModel):
         return [r.unwrap() for r in self.runs]
 
 
+class PausedKey(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    concurrency_key: str
+    paused_until: datetime | None = None
+
+
+class QueueInfo(BaseModel):
+    """A queue's limits and load (``queues.list()`` / ``queues.retrieve(name)``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    concurrency_limit: int | None = None
+    total_concurrency_limit: int | None = None
+    running: int = 0
+    queued: int = 0
+    paused: bool = False
+    paused_until: datetime | None = None
+    paused_keys: list[PausedKey] = Field(default_factory=list)
+
+
 class Batch(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -161,11 +161,26 @@ class QueueSpec:
     total_concurrency_limit: int | None = None
 
 
+def queue(
+    name: str, *, concurrency_limit: int | None = None, total_concurrency_limit: int | None = None
+) -> QueueSpec:
+    """A queue shared by tasks: ``llm = runlane.queue(name="llm", concurrency_limit=1)`` then
+    ``@task(queue=llm)``. ``concurrency_limit`` applies to each concurrency key (and to runs
+    without one); ``total_concurrency_limit`` caps all keys together."""
+    spec = parse_queue(
+        {
+            "name": name,
+            "concurrency_limit": concurrency_limit,
+            "total_concurrency_limit": total_concurrency_limit,
+        },
+        option="queue",
+    )
+    return spec
+
+
 def parse_queue(value: Any, option: str = "queue") -> QueueSpec:
     if isinstance(value, QueueSpec):
         return value
-    if hasattr(value, "as_spec"):  # a runlane.queue(...) object
-        return value.as_spec()
     if isinstance(value, str):
         return QueueSpec(name=validate_queue_name(value, option))
     if not isinstance(value, Mapping):

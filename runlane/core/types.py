@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from runlane.core.logs import LogEntry
-from runlane.core.models import Batch, Run, RunStatus, TaskRunError
+from runlane.core.models import Batch, QueueInfo, Run, RunStatus, TaskRunError
 
 JSON = Any
 
@@ -271,6 +271,21 @@ class Store(Protocol):
     def take_ready(self, *, limit: int) -> list[Dispatch]:
         """Runs the store made QUEUED itself (resumed waits) that must be sent."""
         ...
+
+    # queues
+    def set_paused(
+        self,
+        queue: str,
+        concurrency_key: str | None,
+        *,
+        paused: bool,
+        until: float | None,
+        now: float,
+    ) -> bool:
+        """Hold (or release) dispatch of a queue or one of its keys; False if no such queue."""
+        ...
+
+    def queues(self, names: Sequence[str] | None = None) -> list[QueueInfo]: ...
 
     # metadata and tags
     def update_metadata(

@@ -27,6 +27,8 @@ from runlane.core.metadata import apply_ops, check_size
 from runlane.core.models import (
     FINAL_STATUSES,
     Batch,
+    PausedKey,
+    QueueInfo,
     Run,
     RunStatus,
     TaskRunError,
@@ -1044,3 +1046,80 @@ class SQLiteStore:
             )
             self._finalized(conn, canceled, now, queues)
             return self._get(conn, run_id, True)
+
+    # ------------------------------------------------------------------ queues
+    @_translate
+    def set_paused(
+        self,
+        queue: str,
+        concurrency_key: str | None,
+        *,
+        paused: bool,
+        until: float | None,
+        now: float,
+    ) -> bool:
+        """Pause or resume a queue, or one key of it. False when the queue does not exist."""
+        env = self.environment
+        with self.db.write() as conn:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM rl_queues WHERE env=? AND name=?", (env, queue)
+                ).fetchone()
+                is None
+            ):
+                return False
+            if concurrency_key is None:
+                conn.execute(
+                    "UPDATE rl_queues SET paused=?, paused_until=? WHERE env=? AND name=?",
+                    (int(paused), until if paused else None, env, queue),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO rl_subqueues (env, queue, ckey, paused, paused_until) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (env, queue, ckey) DO UPDATE SET "
+                    "paused = excluded.paused, paused_until = excluded.paused_until",
+                    (env, queue, concurrency_key, int(paused), until if paused else None),
+                )
+            if not paused:
+                self._admit(conn, now, {queue})
+            return True
+
+    @_translate
+    def queues(self, names: Sequence[str] | None = None) -> list[QueueInfo]:
+        env = self.environment
+        where, args = "env=?", [env]
+        if names is not None:
+            if not names:
+                return []
+            where += f" AND name IN ({', '.join('?' for _ in names)})"
+            args += list(names)
+        with self.db.read() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM rl_queues WHERE {where} ORDER BY name", args
+            ).fetchall()
+            subs: dict[str, list[sqlite3.Row]] = {}
+            for sq in conn.execute("SELECT * FROM rl_subqueues WHERE env=?", (env,)):
+                subs.setdefault(sq["queue"], []).append(sq)
+        out = []
+        for q in rows:
+            mine = subs.get(q["name"], [])
+            out.append(
+                QueueInfo(
+                    name=q["name"],
+                    concurrency_limit=q["concurrency_limit"],
+                    total_concurrency_limit=q["total_limit"],
+                    running=q["running"],
+                    queued=sum(sq["waiting"] for sq in mine),
+                    paused=bool(q["paused"]),
+                    paused_until=to_datetime(q["paused_until"]),
+                    paused_keys=[
+                        PausedKey(
+                            concurrency_key=sq["ckey"],
+                            paused_until=to_datetime(sq["paused_until"]),
+                        )
+                        for sq in mine
+                        if sq["paused"]
+                    ],
+                )
+            )
+        return out
