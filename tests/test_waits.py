@@ -532,3 +532,28 @@ def test_frozen_parent_resumes_after_a_worker_restart(tmp_path, rt, db_url):
 def test_unknown_wait_error_message(quick):
     with pytest.raises(RunlaneError):
         runlane.wait.until(datetime(2000, 1, 1))
+
+
+def test_one_batch_of_a_thousand_children(db_url):
+    """A single batch_trigger_and_wait of 1,000 children (the batch size limit raised)."""
+    runlane.configure(
+        store=db_url, engine_interval=0.05, wait_in_place=0.1, limits={"batch_items": 1000}
+    )
+
+    @runlane.task(id="thousand-child")
+    def thousand_child(payload):
+        runlane.metadata.parent.increment("done", 1)
+        return payload
+
+    @runlane.task(id="thousand-parent")
+    def thousand_parent(payload):
+        results = thousand_child.batch_trigger_and_wait([{"payload": i} for i in range(1000)])
+        return sum(results.unwrap())
+
+    try:
+        with runlane.Worker(concurrency=6, fetch_timeout=0.1):
+            run = wait_final(thousand_parent.trigger({}), timeout=240)
+    finally:
+        runtime.install(None).close()
+    assert run.status == "COMPLETED" and run.output == sum(range(1000))
+    assert run.metadata == {"done": 1000}
