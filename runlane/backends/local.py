@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 
-from runlane.backends.sqlite.db import Database, shared_database
+from runlane.backends.sqlite.db import Database, release_database, shared_database
 from runlane.core.types import Delivery, Dispatch
 
 VISIBILITY_TIMEOUT = 300.0
@@ -22,6 +22,7 @@ VISIBILITY_TIMEOUT = 300.0
 class LocalBroker:
     def __init__(self, path: str, environment: str = "dev", *, poll_interval: float = 0.2) -> None:
         self.db: Database = shared_database(path)
+        self._closed = False
         self.environment = environment
         self.poll_interval = poll_interval
         self._wakeup = threading.Condition()
@@ -61,6 +62,9 @@ class LocalBroker:
         with self._wakeup:
             self._generation += 1
             self._wakeup.notify_all()
+        if not self._closed:
+            self._closed = True
+            release_database(self.db)
 
     def pending(self) -> int:
         row = self.db.conn.execute(

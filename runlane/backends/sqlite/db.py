@@ -23,6 +23,7 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._refs = 0
         self.conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
 
     def _connect(self) -> sqlite3.Connection:
@@ -96,11 +97,24 @@ _registry_lock = threading.Lock()
 
 
 def shared_database(path: str | Path) -> Database:
-    """One Database object per file and process, shared by the store and the local broker."""
+    """One Database object per file and process, shared by the stores and local brokers that
+    use the file; each holder gives it back with ``release_database``."""
     key = str(Path(path).resolve())
     with _registry_lock:
         db = _registry.get(key)
         if db is None or db._closed:
             db = Database(key)
             _registry[key] = db
+        db._refs += 1
         return db
+
+
+def release_database(db: Database) -> None:
+    """The last holder's release closes the file's connections."""
+    with _registry_lock:
+        db._refs -= 1
+        if db._refs > 0:
+            return
+        if _registry.get(db.path) is db:
+            del _registry[db.path]
+    db.close()

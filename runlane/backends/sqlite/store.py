@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runlane.backends.sqlite import admission, waits
-from runlane.backends.sqlite.db import Database, shared_database
+from runlane.backends.sqlite.db import Database, release_database, shared_database
 from runlane.backends.sqlite.rows import (
     ATTEMPT_END,
     CHANGEABLE,
@@ -84,6 +84,7 @@ class SQLiteStore:
         self.concurrency_limit = concurrency_limit  # executing runs in the environment
         self.db: Database = shared_database(path)
         self.path = self.db.path
+        self._closed = False
 
     @classmethod
     def from_url(
@@ -92,9 +93,9 @@ class SQLiteStore:
         return cls(path_from_url(url), environment, concurrency_limit=concurrency_limit)
 
     def close(self) -> None:
-        # The Database is shared by every store/broker on this file in this process; it is
-        # closed when the process no longer needs it (closing here would break siblings).
-        pass
+        if not self._closed:
+            self._closed = True
+            release_database(self.db)
 
     # ------------------------------------------------------------------ creation
     @_translate
