@@ -46,20 +46,40 @@ def _build_store(store: Any, environment: str, concurrency_limit: int | None) ->
         from runlane.backends.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(store, environment, concurrency_limit=concurrency_limit)
-    raise ConfigurationError(f"unknown store URL {store!r}: use sqlite:///path/to/file.db")
+    if store.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            from runlane.backends.redis import RedisStore
+        except ImportError as exc:  # the redis extra is not installed
+            raise ConfigurationError(
+                "the Redis store needs the redis package: pip install 'runlane[redis]'"
+            ) from exc
+        return RedisStore.from_url(store, environment, concurrency_limit=concurrency_limit)
+    raise ConfigurationError(
+        f"unknown store URL {store!r}: use sqlite:///path/to/file.db or redis://host:6379/0"
+    )
 
 
 def _build_broker(broker: Any, store: Store, environment: str) -> Broker:
     if isinstance(broker, Broker):
         return broker
+    if broker == "redis":
+        from runlane.backends.redis import RedisBroker, RedisStore
+
+        if not isinstance(store, RedisStore):
+            raise ConfigurationError("the 'redis' broker needs the Redis store")
+        return RedisBroker(store.client, environment, prefix=store.key_prefix)
     if broker == "local":
         from runlane.backends.local import LocalBroker
         from runlane.backends.sqlite import SQLiteStore
 
         if not isinstance(store, SQLiteStore):
-            raise ConfigurationError("the 'local' broker needs the SQLite store")
+            raise ConfigurationError(
+                "the 'local' broker needs the SQLite store; with a Redis store use broker='redis'"
+            )
         return LocalBroker(store.path, environment)
-    raise ConfigurationError(f"unknown broker {broker!r}: use 'local' or a Broker instance")
+    raise ConfigurationError(
+        f"unknown broker {broker!r}: use 'local', 'redis' or a Broker instance"
+    )
 
 
 def configure(
@@ -131,8 +151,9 @@ def configure(
     store_url = (
         store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)
     )
-    broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", "local")
     built_store = _build_store(store_url, env, settings.concurrency_limit)
+    default_broker = "redis" if type(built_store).__name__ == "RedisStore" else "local"
+    broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", default_broker)
     built_broker = _build_broker(broker_spec, built_store, env)
     settings.store_url = store_url if isinstance(store_url, str) else type(store_url).__name__
     settings.broker_name = (

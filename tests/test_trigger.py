@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import runlane
+from runlane.backends.local import LocalBroker
 from runlane.core import runtime
 from tests.helpers import wait_final, wait_for, wait_status
 
@@ -160,7 +161,8 @@ def test_ttl_expires_a_run_that_did_not_start(clock):
     assert run.status == "EXPIRED" and run.is_completed and run.is_failed
     assert run.expired_at is not None and run.finished_at is not None
     assert run.error.message == "Run expired because the TTL (10s) was reached"
-    assert runtime.get().broker.pending() == 0  # its delivery is gone too
+    if isinstance(runtime.get().broker, LocalBroker):  # the local queue drops it at once
+        assert runtime.get().broker.pending() == 0
 
 
 def test_ttl_counts_from_enqueue_not_trigger(clock):

@@ -1,0 +1,584 @@
+-- runlane Redis store: the commands (ARGV[1] names one, ARGV[2] is its JSON argument).
+-- Each call is one atomic transition; guards check the run's current status (and attempt).
+
+local cmd = ARGV[1]
+local a = cjson.decode(ARGV[2])
+local now = a.now
+local env_limit = a.env_limit
+if env_limit == NULL then env_limit = nil end
+
+local function s(v) if v == nil or v == NULL then return false end return v end
+
+local function index_run(id, r)
+  redis.call("ZADD", k("ix:all"), 0, id)
+  redis.call("ZADD", k("ix:task:" .. enc(r.task)), 0, id)
+  redis.call("ZADD", k("ix:q:" .. enc(r.queue)), 0, id)
+  for _, tag in ipairs(r.tags) do redis.call("ZADD", k("ix:tag:" .. enc(tag)), 0, id) end
+  if s(r.batch_id) then redis.call("ZADD", k("ix:batch:" .. r.batch_id), 0, id) end
+  if s(r.schedule_id) then redis.call("ZADD", k("ix:sched:" .. r.schedule_id), 0, id) end
+  if s(r.version) then redis.call("ZADD", k("ix:ver:" .. enc(r.version)), 0, id) end
+  if s(r.parent_id) then redis.call("ZADD", k("ix:parent:" .. r.parent_id), 0, id) end
+end
+
+local function attempt_update(id, n, fields)
+  local key = k("att:" .. id)
+  local raw = redis.call("HGET", key, tostring(n))
+  if not raw then return end
+  local at = cjson.decode(raw)
+  for f, v in pairs(fields) do at[f] = v end
+  redis.call("HSET", key, tostring(n), cjson.encode(at))
+end
+
+local function segment_ms(id, t)
+  local start = num(id, "segment_started_at")
+  if not start then return 0 end
+  return math.max(0, math.floor((t - start) * 1000))
+end
+
+local function queue_or_wait(id, t)
+  -- DELAYED → QUEUED (task known) or WAITING_FOR_DEPLOY; the TTL starts now
+  local task = get(id, "task")
+  local ttl = num(id, "ttl")
+  redis.call("HSET", rk(id), "queued_at", t)
+  if ttl then
+    redis.call("HSET", rk(id), "ttl_expires_at", t + ttl)
+    redis.call("ZADD", k("ttl"), t + ttl, id)
+  end
+  if redis.call("HEXISTS", k("tasks"), task) == 1 then
+    set_status(id, "QUEUED", t)
+    enqueue(id, t)
+    return get(id, "queue")
+  end
+  set_status(id, "WAITING_FOR_DEPLOY", t)
+  redis.call("SADD", k("wfd:" .. enc(task)), id)
+  return nil
+end
+
+local function fmt_duration(seconds)
+  local total = math.floor(seconds + 0.5)
+  if total <= 0 then return "0s" end
+  local out = ""
+  for _, u in ipairs({{"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}}) do
+    local n = math.floor(total / u[2])
+    total = total - n * u[2]
+    if n > 0 then out = out .. n .. u[1] end
+  end
+  return out
+end
+
+local function finish_final(id, t)
+  remove_from_time_index(id)
+  redis.call("SREM", k("wfd:" .. enc(get(id, "task"))), id)
+end
+
+if cmd == "create_runs" then
+  local out = {}
+  local queues = {}
+  for _, r in ipairs(a.runs) do
+    local cached = nil
+    if s(r.idempotency_key) then
+      local ik = k("idem:" .. enc(r.task) .. ":" .. enc(r.idempotency_key))
+      -- "run id|expires at": the key's own clock decides (the PX only collects garbage)
+      local existing = redis.call("GET", ik)
+      local eid, eat = nil, nil
+      if existing then eid, eat = string.match(existing, "^(.*)|([^|]*)$") end
+      if eid and tonumber(eat) > now and redis.call("EXISTS", rk(eid)) == 1 then
+        cached = eid
+      else
+        local ttl_ms = math.max(1, math.floor((r.idempotency_key_expires_at - now) * 1000))
+        redis.call("SET", ik, r.id .. "|" .. r.idempotency_key_expires_at, "PX", ttl_ms)
+      end
+    end
+    if cached then
+      out[#out + 1] = {cached, true, get(cached, "status"), get(cached, "queue")}
+    else
+      local number = redis.call("INCR", k("n:task:" .. enc(r.task)))
+      local id = r.id
+      local fields = {
+        id = id, task = r.task, status = r.status, seed_metadata = r.metadata,
+        tags = cjson.encode(r.tags), idempotency_key = s(r.idempotency_key), ttl = s(r.ttl),
+        delay_until = s(r.delay_until), created_at = r.created_at, updated_at = now,
+        batch_id = s(r.batch_id), parent_id = s(r.parent_id), root_id = s(r.root_id),
+        depth = r.depth, schedule_id = s(r.schedule_id), queue = r.queue,
+        ckey = s(r.concurrency_key) or "", concurrency_key = s(r.concurrency_key),
+        max_attempts = s(r.max_attempts), max_duration = s(r.max_duration),
+        machine = s(r.machine), version = s(r.version), number = number,
+        is_test = r.is_test and 1 or 0, attempt_count = 0, duration_ms = 0,
+        trace_context = s(r.trace_context), admitted = 0, resume = 0,
+      }
+      if #r.tags == 0 then fields.tags = "[]" end
+      if #r.payload > 524288 then
+        redis.call("SET", k("blob:" .. id .. ":payload"), r.payload)
+        fields.payload_blob = 1
+      else
+        fields.payload = r.payload
+      end
+      hset(id, fields)
+      redis.call("SET", k("md:" .. id), r.metadata)
+      redis.call("ZADD", k("ix:st:" .. r.status), 0, id)
+      index_run(id, r)
+      if s(r.parent_id) then redis.call("SADD", k("children:" .. r.parent_id), id) end
+      if r.queue_defined then upsert_queue(r.queue, r.queue_limit, r.queue_total_limit, true) end
+      if r.status == "DELAYED" then
+        redis.call("ZADD", k("delayed"), r.delay_until, id)
+      else
+        redis.call("HSET", rk(id), "queued_at", now)
+        if s(r.ttl) then
+          redis.call("HSET", rk(id), "ttl_expires_at", now + r.ttl)
+          redis.call("ZADD", k("ttl"), now + r.ttl, id)
+        end
+        if r.status == "QUEUED" then
+          enqueue(id, now)
+          queues[#queues + 1] = r.queue
+        else
+          redis.call("SADD", k("wfd:" .. enc(r.task)), id)
+        end
+      end
+      publish(id, r.status, now)
+      out[#out + 1] = {id, false, r.status, r.queue}
+    end
+  end
+  if s(a.batch_id) then
+    local ids = {}
+    for i, c in ipairs(out) do ids[i] = c[1] end
+    redis.call("HSET", k("batch:" .. a.batch_id), "run_ids", cjson.encode(ids),
+               "created_at", now, "parent_id", s(a.parent_id) or "")
+  end
+  if s(a.wait) then
+    local ids = {}
+    for i, c in ipairs(out) do ids[i] = c[1] end
+    create_waitpoint(a.wait, ids, now)
+  end
+  admit_after(now, env_limit, queues)
+  return cjson.encode(out)
+
+elseif cmd == "register_tasks" then
+  local queues = {}
+  for _, t in ipairs(a.tasks) do
+    redis.call("HSET", k("tasks"), t.id, t.queue)
+    upsert_queue(t.queue, t.limit, t.total, true)
+    queues[#queues + 1] = t.queue
+    local wk = k("wfd:" .. enc(t.id))
+    for _, id in ipairs(redis.call("SMEMBERS", wk)) do
+      if get(id, "status") == "WAITING_FOR_DEPLOY" then
+        set_status(id, "QUEUED", now)
+        enqueue(id, now)
+        queues[#queues + 1] = get(id, "queue")
+      end
+    end
+    redis.call("DEL", wk)
+  end
+  admit_after(now, env_limit, queues)
+  return "1"
+
+elseif cmd == "promote_due" then
+  local n = 0
+  local queues = {}
+  for _, id in ipairs(redis.call("ZRANGEBYSCORE", k("delayed"), "-inf", now, "LIMIT", 0, a.limit)) do
+    redis.call("ZREM", k("delayed"), id)
+    if get(id, "status") == "DELAYED" then
+      local q = queue_or_wait(id, now)
+      if q then queues[#queues + 1] = q end
+      n = n + 1
+    end
+  end
+  for _, id in ipairs(redis.call("ZRANGEBYSCORE", k("retry"), "-inf", now, "LIMIT", 0, a.limit)) do
+    redis.call("ZREM", k("retry"), id)
+    if get(id, "status") == "REATTEMPTING" then
+      set_status(id, "QUEUED", now)
+      redis.call("HDEL", rk(id), "retry_at")
+      enqueue(id, now)
+      queues[#queues + 1] = get(id, "queue")
+      n = n + 1
+    end
+  end
+  for _, ref in ipairs(redis.call("ZRANGEBYSCORE", k("twaits"), "-inf", now, "LIMIT", 0, a.limit)) do
+    redis.call("ZREM", k("twaits"), ref)
+    local run_id, attempt, idx = string.match(ref, "^(.-)|(%d+)|(%d+)$")
+    resolve(run_id, tonumber(attempt), tonumber(idx), now)
+    n = n + 1
+  end
+  -- pauses that have ended
+  for _, q in ipairs(redis.call("SMEMBERS", k("queues"))) do
+    local qk = k("queue:" .. enc(q))
+    local h = redis.call("HMGET", qk, "paused", "until")
+    if h[1] == "1" and h[2] and tonumber(h[2]) <= now then
+      redis.call("HSET", qk, "paused", 0)
+      redis.call("HDEL", qk, "until")
+      queues[#queues + 1] = q
+    end
+  end
+  for _, m in ipairs(redis.call("SMEMBERS", k("pausedkeys"))) do
+    local pair = cjson.decode(m)
+    local sqk = k("sq:" .. enc(pair[1]) .. ":" .. enc(pair[2]))
+    local h = redis.call("HMGET", sqk, "paused", "until")
+    if h[1] ~= "1" then
+      redis.call("SREM", k("pausedkeys"), m)
+    elseif h[2] and tonumber(h[2]) <= now then
+      redis.call("HSET", sqk, "paused", 0)
+      redis.call("HDEL", sqk, "until")
+      redis.call("SREM", k("pausedkeys"), m)
+      queues[#queues + 1] = pair[1]
+    end
+  end
+  admit_after(now, env_limit, queues)
+  return tostring(n)
+
+elseif cmd == "expire_runs" then
+  local ids = redis.call("ZRANGEBYSCORE", k("ttl"), "-inf", now, "LIMIT", 0, a.limit)
+  local expired, queues = {}, {}
+  for _, id in ipairs(ids) do
+    redis.call("ZREM", k("ttl"), id)
+    local st = get(id, "status")
+    if (st == "QUEUED" or st == "WAITING_FOR_DEPLOY") and not get(id, "started_at") then
+      local q = leave(id)
+      if q then queues[#queues + 1] = q end
+      local ttl = num(id, "ttl") or 0
+      set_status(id, "EXPIRED", now)
+      local msg = "Run expired because the TTL (" .. fmt_duration(ttl) .. ") was reached"
+      hset(id, {expired_at = now, finished_at = now, admitted = 0,
+                error = cjson.encode({name = "Error", code = "TTL_EXPIRED", message = msg})})
+      finish_final(id, now)
+      expired[#expired + 1] = id
+    end
+  end
+  finalized(expired, now)
+  admit_after(now, env_limit, queues)
+  if #expired == 0 then return "[]" end
+  return cjson.encode(expired)
+
+elseif cmd == "start_attempt" then
+  local id = a.run_id
+  if get(id, "status") ~= "QUEUED" or get(id, "admitted") ~= "1" then return "null" end
+  local known = false
+  local task = get(id, "task")
+  for _, t in ipairs(a.known) do if t == task then known = true end end
+  if not known then return "null" end
+  local number, attempt_id, started_at, used_ms
+  local resumed = get(id, "resume") == "1"
+  if resumed then
+    number = tonumber(get(id, "attempt_count"))
+    local at = cjson.decode(redis.call("HGET", k("att:" .. id), tostring(number)))
+    at.status = "EXECUTING"
+    at.worker_id = a.worker_id
+    redis.call("HSET", k("att:" .. id), tostring(number), cjson.encode(at))
+    attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
+  else
+    number = tonumber(get(id, "attempt_count") or "0") + 1
+    attempt_id, started_at, used_ms = a.attempt_id, now, 0
+    redis.call("HSET", k("att:" .. id), tostring(number), cjson.encode({
+      id = attempt_id, number = number, status = "EXECUTING", started_at = now,
+      worker_id = a.worker_id, machine = s(get(id, "machine")) or NULL, duration_ms = 0}))
+  end
+  set_status(id, "EXECUTING", now)
+  hset(id, {attempt_count = number, worker_id = a.worker_id, resume = 0,
+            segment_started_at = now, ttl_expires_at = false,
+            lease_until = s(a.lease_until),
+            attempts_allowed = get(id, "max_attempts") or a.default_max_attempts})
+  if not get(id, "started_at") then redis.call("HSET", rk(id), "started_at", now) end
+  redis.call("ZREM", k("ttl"), id)
+  if s(a.lease_until) then redis.call("ZADD", k("leases"), a.lease_until, id) end
+  return cjson.encode({attempt_id = attempt_id, number = number, started_at = started_at,
+                       resumed = resumed, used_ms = used_ms,
+                       max_duration = tonumber(get(id, "max_duration")) or NULL})
+
+elseif cmd == "finish_attempt" then
+  local id = a.run_id
+  if get(id, "status") ~= "EXECUTING" or get(id, "attempt_count") ~= tostring(a.attempt) then
+    return "0"
+  end
+  local o = a.outcome
+  local elapsed = segment_ms(id, now)
+  local f = {duration_ms = tonumber(get(id, "duration_ms") or "0") + elapsed,
+             segment_started_at = false, lease_until = false, admitted = 0}
+  if s(o.output) then
+    if #o.output > 524288 then
+      redis.call("SET", k("blob:" .. id .. ":output"), o.output)
+      f.output_blob = 1
+      f.output = false
+    else
+      f.output = o.output
+    end
+  end
+  if s(o.error) then f.error = o.error
+  elseif o.run_status == "COMPLETED" then f.error = false end
+  if FINAL[o.run_status] then f.finished_at = now end
+  if s(o.retry_at) then f.retry_at = o.retry_at end
+  if s(o.machine) then f.machine = o.machine end
+  hset(id, f)
+  local q = release(id, false)
+  redis.call("ZREM", k("leases"), id)
+  set_status(id, o.run_status, now)
+  attempt_update(id, a.attempt, {status = o.attempt_status, finished_at = now,
+                                 error = s(o.error) and cjson.decode(o.error) or NULL,
+                                 duration_ms = elapsed})
+  local queues = {}
+  if q then queues[1] = q end
+  if o.run_status == "REATTEMPTING" then
+    redis.call("ZADD", k("retry"), o.retry_at, id)
+  end
+  if FINAL[o.run_status] then
+    finish_final(id, now)
+    finalized({id}, now)
+  end
+  admit_after(now, env_limit, queues)
+  return "1"
+
+elseif cmd == "transition" then
+  local id = a.run_id
+  local st = get(id, "status")
+  local ok = false
+  for _, e in ipairs(a.expect) do if e == st then ok = true end end
+  if not st or not ok then return "0" end
+  local queues = {}
+  if FINAL[a.to] then
+    local q = leave(id)
+    if q then queues[1] = q end
+    a.changes.admitted = 0
+    a.changes.finished_at = a.changes.finished_at or now
+  end
+  hset(id, a.changes)
+  if a.changes.delay_until and a.to == "DELAYED" then
+    redis.call("ZADD", k("delayed"), a.changes.delay_until, id)
+  end
+  set_status(id, a.to, now)
+  if FINAL[a.to] then
+    finish_final(id, now)
+    finalized({id}, now)
+  end
+  admit_after(now, env_limit, queues)
+  return "1"
+
+elseif cmd == "suspend" then
+  local id = a.run_id
+  if get(id, "status") ~= "EXECUTING" or get(id, "attempt_count") ~= tostring(a.attempt) then
+    return "null"
+  end
+  local elapsed = segment_ms(id, now)
+  local q = release(id, true)
+  local resolved = is_resolved(id, a.attempt, a.index, now)
+  local status = "FROZEN"
+  if resolved then status = "QUEUED" end
+  hset(id, {duration_ms = tonumber(get(id, "duration_ms") or "0") + elapsed,
+            segment_started_at = false, lease_until = false, admitted = 0,
+            resume = resolved and 1 or 0, wait_index = (not resolved) and a.index or false})
+  redis.call("ZREM", k("leases"), id)
+  local at = cjson.decode(redis.call("HGET", k("att:" .. id), tostring(a.attempt)))
+  at.status = "SUSPENDED"
+  at.duration_ms = (at.duration_ms or 0) + elapsed
+  redis.call("HSET", k("att:" .. id), tostring(a.attempt), cjson.encode(at))
+  set_status(id, status, now)
+  if resolved then
+    redis.call("SREM", k("lenders"), id)
+    redis.call("ZADD", k("resumeq"), num(id, "queue_ts") or now, id)
+  end
+  local queues = {}
+  if q then queues[1] = q end
+  admit_after(now, env_limit, queues)
+  return cjson.encode(status)
+
+elseif cmd == "take_ready" then
+  local out = {}
+  for _ = 1, a.limit do
+    local id = redis.call("LPOP", k("ready"))
+    if not id then break end
+    if get(id, "status") == "QUEUED" then
+      out[#out + 1] = {id, get(id, "task"), get(id, "queue"), s(get(id, "machine")) or NULL}
+    end
+  end
+  if #out == 0 then return "[]" end
+  return cjson.encode(out)
+
+elseif cmd == "cancel" then
+  local root = a.run_id
+  local st = get(root, "status")
+  if not st then return "null" end
+  if FINAL[st] then return "1" end
+  local todo, canceled, queues = {root}, {}, {}
+  while #todo > 0 do
+    local id = table.remove(todo)
+    local cur = get(id, "status")
+    if cur and not FINAL[cur] then
+      local q = leave(id)
+      if q then queues[#queues + 1] = q end
+      hset(id, {error = a.error, finished_at = now, resume = 0, wait_index = false,
+                admitted = 0, lease_until = false})
+      set_status(id, "CANCELED", now)
+      finish_final(id, now)
+      local n = tonumber(get(id, "attempt_count") or "0")
+      if n > 0 then
+        local raw = redis.call("HGET", k("att:" .. id), tostring(n))
+        if raw then
+          local at = cjson.decode(raw)
+          if at.status == "EXECUTING" or at.status == "SUSPENDED" then
+            at.status = "CANCELED"
+            at.finished_at = now
+            at.error = cjson.decode(a.error)
+            redis.call("HSET", k("att:" .. id), tostring(n), cjson.encode(at))
+          end
+        end
+      end
+      canceled[#canceled + 1] = id
+      for _, child in ipairs(redis.call("SMEMBERS", k("children:" .. id))) do
+        todo[#todo + 1] = child
+      end
+    end
+  end
+  finalized(canceled, now)
+  admit_after(now, env_limit, queues)
+  return "1"
+
+elseif cmd == "heartbeat" then
+  local lost = {}
+  for id, n in pairs(a.attempts) do
+    if get(id, "status") == "EXECUTING" and get(id, "attempt_count") == tostring(n)
+        and (num(id, "lease_until") or 0) >= now then
+      redis.call("HSET", rk(id), "lease_until", a.lease_until)
+      redis.call("ZADD", k("leases"), a.lease_until, id)
+    else
+      lost[#lost + 1] = id
+    end
+  end
+  if #lost == 0 then return "[]" end
+  return cjson.encode(lost)
+
+elseif cmd == "reap" then
+  local ids = redis.call("ZRANGEBYSCORE", k("leases"), "-inf", "(" .. now, "LIMIT", 0, a.limit)
+  local reaped, finals, queues = {}, {}, {}
+  for _, id in ipairs(ids) do
+    redis.call("ZREM", k("leases"), id)
+    if get(id, "status") == "EXECUTING" and (num(id, "lease_until") or 0) < now then
+      local n = tonumber(get(id, "attempt_count"))
+      local err = cjson.encode({name = "WorkerCrashedError", code = "TASK_RUN_CRASHED",
+        message = "the worker executing attempt " .. n .. " (" .. (get(id, "worker_id") or "?")
+          .. ") stopped renewing its lease"})
+      local retry = n < tonumber(get(id, "attempts_allowed") or "1")
+      local q = release(id, false)
+      if q then queues[#queues + 1] = q end
+      hset(id, {error = err, duration_ms = tonumber(get(id, "duration_ms") or "0")
+                  + segment_ms(id, now), segment_started_at = false, lease_until = false,
+                admitted = 0, retry_at = retry and now or false,
+                finished_at = (not retry) and now or false})
+      attempt_update(id, n, {status = "CRASHED", finished_at = now, error = cjson.decode(err)})
+      if retry then
+        set_status(id, "REATTEMPTING", now)
+        redis.call("ZADD", k("retry"), now, id)
+      else
+        set_status(id, "CRASHED", now)
+        finish_final(id, now)
+        finals[#finals + 1] = id
+      end
+      reaped[#reaped + 1] = id
+    end
+  end
+  finalized(finals, now)
+  admit_after(now, env_limit, queues)
+  if #reaped == 0 then return "[]" end
+  return cjson.encode(reaped)
+
+elseif cmd == "create_waitpoint" then
+  create_waitpoint(a.wait, {}, now)
+  return "1"
+
+elseif cmd == "set_paused" then
+  if redis.call("SISMEMBER", k("queues"), a.queue) == 0 then return "0" end
+  if s(a.key) then
+    local sqk = k("sq:" .. enc(a.queue) .. ":" .. enc(a.key))
+    local m = sq_member(a.queue, a.key)
+    if a.paused then
+      redis.call("HSET", sqk, "paused", 1)
+      if s(a["until"]) then redis.call("HSET", sqk, "until", a["until"])
+      else redis.call("HDEL", sqk, "until") end
+      redis.call("SADD", k("pausedkeys"), m)
+    else
+      redis.call("HSET", sqk, "paused", 0)
+      redis.call("HDEL", sqk, "until")
+      redis.call("SREM", k("pausedkeys"), m)
+    end
+  else
+    local qk = k("queue:" .. enc(a.queue))
+    if a.paused then
+      redis.call("HSET", qk, "paused", 1)
+      if s(a["until"]) then redis.call("HSET", qk, "until", a["until"])
+      else redis.call("HDEL", qk, "until") end
+    else
+      redis.call("HSET", qk, "paused", 0)
+      redis.call("HDEL", qk, "until")
+    end
+  end
+  if not a.paused then admit_after(now, env_limit, {a.queue}) end
+  return "1"
+
+elseif cmd == "add_tags" then
+  local id = a.run_id
+  local raw = get(id, "tags")
+  if not raw then return "null" end
+  local current = cjson.decode(raw)
+  local have = {}
+  for _, t in ipairs(current) do have[t] = true end
+  local fresh = {}
+  for _, t in ipairs(a.tags) do
+    if not have[t] then have[t] = true fresh[#fresh + 1] = t end
+  end
+  if #fresh > 0 and #current + #fresh <= a.max then
+    for _, t in ipairs(fresh) do
+      current[#current + 1] = t
+      redis.call("ZADD", k("ix:tag:" .. enc(t)), 0, id)
+    end
+    redis.call("HSET", rk(id), "tags", cjson.encode(current), "updated_at", now)
+  end
+  if #current == 0 then return "[]" end
+  return cjson.encode(current)
+
+elseif cmd == "acquire_lease" then
+  local key = k("lease:" .. a.name)
+  local owner = redis.call("GET", key)
+  if owner == false or owner == a.owner then
+    redis.call("SET", key, a.owner, "PX", a.ttl_ms)
+    return "1"
+  end
+  return "0"
+
+elseif cmd == "release_lease" then
+  local key = k("lease:" .. a.name)
+  if redis.call("GET", key) == a.owner then redis.call("DEL", key) end
+  return "1"
+
+elseif cmd == "list_runs" then
+  -- walk the most selective index backwards from the cursor, checking the other filters
+  local src = k(a.index)
+  local max, min = a.max, a.min
+  local out = {}
+  local offset = 0
+  local scanned = 0
+  while #out <= a.limit and scanned < 100000 do
+    local ids = redis.call("ZREVRANGEBYLEX", src, max, min, "LIMIT", offset, 500)
+    if #ids == 0 then break end
+    offset = offset + #ids
+    for _, id in ipairs(ids) do
+      scanned = scanned + 1
+      local ok = true
+      for _, f in ipairs(a.checks) do
+        local kind, values = f[1], f[2]
+        local hit = false
+        if kind == "index" then
+          for _, ix in ipairs(values) do
+            if redis.call("ZSCORE", k(ix), id) then hit = true break end
+          end
+        else
+          local v = get(id, kind)
+          for _, want in ipairs(values) do if v == want then hit = true break end end
+        end
+        if not hit then ok = false break end
+      end
+      if ok then
+        out[#out + 1] = id
+        if #out > a.limit then break end
+      end
+    end
+  end
+  if #out == 0 then return "[]" end
+  return cjson.encode(out)
+end
+
+return redis.error_reply("runlane: unknown store command " .. tostring(cmd))

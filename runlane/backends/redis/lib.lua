@@ -1,0 +1,412 @@
+-- runlane Redis store: shared helpers. Loaded first; every command script is appended to it.
+--
+-- Key layout (P = KEYS[1], "<prefix>:{<env>}:" — one hash tag per environment, so every key a
+-- call touches is in one Redis Cluster slot; scripts derive their keys from P). User-chosen
+-- strings inside key names are length-prefixed (enc) so "a:b"+"c" never meets "a"+"b:c".
+--   run:<id>            hash   the run (fields as in the SQLite store; absent = NULL)
+--   att:<id>            hash   attempt number -> JSON
+--   md:<id>             string metadata JSON (updated by compare-and-set from Python)
+--   blob:<id>:<field>   string payload/output over 512 KiB
+--   ix:all, ix:st:<S>, ix:task:<t>, ix:tag:<t>, ix:batch:<b>, ix:sched:<s>, ix:ver:<v>,
+--   ix:q:<q>, ix:parent:<id>   zsets (score 0) of run ids: lexical order = creation order
+--   idem:<task>:<key>   string run id, expires with the key's TTL
+--   n:<name>            counters (run numbers, served sequence, log sequence)
+--   batch:<id>          hash   run_ids JSON, created_at, parent_id
+--   tasks               hash   task id -> queue (registered, "deployed" tasks)
+--   wfd:<task>          set    WAITING_FOR_DEPLOY runs of a task
+--   delayed, retry, ttl, leases, twaits   zsets by time (DELAYED, REATTEMPTING, unstarted
+--                       runs with a TTL, EXECUTING leases, time waitpoints "run|attempt|idx")
+--   queues              set    queue names;  queue:<q>  hash limit,total,running,paused,until
+--   sq:<q>:<k>          hash   running, paused, until;  sqw:<q>:<k>  zset waiting runs by queue_ts
+--   rr                  zset   sub-queues with waiting runs (JSON [q,k]) by served sequence
+--   running             string executing runs holding an environment slot
+--   slot:<id>           hash   queue, ckey, holds_queue, holds_env, borrowed_from, lent_to
+--   lenders             set    FROZEN runs holding a queue slot (may lend it to a child)
+--   resumeq             zset   resumed runs waiting only for an environment slot
+--   wp:<id>:<attempt>   hash   wait index -> JSON {kind, fingerprint, run_ids, batch_id,
+--                              pending, resume_at, resolved}
+--   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child
+--   ready               list   admitted runs to send to the broker (the outbox)
+--   logs:<id>           list   log entries (JSON)
+--   lease:<name>        string leader lease owner (PX)
+--   changes             pub/sub channel of run changes; events:<id> stream of one run's changes
+
+local P = KEYS[1]
+local NULL = cjson.null
+
+local function k(name) return P .. name end
+local function enc(s) return #s .. ":" .. s end
+local function rk(id) return P .. "run:" .. id end
+
+local FINAL = {COMPLETED=true, CANCELED=true, FAILED=true, CRASHED=true, INTERRUPTED=true,
+               SYSTEM_FAILURE=true, EXPIRED=true, TIMED_OUT=true}
+
+local function get(id, field) return redis.call("HGET", rk(id), field) end
+local function num(id, field)
+  local v = redis.call("HGET", rk(id), field)
+  if v then return tonumber(v) end
+  return nil
+end
+
+local function hset(id, fields)
+  -- fields: table name -> value; NULL or false deletes the field
+  local dels = {}
+  local sets = {}
+  for f, v in pairs(fields) do
+    if v == NULL or v == false or v == nil then
+      dels[#dels + 1] = f
+    else
+      sets[#sets + 1] = f
+      sets[#sets + 1] = v
+    end
+  end
+  if #sets > 0 then redis.call("HSET", rk(id), unpack(sets)) end
+  if #dels > 0 then redis.call("HDEL", rk(id), unpack(dels)) end
+end
+
+local function publish(id, status, now)
+  local msg = cjson.encode({id = id, status = status, at = now})
+  redis.call("PUBLISH", k("changes"), msg)
+  local ek = k("events:" .. id)
+  redis.call("XADD", ek, "MAXLEN", "~", 100, "*", "status", status)
+  redis.call("EXPIRE", ek, 86400)
+end
+
+local function set_status(id, status, now)
+  local old = get(id, "status")
+  if old == status then
+    redis.call("HSET", rk(id), "updated_at", now)
+    publish(id, status, now)
+    return
+  end
+  if old then redis.call("ZREM", k("ix:st:" .. old), id) end
+  redis.call("ZADD", k("ix:st:" .. status), 0, id)
+  redis.call("HSET", rk(id), "status", status, "updated_at", now)
+  publish(id, status, now)
+end
+
+local function counter(name, delta)
+  if delta == 0 then return tonumber(redis.call("GET", k(name)) or "0") end
+  return redis.call("INCRBY", k(name), delta)
+end
+
+local function ready(id)
+  redis.call("HSET", rk(id), "admitted", 1)
+  redis.call("RPUSH", k("ready"), id)
+end
+
+local function paused(p, untilv, now)
+  return p == "1" and (untilv == false or untilv == nil or tonumber(untilv) > now)
+end
+
+-- ---------------------------------------------------------------- admission
+local function upsert_queue(q, limit, total, update)
+  local qk = k("queue:" .. enc(q))
+  redis.call("SADD", k("queues"), q)
+  if update then
+    if limit == NULL or limit == nil then redis.call("HDEL", qk, "limit")
+    else redis.call("HSET", qk, "limit", limit) end
+    if total == NULL or total == nil then redis.call("HDEL", qk, "total")
+    else redis.call("HSET", qk, "total", total) end
+  end
+  redis.call("HSETNX", qk, "running", 0)
+end
+
+local function sq_member(q, ck) return cjson.encode({q, ck}) end
+
+local function enqueue(id, now)
+  -- the run is QUEUED; it waits in its sub-queue for admission (keeping its place if it had one)
+  local q = get(id, "queue")
+  local ck = get(id, "ckey") or ""
+  local ts = num(id, "queue_ts") or now
+  redis.call("HSET", rk(id), "admitted", 0, "queue_ts", ts)
+  upsert_queue(q, nil, nil, false)
+  redis.call("ZADD", k("sqw:" .. enc(q) .. ":" .. enc(ck)), ts, id)
+  local m = sq_member(q, ck)
+  if not redis.call("ZSCORE", k("rr"), m) then
+    local seq = redis.call("HGET", k("sq:" .. enc(q) .. ":" .. enc(ck)), "served") or "0"
+    redis.call("ZADD", k("rr"), tonumber(seq), m)
+  end
+end
+
+local function leave_waiting(id)
+  local q = get(id, "queue")
+  local ck = get(id, "ckey") or ""
+  local wk = k("sqw:" .. enc(q) .. ":" .. enc(ck))
+  redis.call("ZREM", wk, id)
+  redis.call("ZREM", k("resumeq"), id)
+  if redis.call("ZCARD", wk) == 0 then redis.call("ZREM", k("rr"), sq_member(q, ck)) end
+end
+
+local function lend(lender)
+  -- a FROZEN run lends its queue slot to the oldest waiting child it waits on, same sub-queue
+  if get(lender, "status") ~= "FROZEN" then return false end
+  local sk = k("slot:" .. lender)
+  if redis.call("HGET", sk, "lent_to") then return false end
+  local q = redis.call("HGET", sk, "queue")
+  if not q then return false end
+  local ck = redis.call("HGET", sk, "ckey") or ""
+  local attempt = get(lender, "attempt_count")
+  local idx = get(lender, "wait_index")
+  if not idx then return false end
+  local wp = redis.call("HGET", k("wp:" .. lender .. ":" .. attempt), idx)
+  if not wp then return false end
+  local w = cjson.decode(wp)
+  local best, best_ts = nil, nil
+  for _, child in ipairs(w.run_ids) do
+    if get(child, "status") == "QUEUED" and get(child, "admitted") == "0"
+        and get(child, "resume") ~= "1" and get(child, "queue") == q
+        and (get(child, "ckey") or "") == ck then
+      local ts = num(child, "queue_ts") or 0
+      if best == nil or ts < best_ts then best, best_ts = child, ts end
+    end
+  end
+  if not best then return false end
+  redis.call("HSET", k("slot:" .. best), "queue", q, "ckey", ck, "holds_queue", 0,
+             "holds_env", 1, "borrowed_from", lender)
+  redis.call("HSET", sk, "lent_to", best)
+  leave_waiting(best)
+  counter("running", 1)
+  ready(best)
+  return true
+end
+
+local function admit(now, env_limit, queues)
+  -- queues: nil = every queue; else a set name -> true
+  local admitted = 0
+  local running = counter("running", 0)
+  local function env_free()
+    if env_limit == nil or env_limit == NULL then return nil end
+    local f = env_limit - running
+    if f < 0 then return 0 end
+    return f
+  end
+  -- 1. resumed runs keep their queue slot: they only need an environment slot
+  local free = env_free()
+  if free == nil or free > 0 then
+    local n = free or 10000
+    local ids = redis.call("ZRANGE", k("resumeq"), 0, n - 1)
+    for _, id in ipairs(ids) do
+      redis.call("ZREM", k("resumeq"), id)
+      redis.call("HSET", k("slot:" .. id), "holds_env", 1)
+      running = counter("running", 1)
+      admitted = admitted + 1
+      ready(id)
+    end
+  end
+  -- 2. sub-queues, round robin (least recently served first), FIFO within one
+  local members = redis.call("ZRANGE", k("rr"), 0, -1)
+  local cands = {}
+  local contended = env_limit ~= nil and env_limit ~= NULL
+  for _, m in ipairs(members) do
+    local pair = cjson.decode(m)
+    local q, ck = pair[1], pair[2]
+    if queues == nil or queues[q] then
+      local qk = k("queue:" .. enc(q))
+      local sqk = k("sq:" .. enc(q) .. ":" .. enc(ck))
+      local qh = redis.call("HMGET", qk, "limit", "total", "paused", "until")
+      local sh = redis.call("HMGET", sqk, "running", "paused", "until")
+      if not paused(qh[3], qh[4], now) and not paused(sh[2], sh[3], now) then
+        local c = {q = q, ck = ck, m = m, qk = qk, sqk = sqk,
+                   wk = k("sqw:" .. enc(q) .. ":" .. enc(ck)),
+                   limit = tonumber(qh[1]), total = tonumber(qh[2]),
+                   running = tonumber(sh[1] or "0")}
+        if c.total ~= nil then contended = true end
+        cands[#cands + 1] = c
+      end
+    end
+  end
+  local progress = true
+  while progress and #cands > 0 and admitted < 10000 do
+    progress = false
+    local keep = {}
+    for _, c in ipairs(cands) do
+      local f = env_free()
+      if f == 0 then return admitted end
+      local waiting = redis.call("ZCARD", c.wk)
+      local room = waiting
+      if c.limit ~= nil then room = math.min(room, c.limit - c.running) end
+      if c.total ~= nil then
+        local qrun = tonumber(redis.call("HGET", c.qk, "running") or "0")
+        room = math.min(room, c.total - qrun)
+      end
+      if f ~= nil then room = math.min(room, f) end
+      if room > 0 then
+        local take = room
+        if contended then take = 1 end
+        local ids = redis.call("ZRANGE", c.wk, 0, take - 1)
+        for _, id in ipairs(ids) do
+          redis.call("ZREM", c.wk, id)
+          redis.call("HSET", k("slot:" .. id), "queue", c.q, "ckey", c.ck, "holds_queue", 1,
+                     "holds_env", 1)
+          ready(id)
+        end
+        local n = #ids
+        local seq = counter("n:served", 1)
+        redis.call("HINCRBY", c.sqk, "running", n)
+        redis.call("HSET", c.sqk, "served", seq)
+        redis.call("HINCRBY", c.qk, "running", n)
+        running = counter("running", n)
+        c.running = c.running + n
+        admitted = admitted + n
+        progress = true
+        if redis.call("ZCARD", c.wk) == 0 then
+          redis.call("ZREM", k("rr"), c.m)
+        else
+          redis.call("ZADD", k("rr"), seq, c.m)
+          keep[#keep + 1] = c
+        end
+      elseif waiting == 0 then
+        redis.call("ZREM", k("rr"), c.m)
+      end
+    end
+    cands = keep
+  end
+  -- 3. FROZEN runs lend their idle queue slot to a child they wait on
+  local lenders = redis.call("SMEMBERS", k("lenders"))
+  for _, lender in ipairs(lenders) do
+    local f = env_free()
+    if f == 0 then break end
+    local q = redis.call("HGET", k("slot:" .. lender), "queue")
+    if q and (queues == nil or queues[q]) and lend(lender) then
+      running = running + 1
+      admitted = admitted + 1
+    end
+  end
+  return admitted
+end
+
+local function release(id, keep_queue_slot)
+  -- give back the run's slots; returns the queue whose capacity changed (or nil)
+  local sk = k("slot:" .. id)
+  local s = redis.call("HGETALL", sk)
+  if #s == 0 then return nil end
+  local slot = {}
+  for i = 1, #s, 2 do slot[s[i]] = s[i + 1] end
+  if slot.holds_env == "1" then counter("running", -1) end
+  if keep_queue_slot then
+    redis.call("HSET", sk, "holds_env", 0)
+    redis.call("SADD", k("lenders"), id)
+    return slot.queue
+  end
+  redis.call("DEL", sk)
+  redis.call("SREM", k("lenders"), id)
+  if slot.borrowed_from then
+    local lk = k("slot:" .. slot.borrowed_from)
+    if redis.call("HGET", lk, "lent_to") == id then redis.call("HDEL", lk, "lent_to") end
+  elseif slot.holds_queue == "1" then
+    local sqk = k("sq:" .. enc(slot.queue) .. ":" .. enc(slot.ckey or ""))
+    if tonumber(redis.call("HINCRBY", sqk, "running", -1)) < 0 then
+      redis.call("HSET", sqk, "running", 0)
+    end
+    local qk = k("queue:" .. enc(slot.queue))
+    if tonumber(redis.call("HINCRBY", qk, "running", -1)) < 0 then
+      redis.call("HSET", qk, "running", 0)
+    end
+  end
+  return slot.queue
+end
+
+local function leave(id)
+  -- a run leaves admission entirely (final, retried, canceled, expired): slots or its place
+  local status = get(id, "status")
+  local q = release(id, false)
+  if q == nil and status == "QUEUED" then leave_waiting(id) end
+  redis.call("ZREM", k("resumeq"), id)
+  return q
+end
+
+local function admit_after(now, env_limit, queues_list)
+  -- with an environment cap every queue competes for a freed slot
+  if env_limit ~= nil and env_limit ~= NULL then return admit(now, env_limit, nil) end
+  local set = {}
+  for _, q in ipairs(queues_list) do set[q] = true end
+  return admit(now, env_limit, set)
+end
+
+-- ---------------------------------------------------------------- waits
+local function resume_if_frozen_on(id, attempt, idx, now)
+  if get(id, "status") ~= "FROZEN" or get(id, "attempt_count") ~= tostring(attempt)
+      or get(id, "wait_index") ~= tostring(idx) then
+    return 0
+  end
+  set_status(id, "QUEUED", now)
+  redis.call("HSET", rk(id), "resume", 1, "admitted", 0)
+  redis.call("HDEL", rk(id), "wait_index")
+  redis.call("SREM", k("lenders"), id)
+  redis.call("ZADD", k("resumeq"), num(id, "queue_ts") or now, id)
+  return 1
+end
+
+local function resolve(run_id, attempt, idx, now)
+  local key = k("wp:" .. run_id .. ":" .. attempt)
+  local raw = redis.call("HGET", key, tostring(idx))
+  if not raw then return end
+  local w = cjson.decode(raw)
+  if w.resolved then return end
+  w.resolved = now
+  redis.call("HSET", key, tostring(idx), cjson.encode(w))
+  resume_if_frozen_on(run_id, attempt, idx, now)
+end
+
+local function finalized(ids, now)
+  -- runs became final: count them off the waitpoints that wait on them
+  for _, child in ipairs(ids) do
+    local wk = k("waiters:" .. child)
+    local refs = redis.call("SMEMBERS", wk)
+    redis.call("DEL", wk)
+    for _, ref in ipairs(refs) do
+      local run_id, attempt, idx = string.match(ref, "^(.-)|(%d+)|(%d+)$")
+      local key = k("wp:" .. run_id .. ":" .. attempt)
+      local raw = redis.call("HGET", key, idx)
+      if raw then
+        local w = cjson.decode(raw)
+        w.pending = w.pending - 1
+        redis.call("HSET", key, idx, cjson.encode(w))
+        if w.pending <= 0 then resolve(run_id, tonumber(attempt), tonumber(idx), now) end
+      end
+    end
+  end
+end
+
+local function create_waitpoint(wait, run_ids, now)
+  local key = k("wp:" .. wait.run_id .. ":" .. wait.attempt)
+  if redis.call("HEXISTS", key, tostring(wait.index)) == 1 then return end
+  local pending = 0
+  local seen = {}
+  local ref = wait.run_id .. "|" .. wait.attempt .. "|" .. wait.index
+  for _, child in ipairs(run_ids) do
+    if not seen[child] then
+      seen[child] = true
+      local st = get(child, "status")
+      if st and not FINAL[st] then
+        pending = pending + 1
+        redis.call("SADD", k("waiters:" .. child), ref)
+      end
+    end
+  end
+  local w = {kind = wait.kind, fingerprint = wait.fingerprint, run_ids = run_ids,
+             batch_id = wait.batch_id or NULL, pending = pending,
+             resume_at = wait.resume_at or NULL, resolved = false}
+  if pending == 0 and wait.kind ~= "time" then w.resolved = now end
+  if #run_ids == 0 then w.run_ids = "[]" end
+  local text = cjson.encode(w)
+  if #run_ids == 0 then text = string.gsub(text, '"run_ids":"%[%]"', '"run_ids":[]') end
+  redis.call("HSET", key, tostring(wait.index), text)
+  if wait.kind == "time" then redis.call("ZADD", k("twaits"), wait.resume_at, ref) end
+end
+
+local function is_resolved(run_id, attempt, idx, now)
+  local raw = redis.call("HGET", k("wp:" .. run_id .. ":" .. attempt), tostring(idx))
+  if not raw then return false end
+  local w = cjson.decode(raw)
+  if w.resolved then return true end
+  return w.kind == "time" and w.resume_at ~= NULL and w.resume_at <= now
+end
+
+local function remove_from_time_index(id)
+  redis.call("ZREM", k("delayed"), id)
+  redis.call("ZREM", k("retry"), id)
+  redis.call("ZREM", k("ttl"), id)
+  redis.call("ZREM", k("leases"), id)
+end

@@ -1,0 +1,124 @@
+"""Redis hashes ↔ runlane models."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runlane.core.clock import to_datetime
+from runlane.core.durations import format_duration
+from runlane.core.models import Attempt, AttemptStatus, Run, RunStatus, TaskRunError
+from runlane.core.types import Waitpoint
+
+
+def _f(h: dict[str, str], name: str) -> float | None:
+    v = h.get(name)
+    return None if v is None or v == "" else float(v)
+
+
+def _i(h: dict[str, str], name: str) -> int | None:
+    v = h.get(name)
+    return None if v is None or v == "" else int(float(v))
+
+
+def _s(h: dict[str, str], name: str) -> str | None:
+    v = h.get(name)
+    return None if v is None or v == "" else v
+
+
+def error_of(text: str | None) -> TaskRunError | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return TaskRunError(**{k: v for k, v in data.items() if k in TaskRunError.model_fields})
+
+
+def attempts_of(raw: dict[str, str]) -> list[Attempt]:
+    out = []
+    for number in sorted(raw, key=int):
+        a = json.loads(raw[number])
+        err = a.get("error")
+        out.append(
+            Attempt(
+                id=a["id"],
+                number=int(a["number"]),
+                status=AttemptStatus(a["status"]),
+                started_at=to_datetime(a["started_at"]),
+                finished_at=to_datetime(a.get("finished_at")),
+                error=TaskRunError(
+                    **{k: v for k, v in err.items() if k in TaskRunError.model_fields}
+                )
+                if isinstance(err, dict)
+                else None,
+                worker_id=a.get("worker_id"),
+                machine=a.get("machine") if isinstance(a.get("machine"), str) else None,
+            )
+        )
+    return out
+
+
+def to_run(
+    h: dict[str, str],
+    environment: str,
+    metadata: str | None,
+    attempts: list[Attempt] | None,
+    payload: str | None,
+    output: str | None,
+) -> Run:
+    ttl = _f(h, "ttl")
+    return Run(
+        id=h["id"],
+        task_identifier=h["task"],
+        status=RunStatus(h["status"]),
+        environment=environment,
+        payload=json.loads(payload) if payload else None,
+        output=json.loads(output) if output else None,
+        error=error_of(h.get("error")),
+        attempts=attempts or [],
+        attempt_count=_i(h, "attempt_count") or 0,
+        tags=json.loads(h.get("tags") or "[]") or [],
+        metadata=json.loads(metadata) if metadata else {},
+        idempotency_key=_s(h, "idempotency_key"),
+        ttl=format_duration(ttl) if ttl else None,
+        delayed_until=to_datetime(_f(h, "delay_until")),
+        created_at=to_datetime(_f(h, "created_at")),
+        updated_at=to_datetime(_f(h, "updated_at")),
+        queued_at=to_datetime(_f(h, "queued_at")),
+        started_at=to_datetime(_f(h, "started_at")),
+        finished_at=to_datetime(_f(h, "finished_at")),
+        expired_at=to_datetime(_f(h, "expired_at")),
+        duration_ms=_i(h, "duration_ms") or 0,
+        batch_id=_s(h, "batch_id"),
+        parent_id=_s(h, "parent_id"),
+        root_id=_s(h, "root_id"),
+        depth=_i(h, "depth") or 0,
+        schedule_id=_s(h, "schedule_id"),
+        queue=h["queue"],
+        concurrency_key=_s(h, "concurrency_key"),
+        max_attempts=_i(h, "max_attempts"),
+        max_duration=_i(h, "max_duration") or None,
+        retry_at=to_datetime(_f(h, "retry_at")),
+        machine=_s(h, "machine"),
+        version=_s(h, "version"),
+        number=_i(h, "number") or 0,
+        is_test=h.get("is_test") == "1",
+    )
+
+
+def waitpoint_of(index: str, raw: str) -> Waitpoint:
+    w = json.loads(raw)
+    run_ids = w.get("run_ids") or []
+    return Waitpoint(
+        index=int(index),
+        kind=w["kind"],
+        fingerprint=w["fingerprint"],
+        run_ids=list(run_ids) if isinstance(run_ids, list) else [],
+        batch_id=w.get("batch_id"),
+        resume_at=w.get("resume_at"),
+        resolved=bool(w.get("resolved")),
+    )
+
+
+def as_list(value: Any) -> list[Any]:
+    """cjson encodes an empty Lua table as {}: a list result may come back as a dict."""
+    return value if isinstance(value, list) else []

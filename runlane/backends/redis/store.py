@@ -1,0 +1,656 @@
+"""RedisStore: the Store protocol on Redis. Every transition is one Lua call (lib.lua +
+commands.lua, loaded once and run with EVALSHA); reads are pipelined. Metadata documents are
+updated by compare-and-set (WATCH/MULTI), so JSON keeps its exact shape and concurrent updates
+(a thousand children incrementing their parent's counter) all count."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import asdict
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+
+from runlane.backends.redis.rows import as_list, attempts_of, to_run, waitpoint_of
+from runlane.core import ids, jsonvalue
+from runlane.core.clock import to_datetime
+from runlane.core.logs import LogEntry
+from runlane.core.metadata import apply_ops, check_size
+from runlane.core.models import Batch, PausedKey, QueueInfo, Run, RunStatus, TaskRunError
+from runlane.core.types import (
+    AttemptOutcome,
+    Created,
+    Dispatch,
+    NewRun,
+    RegisteredTask,
+    RunQuery,
+    StartedAttempt,
+    Waitpoint,
+    WaitSpec,
+)
+from runlane.errors import ConfigurationError, StoreError
+
+F = TypeVar("F", bound=Callable[..., Any])
+_SCRIPT = "\n".join(
+    resources.files(__package__).joinpath(name).read_text() for name in ("lib.lua", "commands.lua")
+)
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _translate(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.exceptions.ConnectionError as exc:
+            raise StoreError(f"Redis store unreachable ({fn.__name__}): {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise StoreError(f"Redis store error in {fn.__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _enc(value: str) -> str:
+    return f"{len(value)}:{value}"
+
+
+def _id_bound(ms: int, high: bool) -> str:
+    out = []
+    for _ in range(10):
+        out.append(_ALPHABET[ms & 31])
+        ms >>= 5
+    return "run_" + "".join(reversed(out)) + ("z" * 16 if high else "0" * 16)
+
+
+class RedisStore:
+    """Runs in Redis; any number of processes and machines share it."""
+
+    def __init__(
+        self,
+        url: str | redis.Redis,
+        environment: str = "dev",
+        *,
+        prefix: str = "runlane",
+        concurrency_limit: int | None = None,
+    ) -> None:
+        if not _PREFIX.fullmatch(prefix):
+            raise ConfigurationError(f"Redis key prefix {prefix!r}: 1-64 letters, digits, - or _")
+        self.environment = environment
+        self.concurrency_limit = concurrency_limit
+        self.key_prefix = prefix
+        self.prefix = f"{prefix}:{{{environment}}}:"
+        if isinstance(url, redis.Redis):
+            self.client, self._owns = url, False
+        else:
+            self.client = redis.Redis.from_url(url, decode_responses=True)
+            self._owns = True
+        self._script = self.client.register_script(_SCRIPT)
+
+    @classmethod
+    def from_url(
+        cls, url: str, environment: str = "dev", *, concurrency_limit: int | None = None
+    ) -> RedisStore:
+        """``redis://host:6379/0``; ``?prefix=name`` sets the key prefix (default runlane),
+        so several runlane deployments (or test runs) can share one Redis."""
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        prefix = "runlane"
+        rest = []
+        for name, value in query:
+            if name == "prefix":
+                if not _PREFIX.fullmatch(value):
+                    raise ConfigurationError(
+                        f"Redis key prefix {value!r}: 1-64 letters, digits, - or _"
+                    )
+                prefix = value
+            else:
+                rest.append((name, value))
+        clean = urlunsplit(parts._replace(query=urlencode(rest)))
+        return cls(clean, environment, prefix=prefix, concurrency_limit=concurrency_limit)
+
+    def close(self) -> None:
+        if self._owns:
+            self.client.close()
+
+    def _k(self, name: str) -> str:
+        return self.prefix + name
+
+    def _call(self, command: str, **args: Any) -> Any:
+        args.setdefault("env_limit", self.concurrency_limit)
+        raw = self._script(keys=[self.prefix], args=[command, json.dumps(args)])
+        return json.loads(raw)
+
+    # ------------------------------------------------------------------ creation
+    @_translate
+    def create_runs(
+        self,
+        runs: Sequence[NewRun],
+        *,
+        now: float,
+        batch_id: str | None = None,
+        parent_id: str | None = None,
+        wait: WaitSpec | None = None,
+    ) -> list[Created]:
+        payloads = []
+        for new in runs:
+            d = asdict(new)
+            d["task"] = d.pop("task_identifier")
+            d["status"] = new.status.value
+            d["trace_context"] = json.dumps(new.trace_context) if new.trace_context else None
+            payloads.append(d)
+        out = self._call(
+            "create_runs",
+            runs=payloads,
+            now=now,
+            batch_id=batch_id,
+            parent_id=parent_id,
+            wait=asdict(wait) if wait else None,
+        )
+        by_id = {n.id: n.task_identifier for n in runs}
+        result = []
+        for (run_id, cached, status, queue), new in zip(out, runs, strict=True):
+            result.append(
+                Created(
+                    run_id,
+                    bool(cached),
+                    RunStatus(status),
+                    queue,
+                    by_id.get(run_id, new.task_identifier),
+                )
+            )
+        return result
+
+    # ------------------------------------------------------------------ reads
+    def _fetch(self, run_ids: Sequence[str], with_attempts: bool) -> dict[str, Run]:
+        pipe = self.client.pipeline(transaction=False)
+        for rid in run_ids:
+            pipe.hgetall(self._k(f"run:{rid}"))
+            pipe.get(self._k(f"md:{rid}"))
+            if with_attempts:
+                pipe.hgetall(self._k(f"att:{rid}"))
+        res = pipe.execute()
+        step = 3 if with_attempts else 2
+        found: dict[str, Run] = {}
+        blobs: list[tuple[str, str]] = []
+        rows = []
+        for i, rid in enumerate(run_ids):
+            h = res[i * step]
+            if not h:
+                continue
+            rows.append((rid, h, res[i * step + 1], res[i * step + 2] if with_attempts else None))
+            for field in ("payload", "output"):
+                if h.get(f"{field}_blob"):
+                    blobs.append((rid, field))
+        blob_text: dict[tuple[str, str], str] = {}
+        if blobs:
+            pipe = self.client.pipeline(transaction=False)
+            for rid, field in blobs:
+                pipe.get(self._k(f"blob:{rid}:{field}"))
+            for key, text in zip(blobs, pipe.execute(), strict=True):
+                blob_text[key] = text
+        for rid, h, md, att in rows:
+            found[rid] = to_run(
+                h,
+                self.environment,
+                md,
+                attempts_of(att) if att else None,
+                blob_text.get((rid, "payload"), h.get("payload")),
+                blob_text.get((rid, "output"), h.get("output")),
+            )
+        return found
+
+    @_translate
+    def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
+        return self._fetch([run_id], with_attempts).get(run_id)
+
+    @_translate
+    def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
+        found: dict[str, Run] = {}
+        unique = list(dict.fromkeys(run_ids))
+        for start in range(0, len(unique), 500):
+            found.update(self._fetch(unique[start : start + 500], False))
+        return [found[i] for i in run_ids if i in found]
+
+    @_translate
+    def list_runs(self, query: RunQuery) -> tuple[list[Run], str | None]:
+        checks: list[list[Any]] = []
+        sources: list[str] = []
+
+        def index_filter(prefix: str, values: Sequence[str], encode: bool = True) -> None:
+            names = [f"ix:{prefix}:{_enc(v) if encode else v}" for v in values]
+            if len(names) == 1:
+                sources.append(names[0])
+            checks.append(["index", names])
+
+        for value, prefix in (
+            (query.batch, "batch"),
+            (query.schedule, "sched"),
+            (query.parent, "parent"),
+        ):
+            if value is not None:
+                index_filter(prefix, [value], encode=False)
+        if query.tag:
+            index_filter("tag", list(query.tag))
+        if query.task_identifier:
+            index_filter("task", list(query.task_identifier))
+        if query.status:
+            index_filter("st", list(query.status), encode=False)
+        if query.version:
+            index_filter("ver", list(query.version))
+        if query.queue:
+            index_filter("q", list(query.queue))
+        if query.is_test is not None:
+            checks.append(["is_test", ["1" if query.is_test else "0"]])
+        source = sources[0] if sources else "ix:all"
+        checks = [c for c in checks if not (c[0] == "index" and c[1] == [source])]
+        high = "+"
+        if query.created_to is not None:
+            high = "[" + _id_bound(int(query.created_to * 1000), True)
+        if query.after is not None and (high == "+" or query.after <= high[1:]):
+            high = "(" + query.after
+        low = "-"
+        if query.created_from is not None:
+            low = "[" + _id_bound(int(query.created_from * 1000), False)
+        found = as_list(
+            self._call(
+                "list_runs", index=source, max=high, min=low, checks=checks, limit=query.limit
+            )
+        )
+        more = len(found) > query.limit
+        found = found[: query.limit]
+        runs = self.get_runs(found)
+        if query.created_from is not None or query.created_to is not None:
+            lo = -float("inf") if query.created_from is None else query.created_from - 5e-7
+            hi = float("inf") if query.created_to is None else query.created_to + 5e-7
+            runs = [r for r in runs if lo <= r.created_at.timestamp() <= hi]
+        return runs, (found[-1] if more and found else None)
+
+    @_translate
+    def seed_metadata(self, run_id: str) -> dict[str, Any] | None:
+        raw = self.client.hget(self._k(f"run:{run_id}"), "seed_metadata")
+        return None if raw is None else json.loads(raw)
+
+    @_translate
+    def get_batch(self, batch_id: str) -> Batch | None:
+        h = self.client.hgetall(self._k(f"batch:{batch_id}"))
+        if not h:
+            return None
+        return Batch(
+            id=batch_id,
+            environment=self.environment,
+            run_ids=as_list(json.loads(h["run_ids"])),
+            created_at=to_datetime(float(h["created_at"])),
+            parent_id=h.get("parent_id") or None,
+        )
+
+    @_translate
+    def count_runs(self, status: Collection[RunStatus] | None = None) -> dict[str, int]:
+        wanted = [str(s) for s in (status or list(RunStatus))]
+        pipe = self.client.pipeline(transaction=False)
+        for s in wanted:
+            pipe.zcard(self._k(f"ix:st:{s}"))
+        return {s: n for s, n in zip(wanted, pipe.execute(), strict=True) if n}
+
+    @_translate
+    def statuses(self, run_ids: Collection[str]) -> dict[str, tuple[RunStatus, int]]:
+        ids_ = list(run_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for rid in ids_:
+            pipe.hmget(self._k(f"run:{rid}"), "status", "attempt_count")
+        out = {}
+        for rid, (status, attempt) in zip(ids_, pipe.execute(), strict=True):
+            if status is not None:
+                out[rid] = (RunStatus(status), int(attempt or 0))
+        return out
+
+    @_translate
+    def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]:
+        ids_ = list(task_ids)
+        if not ids_:
+            return {}
+        queues = self.client.hmget(self._k("tasks"), ids_)
+        return {t: RegisteredTask(t, q) for t, q in zip(ids_, queues, strict=True) if q}
+
+    # ------------------------------------------------------------------ transitions
+    @_translate
+    def transition(
+        self,
+        run_id: str,
+        *,
+        expect: Collection[RunStatus],
+        to: RunStatus,
+        now: float,
+        changes: dict[str, Any] | None = None,
+        error: TaskRunError | None = None,
+    ) -> Run | None:
+        changes = dict(changes or {})
+        if error is not None:
+            changes["error"] = error.model_dump_json()
+        done = self._call(
+            "transition",
+            run_id=run_id,
+            expect=[s.value for s in expect],
+            to=to.value,
+            now=now,
+            changes=changes,
+        )
+        return self.get_run(run_id) if done else None
+
+    @_translate
+    def promote_due(self, *, now: float, limit: int) -> int:
+        return int(self._call("promote_due", now=now, limit=limit))
+
+    @_translate
+    def expire_runs(self, *, now: float, limit: int) -> list[str]:
+        return as_list(self._call("expire_runs", now=now, limit=limit))
+
+    @_translate
+    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> None:
+        if tasks:
+            self._call(
+                "register_tasks",
+                now=now,
+                tasks=[
+                    {
+                        "id": t.id,
+                        "queue": t.queue,
+                        "limit": t.concurrency_limit,
+                        "total": t.total_limit,
+                    }
+                    for t in tasks
+                ],
+            )
+
+    @_translate
+    def start_attempt(
+        self,
+        run_id: str,
+        *,
+        worker_id: str,
+        now: float,
+        known_tasks: Collection[str],
+        lease_until: float | None = None,
+        default_max_attempts: int = 1,
+    ) -> StartedAttempt | None:
+        got = self._call(
+            "start_attempt",
+            run_id=run_id,
+            worker_id=worker_id,
+            now=now,
+            known=list(known_tasks),
+            lease_until=lease_until,
+            default_max_attempts=default_max_attempts,
+            attempt_id=ids.attempt_id(),
+        )
+        if got is None:
+            return None
+        run = self.get_run(run_id)
+        assert run is not None
+        raw_trace = self.client.hget(self._k(f"run:{run_id}"), "trace_context")
+        return StartedAttempt(
+            run,
+            got["attempt_id"],
+            int(got["number"]),
+            float(got["started_at"]),
+            json.loads(raw_trace) if raw_trace else None,
+            got.get("max_duration"),
+            resumed=bool(got["resumed"]),
+            used_ms=int(got["used_ms"] or 0),
+        )
+
+    def _apply_metadata(
+        self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
+    ) -> dict[str, Any] | None:
+        key = self._k(f"md:{run_id}")
+        with self.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        pipe.unwatch()
+                        return None
+                    md = apply_ops(json.loads(raw), ops)
+                    if limit is not None:
+                        check_size(md, limit)
+                    pipe.multi()
+                    pipe.set(key, jsonvalue.dumps(md))
+                    pipe.execute()
+                    return md
+                except redis.exceptions.WatchError:
+                    continue
+
+    @_translate
+    def finish_attempt(
+        self, run_id: str, attempt_number: int, outcome: AttemptOutcome, *, now: float
+    ) -> Run | None:
+        if outcome.metadata_ops:
+            self._apply_metadata(run_id, outcome.metadata_ops, None)
+        done = self._call(
+            "finish_attempt",
+            run_id=run_id,
+            attempt=attempt_number,
+            now=now,
+            outcome={
+                "attempt_status": outcome.attempt_status,
+                "run_status": outcome.run_status.value,
+                "output": outcome.output,
+                "error": outcome.error.model_dump_json() if outcome.error else None,
+                "retry_at": outcome.retry_at,
+                "machine": outcome.machine,
+            },
+        )
+        return self.get_run(run_id) if done == 1 else None
+
+    @_translate
+    def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
+        ids_ = self.client.zrange(self._k("ix:st:QUEUED"), 0, 9999)
+        pipe = self.client.pipeline(transaction=False)
+        for rid in ids_:
+            pipe.hmget(self._k(f"run:{rid}"), "admitted", "updated_at", "task", "queue", "machine")
+        out = []
+        for rid, (admitted, updated, task, queue, machine) in zip(
+            ids_, pipe.execute(), strict=True
+        ):
+            if admitted == "1" and updated is not None and float(updated) < older_than:
+                out.append(Dispatch(rid, task, queue, machine))
+                if len(out) >= limit:
+                    break
+        return out
+
+    # ------------------------------------------------------------------ metadata, tags, logs
+    @_translate
+    def update_metadata(
+        self, run_id: str, ops: Sequence[dict[str, Any]], *, now: float, limit: int
+    ) -> dict[str, Any] | None:
+        md = self._apply_metadata(run_id, ops, limit)
+        if md is not None:
+            self.client.hset(self._k(f"run:{run_id}"), "updated_at", now)
+        return md
+
+    @_translate
+    def add_tags(self, run_id: str, tags: Sequence[str], *, now: float, max_tags: int) -> list[str]:
+        got = self._call("add_tags", run_id=run_id, tags=list(tags), max=max_tags, now=now)
+        return as_list(got)
+
+    @_translate
+    def append_logs(self, run_id: str, entries: Sequence[dict[str, Any]]) -> None:
+        if not entries:
+            return
+        last = int(self.client.incrby(self._k("n:logseq"), len(entries)))
+        first = last - len(entries) + 1
+        self.client.rpush(
+            self._k(f"logs:{run_id}"),
+            *[jsonvalue.dumps({**e, "seq": first + i}) for i, e in enumerate(entries)],
+        )
+
+    @_translate
+    def get_logs(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[LogEntry]:
+        raw = self.client.lrange(self._k(f"logs:{run_id}"), 0, -1)
+        entries = sorted((json.loads(r) for r in raw), key=lambda e: e["seq"])
+        out = []
+        for e in entries:
+            if e["seq"] <= after:
+                continue
+            out.append(
+                LogEntry(
+                    seq=e["seq"],
+                    run_id=e["run_id"],
+                    attempt=e["attempt"],
+                    time=to_datetime(e["time"]),
+                    level=e["level"],
+                    kind=e["kind"],
+                    message=e["message"],
+                    attributes=e["attributes"],
+                    duration_ms=e.get("duration_ms"),
+                )
+            )
+            if len(out) >= limit:
+                break
+        return out
+
+    # ------------------------------------------------------------------ leader election
+    @_translate
+    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool:
+        return bool(
+            self._call(
+                "acquire_lease", name=name, owner=owner, ttl_ms=max(1, int(ttl * 1000)), now=now
+            )
+        )
+
+    @_translate
+    def release_lease(self, name: str, owner: str) -> None:
+        self._call("release_lease", name=name, owner=owner, now=0)
+
+    # ------------------------------------------------------------------ durable waits
+    @_translate
+    def create_waitpoint(self, wait: WaitSpec, *, now: float) -> Waitpoint:
+        self._call("create_waitpoint", wait=asdict(wait), now=now)
+        raw = self.client.hget(self._k(f"wp:{wait.run_id}:{wait.attempt}"), str(wait.index))
+        return waitpoint_of(str(wait.index), raw)
+
+    @_translate
+    def waitpoints(self, run_id: str, attempt: int) -> list[Waitpoint]:
+        raw = self.client.hgetall(self._k(f"wp:{run_id}:{attempt}"))
+        return sorted((waitpoint_of(i, r) for i, r in raw.items()), key=lambda w: w.index)
+
+    @_translate
+    def waitpoint_resolved(self, run_id: str, attempt: int, index: int, *, now: float) -> bool:
+        raw = self.client.hget(self._k(f"wp:{run_id}:{attempt}"), str(index))
+        if raw is None:
+            return False
+        w = waitpoint_of(str(index), raw)
+        return w.resolved or (w.kind == "time" and w.resume_at is not None and w.resume_at <= now)
+
+    @_translate
+    def suspend(
+        self,
+        run_id: str,
+        attempt: int,
+        index: int,
+        *,
+        now: float,
+        metadata_ops: Sequence[dict[str, Any]] = (),
+    ) -> RunStatus | None:
+        if metadata_ops:
+            self._apply_metadata(run_id, metadata_ops, None)
+        got = self._call("suspend", run_id=run_id, attempt=attempt, index=index, now=now)
+        return None if got is None else RunStatus(got)
+
+    @_translate
+    def take_ready(self, *, limit: int) -> list[Dispatch]:
+        return [Dispatch(*row) for row in as_list(self._call("take_ready", limit=limit, now=0))]
+
+    @_translate
+    def cancel(self, run_id: str, *, now: float, error: TaskRunError) -> Run | None:
+        got = self._call("cancel", run_id=run_id, now=now, error=error.model_dump_json())
+        return None if got is None else self.get_run(run_id)
+
+    # ------------------------------------------------------------------ leases
+    @_translate
+    def heartbeat(
+        self, attempts: dict[str, int], *, worker_id: str, lease_until: float, now: float
+    ) -> set[str]:
+        if not attempts:
+            return set()
+        return set(
+            as_list(self._call("heartbeat", attempts=attempts, lease_until=lease_until, now=now))
+        )
+
+    @_translate
+    def reap(self, *, now: float, limit: int) -> list[str]:
+        return as_list(self._call("reap", now=now, limit=limit))
+
+    # ------------------------------------------------------------------ queues
+    @_translate
+    def set_paused(
+        self,
+        queue: str,
+        concurrency_key: str | None,
+        *,
+        paused: bool,
+        until: float | None,
+        now: float,
+    ) -> bool:
+        return bool(
+            self._call(
+                "set_paused",
+                queue=queue,
+                key=concurrency_key,
+                paused=paused,
+                now=now,
+                **{"until": until},
+            )
+        )
+
+    @_translate
+    def queues(self, names: Sequence[str] | None = None) -> list[QueueInfo]:
+        all_names = sorted(self.client.smembers(self._k("queues")))
+        if names is not None:
+            all_names = [n for n in all_names if n in set(names)]
+        rr = self.client.zrange(self._k("rr"), 0, -1)
+        paused_keys = self.client.smembers(self._k("pausedkeys"))
+        subqueues: dict[str, list[str]] = {}
+        for m in set(rr) | set(paused_keys):
+            q, ck = json.loads(m)
+            subqueues.setdefault(q, []).append(ck)
+        pipe = self.client.pipeline(transaction=False)
+        for name in all_names:
+            pipe.hgetall(self._k(f"queue:{_enc(name)}"))
+            for ck in subqueues.get(name, []):
+                pipe.zcard(self._k(f"sqw:{_enc(name)}:{_enc(ck)}"))
+                pipe.hmget(self._k(f"sq:{_enc(name)}:{_enc(ck)}"), "paused", "until")
+        res = iter(pipe.execute())
+        out = []
+        for name in all_names:
+            h = next(res)
+            queued, pk = 0, []
+            for ck in subqueues.get(name, []):
+                queued += next(res)
+                p, until = next(res)
+                if p == "1":
+                    pk.append(
+                        PausedKey(
+                            concurrency_key=ck,
+                            paused_until=to_datetime(float(until)) if until else None,
+                        )
+                    )
+            out.append(
+                QueueInfo(
+                    name=name,
+                    concurrency_limit=int(h["limit"]) if h.get("limit") else None,
+                    total_concurrency_limit=int(h["total"]) if h.get("total") else None,
+                    running=int(h.get("running") or 0),
+                    queued=queued,
+                    paused=h.get("paused") == "1",
+                    paused_until=to_datetime(float(h["until"])) if h.get("until") else None,
+                    paused_keys=sorted(pk, key=lambda p: p.concurrency_key),
+                )
+            )
+        return out
