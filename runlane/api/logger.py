@@ -42,7 +42,7 @@ class RunLogger:
     def _emit(self, level: str, message: str, attributes: dict[str, Any]) -> None:
         message = str(message)
         active = context.current()
-        if active is not None and active.logs is not None:
+        if active is not None and active.logs is not None and not active.replaying:
             active.logs.add(level, message, attributes)
         if _std.isEnabledFor(_LEVELS[level]):
             extra = {"runlane_attributes": attributes}
@@ -91,7 +91,7 @@ class RunLogger:
             finally:
                 duration = (time.perf_counter() - t0) * 1000
                 active = context.current()
-                if active is not None and active.logs is not None:
+                if active is not None and active.logs is not None and not active.replaying:
                     attrs = dict(span.attributes)
                     if error is not None:
                         attrs["error"] = f"{type(error).__name__}: {error}"

@@ -55,7 +55,7 @@ class _RelativeMetadata(_Updates):
     def _update(self, op: str, key: str | None = None, value: Any = None) -> Self:
         built = make_op(op, key, value)
         active = context.current()
-        if active is None:
+        if active is None or active.replaying:  # applied before the suspension already
             return self
         run = active.ctx.run
         target = run.parent_id if self._which == "parent" else run.root_id
@@ -80,7 +80,7 @@ class RunMetadata(_Updates):
     def _update(self, op: str, key: str | None = None, value: Any = None) -> Self:
         active = context.current()
         built = make_op(op, key, value)  # validate even outside a run
-        if active is not None:
+        if active is not None and not active.replaying:  # replayed: applied already
             active.metadata.apply(built)
         return self
 

@@ -112,7 +112,9 @@ async def _run_body(spec: AttemptSpec) -> Any:
     control, active = spec.control, spec.active
 
     async def inner() -> Any:
-        if active.ctx.attempt.number == 1:  # once per run, not per retry
+        resumed = active.waits is not None and active.waits.last_recorded >= 0
+        if active.ctx.attempt.number == 1 and not resumed:  # once per run: not per retry,
+            # and not again when a suspended attempt resumes
             for fn in _hooks(spec, "on_start"):
                 await _call(control, fn, spec.payload, active.ctx)
         return await _call(control, spec.task.fn, spec.payload, active.ctx)

@@ -126,6 +126,11 @@ class ActiveRun:
     def run_id(self) -> str:
         return self.ctx.run.id
 
+    @property
+    def replaying(self) -> bool:
+        """Re-running code that already ran before the attempt was suspended."""
+        return self.waits is not None and self.waits.replaying
+
 
 _current: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "runlane_current_run", default=None

@@ -144,6 +144,7 @@ class Engine:
             depth=depth,
             trace_context=tracing.get().inject(),
         )
+        new.queue_given = opts.queue is not None
         if opts.queue is not None and (
             opts.queue.concurrency_limit is not None
             or opts.queue.total_concurrency_limit is not None
@@ -197,10 +198,44 @@ class Engine:
             known = self._known({task_id})
             new, _ = self._prepare(task_id, payload, options, task, now, known, None)
             self._register_local([new])
-            created = self.rt.store.create_runs([new], now=now)
-            self._dispatch(created, [new])
+            created, cached = self._create_recorded([new], now, None, "trigger")
         c = created[0]
-        return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached)
+        return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached or cached)
+
+    def _create_recorded(
+        self, news: list[NewRun], now: float, batch_id: str | None, kind: str
+    ) -> tuple[list[Created], bool]:
+        """Create runs; inside a run the trigger is also recorded in the attempt's replay log,
+        so a resumed attempt that runs the same code again gets the same runs back instead of
+        triggering duplicates. Returns (created, replayed)."""
+        active = context.current()
+        if active is None or active.waits is None:
+            parent = active.run_id if active else None
+            created = self.rt.store.create_runs(news, now=now, batch_id=batch_id, parent_id=parent)
+            self._dispatch(created, news)
+            return created, False
+        digest = fingerprint(kind, [payload_digest(n.task_identifier, n.payload) for n in news])
+        index, recorded = active.waits.take(kind, digest)
+        if recorded is not None:
+            runs = {r.id: r for r in self.rt.store.get_runs(recorded.run_ids)}
+            return [
+                Created(rid, True, runs[rid].status, runs[rid].queue, runs[rid].task_identifier)
+                for rid in recorded.run_ids
+                if rid in runs
+            ], True
+        wait = WaitSpec(
+            run_id=active.run_id,
+            attempt=active.ctx.attempt.number,
+            index=index,
+            kind=kind,
+            fingerprint=digest,
+            batch_id=batch_id,
+        )
+        created = self.rt.store.create_runs(
+            news, now=now, batch_id=batch_id, parent_id=active.run_id, wait=wait
+        )
+        self._dispatch(created, news)
+        return created, False
 
     def _prepare_items(
         self,
@@ -261,11 +296,12 @@ class Engine:
         now = self.rt.now()
         batch_id = ids.batch_id()
         news = self._prepare_items(items, option_name, now, batch_id)
-        parent = context.current()
-        created = self.rt.store.create_runs(
-            news, now=now, batch_id=batch_id, parent_id=parent.run_id if parent else None
-        )
-        self._dispatch(created, news)
+        created, replayed = self._create_recorded(news, now, batch_id, "batch-trigger")
+        if replayed:
+            active = context.current()
+            assert active is not None and active.waits is not None
+            recorded = active.waits.replay[active.waits.next_index - 1]
+            batch_id = recorded.batch_id or batch_id
         return BatchHandle(
             batch_id=batch_id,
             runs=[

@@ -264,6 +264,8 @@ class Executor:
             control.finished.set()
             context.deactivate(token)
             self.active.remove(active.run_id)
+        if active.waits is not None and active.waits.suspended_index is not None:
+            suspended = active.waits.suspended_index  # even if user code swallowed Suspend
         if suspended is not None and control.reason is None:
             return self._suspend(started, active, suspended)
         outcome = self._outcome(end, control, max_duration)
@@ -279,6 +281,7 @@ class Executor:
             index,
             now=rt.now(),
             metadata_ops=active.metadata.take_pending(),
+            attempt_ms=int(active.control.elapsed() * 1000) if active.control else None,
         )
         if status is RunStatus.QUEUED:  # resolved meanwhile: continue at once
             rt.engine.send_ready()
@@ -340,8 +343,14 @@ class Executor:
                 rt.store.update_metadata(
                     started.run.id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
                 )
+            # the attempt has stopped: the slots it kept while stopping are free now
+            rt.store.release_canceled(started.run.id, started.attempt_number, now=rt.now())
+            rt.engine.send_ready()
             return None
-        outcome = AttemptOutcome(**{**outcome.__dict__, "metadata_ops": ops})
+        attempt_ms = int(active.control.elapsed() * 1000) if active.control else None
+        outcome = AttemptOutcome(
+            **{**outcome.__dict__, "metadata_ops": ops, "attempt_ms": attempt_ms}
+        )
         run = rt.store.finish_attempt(started.run.id, started.attempt_number, outcome, now=rt.now())
         if run is None:
             log.info(

@@ -119,7 +119,12 @@ class _RunStream(io.TextIOBase):
 
     def write(self, text: str) -> int:
         active = context.current()
-        if active is not None and active.logs is not None and not _forwarding():
+        if (
+            active is not None
+            and active.logs is not None
+            and not _forwarding()
+            and not active.replaying
+        ):
             buf = getattr(self._partial, "text", "") + text
             *lines, rest = buf.split("\n")
             self._partial.text = rest

@@ -45,6 +45,7 @@ class NewRun:
     depth: int = 0
     schedule_id: str | None = None
     trace_context: dict[str, str] | None = None  # W3C headers of the triggering span
+    queue_given: bool = False  # the trigger named the queue (a later deploy keeps it)
     queue_defined: bool = False  # set the queue's limits (trigger-time queue options)
     queue_limit: int | None = None
     queue_total_limit: int | None = None
@@ -57,7 +58,7 @@ class WaitSpec:
     run_id: str
     attempt: int
     index: int
-    kind: str  # "run" | "batch" | "time"
+    kind: str  # "run" | "batch" | "time" (waits) | "trigger" | "batch-trigger" (recorded only)
     fingerprint: str
     resume_at: float | None = None  # time waits
     batch_id: str | None = None
@@ -118,6 +119,7 @@ class AttemptOutcome:
     metadata_ops: list[dict[str, Any]] = field(default_factory=list)
     retry_at: float | None = None  # for REATTEMPTING
     machine: str | None = None  # the machine of the next attempt (out of memory)
+    attempt_ms: int | None = None  # the attempt's execution time so far (waits excluded)
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,12 @@ class Store(Protocol):
         ...
 
     def reap(self, *, now: float, limit: int) -> list[str]:
-        """Executing runs whose lease lapsed: crashed attempt, retried or CRASHED."""
+        """Executing runs whose lease lapsed: crashed attempt, retried or CRASHED (and slots
+        of runs canceled while executing whose worker never reported back)."""
+        ...
+
+    def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:
+        """A run canceled while executing: its attempt has stopped, its slots are free."""
         ...
 
     def expire_runs(self, *, now: float, limit: int) -> list[str]:
@@ -264,6 +271,7 @@ class Store(Protocol):
         *,
         now: float,
         metadata_ops: Sequence[dict[str, Any]] = (),
+        attempt_ms: int | None = None,
     ) -> RunStatus | None:
         """EXECUTING → FROZEN on a waitpoint (QUEUED at once if it is already resolved)."""
         ...

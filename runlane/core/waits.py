@@ -35,9 +35,19 @@ class WaitState:
     def __init__(self, log: Sequence[Waitpoint] = ()) -> None:
         self.replay: dict[int, Waitpoint] = {w.index: w for w in log}
         self.next_index = 0
+        self.last_recorded = max(self.replay, default=-1)
+        self.suspended_index: int | None = None
+
+    @property
+    def replaying(self) -> bool:
+        """True until the code has passed every wait recorded before the suspension: effects
+        made meanwhile (metadata updates, logs, prints) already happened and are not repeated."""
+        return self.next_index <= self.last_recorded
 
     def take(self, kind: str, fingerprint: str) -> tuple[int, Waitpoint | None]:
         """The index of this wait and its recorded waitpoint (checked to be the same wait)."""
+        if self.suspended_index is not None:  # a Suspend was swallowed: keep suspending
+            raise Suspend(self.suspended_index)
         index = self.next_index
         self.next_index += 1
         recorded = self.replay.get(index)
@@ -50,6 +60,14 @@ class WaitState:
                 "that change it into child tasks or after the waits."
             )
         return index, recorded
+
+
+def _suspend(active: ActiveRun, index: int) -> Suspend:
+    """Remember the suspension on the attempt, so code that swallows ``Suspend`` (a bare
+    ``except:``) cannot make the run complete early: the executor suspends it anyway."""
+    assert active.waits is not None
+    active.waits.suspended_index = index
+    return Suspend(index)
 
 
 def fingerprint(kind: str, parts: Sequence[str]) -> str:
@@ -74,7 +92,7 @@ def await_waitpoint(active: ActiveRun, index: int, resume_at: float | None = Non
     if active.busy is not None and active.busy():
         window = 0.0  # every executor slot here is taken: free this one for the children now
     if resume_at is not None and resume_at - rt.now() > window:
-        raise Suspend(index)
+        raise _suspend(active, index)
     deadline = time.monotonic() + window
     delay = 0.005
     if control is not None:
@@ -91,7 +109,7 @@ def await_waitpoint(active: ActiveRun, index: int, resume_at: float | None = Non
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                raise Suspend(index)
+                raise _suspend(active, index)
             if resume_at is not None:
                 step = min(0.2, left, max(0.001, resume_at - now))
             else:

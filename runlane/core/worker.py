@@ -285,6 +285,9 @@ class Worker:
                 ),
                 now=rt.now(),
             )
+        else:  # canceled: stop waiting for the blocked call, give its slots back
+            rt.store.release_canceled(active.run_id, active.ctx.attempt.number, now=rt.now())
+        rt.engine.send_ready()
         log.warning(
             "run %s is blocked after being interrupted (%s); its slot goes to a new thread",
             active.run_id,

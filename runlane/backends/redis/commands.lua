@@ -35,6 +35,15 @@ local function segment_ms(id, t)
   return math.max(0, math.floor((t - start) * 1000))
 end
 
+local function executed_ms(id, n, t, attempt_ms)
+  -- execution time of this stretch: the attempt's own measure (waits excluded) when given
+  if attempt_ms == nil or attempt_ms == NULL then return segment_ms(id, t) end
+  local raw = redis.call("HGET", k("att:" .. id), tostring(n))
+  local used = 0
+  if raw then used = cjson.decode(raw).duration_ms or 0 end
+  return math.max(0, attempt_ms - used)
+end
+
 local function queue_or_wait(id, t)
   -- DELAYED → QUEUED (task known) or WAITING_FOR_DEPLOY; the TTL starts now
   local task = get(id, "task")
@@ -64,6 +73,13 @@ local function fmt_duration(seconds)
     if n > 0 then out = out .. n .. u[1] end
   end
   return out
+end
+
+local function remove_from_time_index_keep_lease(id)
+  redis.call("ZREM", k("delayed"), id)
+  redis.call("ZREM", k("retry"), id)
+  redis.call("ZREM", k("ttl"), id)
+  redis.call("SREM", k("wfd:" .. enc(get(id, "task"))), id)
 end
 
 local function finish_final(id, t)
@@ -105,6 +121,7 @@ if cmd == "create_runs" then
         machine = s(r.machine), version = s(r.version), number = number,
         is_test = r.is_test and 1 or 0, attempt_count = 0, duration_ms = 0,
         trace_context = s(r.trace_context), admitted = 0, resume = 0,
+        queue_given = r.queue_given and 1 or 0,
       }
       if #r.tags == 0 then fields.tags = "[]" end
       if #r.payload > 524288 then
@@ -161,6 +178,12 @@ elseif cmd == "register_tasks" then
     local wk = k("wfd:" .. enc(t.id))
     for _, id in ipairs(redis.call("SMEMBERS", wk)) do
       if get(id, "status") == "WAITING_FOR_DEPLOY" then
+        if get(id, "queue_given") ~= "1" and get(id, "queue") ~= t.queue then
+          -- the task's own queue, unless the trigger chose one
+          redis.call("ZREM", k("ix:q:" .. enc(get(id, "queue"))), id)
+          redis.call("ZADD", k("ix:q:" .. enc(t.queue)), 0, id)
+          redis.call("HSET", rk(id), "queue", t.queue)
+        end
         set_status(id, "QUEUED", now)
         enqueue(id, now)
         queues[#queues + 1] = get(id, "queue")
@@ -288,7 +311,7 @@ elseif cmd == "finish_attempt" then
     return "0"
   end
   local o = a.outcome
-  local elapsed = segment_ms(id, now)
+  local elapsed = executed_ms(id, a.attempt, now, o.attempt_ms)
   local f = {duration_ms = tonumber(get(id, "duration_ms") or "0") + elapsed,
              segment_started_at = false, lease_until = false, admitted = 0}
   if s(o.output) then
@@ -311,7 +334,11 @@ elseif cmd == "finish_attempt" then
   set_status(id, o.run_status, now)
   attempt_update(id, a.attempt, {status = o.attempt_status, finished_at = now,
                                  error = s(o.error) and cjson.decode(o.error) or NULL,
-                                 duration_ms = elapsed})
+                                 duration_ms = (function()
+                                   local raw = redis.call("HGET", k("att:" .. id),
+                                                          tostring(a.attempt))
+                                   return (raw and cjson.decode(raw).duration_ms or 0) + elapsed
+                                 end)()})
   local queues = {}
   if q then queues[1] = q end
   if o.run_status == "REATTEMPTING" then
@@ -354,7 +381,7 @@ elseif cmd == "suspend" then
   if get(id, "status") ~= "EXECUTING" or get(id, "attempt_count") ~= tostring(a.attempt) then
     return "null"
   end
-  local elapsed = segment_ms(id, now)
+  local elapsed = executed_ms(id, a.attempt, now, a.attempt_ms)
   local q = release(id, true)
   local resolved = is_resolved(id, a.attempt, a.index, now)
   local status = "FROZEN"
@@ -399,12 +426,19 @@ elseif cmd == "cancel" then
     local id = table.remove(todo)
     local cur = get(id, "status")
     if cur and not FINAL[cur] then
-      local q = leave(id)
-      if q then queues[#queues + 1] = q end
+      -- an executing attempt keeps its slots (and lease) until it has stopped
+      if cur ~= "EXECUTING" then
+        local q = leave(id)
+        if q then queues[#queues + 1] = q end
+        redis.call("HDEL", rk(id), "lease_until")
+        redis.call("ZREM", k("leases"), id)
+      else
+        redis.call("SADD", k("draining"), id)
+      end
       hset(id, {error = a.error, finished_at = now, resume = 0, wait_index = false,
-                admitted = 0, lease_until = false})
+                admitted = 0})
       set_status(id, "CANCELED", now)
-      finish_final(id, now)
+      remove_from_time_index_keep_lease(id)
       local n = tonumber(get(id, "attempt_count") or "0")
       if n > 0 then
         local raw = redis.call("HGET", k("att:" .. id), tostring(n))
@@ -428,6 +462,20 @@ elseif cmd == "cancel" then
   admit_after(now, env_limit, queues)
   return "1"
 
+elseif cmd == "release_canceled" then
+  local id = a.run_id
+  if get(id, "status") ~= "CANCELED" or get(id, "attempt_count") ~= tostring(a.attempt) then
+    return "0"
+  end
+  local q = release(id, false)
+  redis.call("HDEL", rk(id), "lease_until")
+  redis.call("ZREM", k("leases"), id)
+  redis.call("SREM", k("draining"), id)
+  local queues = {}
+  if q then queues[1] = q end
+  admit_after(now, env_limit, queues)
+  return "1"
+
 elseif cmd == "heartbeat" then
   local lost = {}
   for id, n in pairs(a.attempts) do
@@ -447,7 +495,12 @@ elseif cmd == "reap" then
   local reaped, finals, queues = {}, {}, {}
   for _, id in ipairs(ids) do
     redis.call("ZREM", k("leases"), id)
-    if get(id, "status") == "EXECUTING" and (num(id, "lease_until") or 0) < now then
+    if get(id, "status") == "CANCELED" and redis.call("SREM", k("draining"), id) == 1 then
+      -- canceled while executing, and its worker never reported back: free the slots
+      local q = release(id, false)
+      if q then queues[#queues + 1] = q end
+      redis.call("HDEL", rk(id), "lease_until")
+    elseif get(id, "status") == "EXECUTING" and (num(id, "lease_until") or 0) < now then
       local n = tonumber(get(id, "attempt_count"))
       local err = cjson.encode({name = "WorkerCrashedError", code = "TASK_RUN_CRASHED",
         message = "the worker executing attempt " .. n .. " (" .. (get(id, "worker_id") or "?")

@@ -103,11 +103,9 @@ end
 local function upsert_queue(q, limit, total, update)
   local qk = k("queue:" .. enc(q))
   redis.call("SADD", k("queues"), q)
-  if update then
-    if limit == NULL or limit == nil then redis.call("HDEL", qk, "limit")
-    else redis.call("HSET", qk, "limit", limit) end
-    if total == NULL or total == nil then redis.call("HDEL", qk, "total")
-    else redis.call("HSET", qk, "total", total) end
+  if update then  -- a definition that names the queue without a limit keeps its limits
+    if limit ~= NULL and limit ~= nil then redis.call("HSET", qk, "limit", limit) end
+    if total ~= NULL and total ~= nil then redis.call("HSET", qk, "total", total) end
   end
   redis.call("HSETNX", qk, "running", 0)
 end
@@ -146,19 +144,40 @@ local function lend(lender)
   local q = redis.call("HGET", sk, "queue")
   if not q then return false end
   local ck = redis.call("HGET", sk, "ckey") or ""
+  local qkey = k("queue:" .. enc(q))
+  local sqkey = k("sq:" .. enc(q) .. ":" .. enc(ck))
+  if redis.call("HGET", qkey, "paused") == "1" or redis.call("HGET", sqkey, "paused") == "1" then
+    return false
+  end
+  local function waiting_here(child)
+    return get(child, "status") == "QUEUED" and get(child, "admitted") == "0"
+      and get(child, "resume") ~= "1" and get(child, "queue") == q
+      and (get(child, "ckey") or "") == ck
+  end
+  local best, best_ts = nil, nil
+  -- first the runs it waits on (maybe not its children: a cached idempotent run) ...
   local attempt = get(lender, "attempt_count")
   local idx = get(lender, "wait_index")
-  if not idx then return false end
-  local wp = redis.call("HGET", k("wp:" .. lender .. ":" .. attempt), idx)
-  if not wp then return false end
-  local w = cjson.decode(wp)
-  local best, best_ts = nil, nil
-  for _, child in ipairs(w.run_ids) do
-    if get(child, "status") == "QUEUED" and get(child, "admitted") == "0"
-        and get(child, "resume") ~= "1" and get(child, "queue") == q
-        and (get(child, "ckey") or "") == ck then
-      local ts = num(child, "queue_ts") or 0
-      if best == nil or ts < best_ts then best, best_ts = child, ts end
+  local wp = idx and redis.call("HGET", k("wp:" .. lender .. ":" .. attempt), idx)
+  if wp then
+    for _, child in ipairs(cjson.decode(wp).run_ids) do
+      if waiting_here(child) then
+        local ts = num(child, "queue_ts") or 0
+        if best == nil or ts < best_ts then best, best_ts = child, ts end
+      end
+    end
+  end
+  -- ... then any descendant (reached through runs on other queues)
+  if not best then
+    local ids = redis.call("ZRANGE", k("sqw:" .. enc(q) .. ":" .. enc(ck)), 0, 999)
+    for _, child in ipairs(ids) do
+      local cur, depth = child, 0
+      while cur and depth < 256 do
+        local parent = get(cur, "parent_id")
+        if parent == lender then best = child break end
+        cur, depth = parent, depth + 1
+      end
+      if best then break end
     end
   end
   if not best then return false end
@@ -291,6 +310,18 @@ local function release(id, keep_queue_slot)
   end
   redis.call("DEL", sk)
   redis.call("SREM", k("lenders"), id)
+  if slot.lent_to and (slot.holds_queue == "1" or slot.borrowed_from) then
+    -- the borrower still runs in this slot: it keeps it, so the count stays exact
+    local bk = k("slot:" .. slot.lent_to)
+    redis.call("HSET", bk, "holds_queue", slot.holds_queue or "0")
+    if slot.borrowed_from then
+      redis.call("HSET", bk, "borrowed_from", slot.borrowed_from)
+      redis.call("HSET", k("slot:" .. slot.borrowed_from), "lent_to", slot.lent_to)
+    else
+      redis.call("HDEL", bk, "borrowed_from")
+    end
+    return slot.queue
+  end
   if slot.borrowed_from then
     local lk = k("slot:" .. slot.borrowed_from)
     if redis.call("HGET", lk, "lent_to") == id then redis.call("HDEL", lk, "lent_to") end
@@ -375,8 +406,9 @@ local function create_waitpoint(wait, run_ids, now)
   local pending = 0
   local seen = {}
   local ref = wait.run_id .. "|" .. wait.attempt .. "|" .. wait.index
+  local awaited = wait.kind == "run" or wait.kind == "batch"  -- triggers are only recorded
   for _, child in ipairs(run_ids) do
-    if not seen[child] then
+    if awaited and not seen[child] then
       seen[child] = true
       local st = get(child, "status")
       if st and not FINAL[st] then

@@ -444,6 +444,7 @@ class RedisStore:
                 "error": outcome.error.model_dump_json() if outcome.error else None,
                 "retry_at": outcome.retry_at,
                 "machine": outcome.machine,
+                "attempt_ms": outcome.attempt_ms,
             },
         )
         return self.get_run(run_id) if done == 1 else None
@@ -557,10 +558,13 @@ class RedisStore:
         *,
         now: float,
         metadata_ops: Sequence[dict[str, Any]] = (),
+        attempt_ms: int | None = None,
     ) -> RunStatus | None:
         if metadata_ops:
             self._apply_metadata(run_id, metadata_ops, None)
-        got = self._call("suspend", run_id=run_id, attempt=attempt, index=index, now=now)
+        got = self._call(
+            "suspend", run_id=run_id, attempt=attempt, index=index, now=now, attempt_ms=attempt_ms
+        )
         return None if got is None else RunStatus(got)
 
     @_translate
@@ -582,6 +586,10 @@ class RedisStore:
         return set(
             as_list(self._call("heartbeat", attempts=attempts, lease_until=lease_until, now=now))
         )
+
+    @_translate
+    def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:
+        self._call("release_canceled", run_id=run_id, attempt=attempt, now=now)
 
     @_translate
     def reap(self, *, now: float, limit: int) -> list[str]:

@@ -48,13 +48,15 @@ def upsert_queue(
     *,
     update: bool = True,
 ) -> None:
-    """Create a queue; with ``update`` also set its limits (task registration, trigger-time
-    queue options) — as in the reference, the latest definition wins."""
+    """Create a queue; with ``update`` also set the limits given (task registration,
+    trigger-time queue options): the latest definition of a limit wins, and a definition that
+    names the queue without a limit (``queue="llm"``) leaves its limits as they are."""
     if update:
         conn.execute(
             "INSERT INTO rl_queues (env, name, concurrency_limit, total_limit) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (env, name) DO UPDATE SET concurrency_limit = excluded.concurrency_limit, "
-            "total_limit = excluded.total_limit",
+            "ON CONFLICT (env, name) DO UPDATE SET "
+            "concurrency_limit = COALESCE(excluded.concurrency_limit, concurrency_limit), "
+            "total_limit = COALESCE(excluded.total_limit, total_limit)",
             (env, name, limit, total),
         )
     else:
@@ -229,7 +231,12 @@ def _lend_blocked(
     """FROZEN runs holding an idle queue slot lend it to a child they wait on."""
     if env_free == 0:
         return 0
-    where = "s.env=? AND s.lent_to IS NULL AND r.status='FROZEN'"
+    where = (
+        "s.env=? AND s.lent_to IS NULL AND r.status='FROZEN' AND NOT EXISTS (SELECT 1 FROM "
+        "rl_queues q WHERE q.env = s.env AND q.name = s.queue AND q.paused = 1) AND NOT EXISTS "
+        "(SELECT 1 FROM rl_subqueues sq WHERE sq.env = s.env AND sq.queue = s.queue AND "
+        "sq.ckey = s.ckey AND sq.paused = 1)"
+    )
     args: list[object] = [env]
     if queues is not None:
         where += f" AND s.queue IN ({', '.join('?' for _ in queues)})"
@@ -263,6 +270,19 @@ def release(
         conn.execute("UPDATE rl_slots SET holds_env=0 WHERE env=? AND run_id=?", (env, run_id))
         return slot["queue"]
     conn.execute("DELETE FROM rl_slots WHERE env=? AND run_id=?", (env, run_id))
+    if slot["lent_to"] is not None and (slot["holds_queue"] or slot["borrowed_from"]):
+        # the borrower still runs in this queue slot: it keeps it (as its own, or as the
+        # lender's lender's loan), so the count stays exact
+        conn.execute(
+            "UPDATE rl_slots SET holds_queue=?, borrowed_from=? WHERE env=? AND run_id=?",
+            (slot["holds_queue"], slot["borrowed_from"], env, slot["lent_to"]),
+        )
+        if slot["borrowed_from"] is not None:
+            conn.execute(
+                "UPDATE rl_slots SET lent_to=? WHERE env=? AND run_id=?",
+                (slot["lent_to"], env, slot["borrowed_from"]),
+            )
+        return slot["queue"]
     if slot["borrowed_from"] is not None:  # the lender gets its slot back (to lend again)
         conn.execute(
             "UPDATE rl_slots SET lent_to=NULL WHERE env=? AND run_id=? AND lent_to=?",
@@ -281,32 +301,56 @@ def release(
     return slot["queue"]
 
 
+def _is_descendant(conn: sqlite3.Connection, env: str, run_id: str, ancestor: str) -> bool:
+    current = run_id
+    for _ in range(256):
+        row = conn.execute(
+            "SELECT parent_id FROM rl_runs WHERE env=? AND id=?", (env, current)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return False
+        if row[0] == ancestor:
+            return True
+        current = row[0]
+    return False
+
+
 def _lend(conn: sqlite3.Connection, env: str, lender: str) -> bool:
-    """A FROZEN run lends its queue slot to the oldest waiting child it waits on in the same
-    sub-queue (the child takes an environment slot of its own)."""
+    """A FROZEN run lends its queue slot to the oldest waiting descendant in the same
+    sub-queue (a child it waits on, or deeper: parent → child on another queue → grandchild
+    back on this one); the borrower takes an environment slot of its own."""
     row = conn.execute(
-        "SELECT r.attempt_count, r.wait_index, s.queue, s.ckey "
-        "FROM rl_runs r JOIN rl_slots s ON s.env = r.env AND s.run_id = r.id "
-        "WHERE r.env=? AND r.id=? AND r.status='FROZEN' AND s.lent_to IS NULL",
+        "SELECT r.root_id, r.attempt_count, r.wait_index, s.queue, s.ckey FROM rl_runs r "
+        "JOIN rl_slots s ON s.env = r.env AND s.run_id = r.id WHERE r.env=? AND r.id=? "
+        "AND r.status='FROZEN' AND s.lent_to IS NULL",
         (env, lender),
     ).fetchone()
     if row is None:
         return False
-    child = conn.execute(
+    # first the runs it waits on (maybe not its own children: a cached idempotent run) ...
+    waited = conn.execute(
         "SELECT r.id FROM rl_wait_children w JOIN rl_runs r ON r.env = w.env AND r.id = w.child_id "
         "WHERE w.env=? AND w.run_id=? AND w.attempt=? AND w.idx=? AND r.status='QUEUED' "
         "AND r.admitted=0 AND r.resume=0 AND r.queue=? AND r.ckey=? ORDER BY r.queue_ts LIMIT 1",
         (env, lender, row["attempt_count"], row["wait_index"], row["queue"], row["ckey"]),
     ).fetchone()
+    child = waited[0] if waited else None
+    if child is None:  # ... then any descendant (reached through runs on other queues)
+        candidates = conn.execute(
+            "SELECT id FROM rl_runs WHERE env=? AND root_id=? AND queue=? AND ckey=? AND "
+            "status='QUEUED' AND admitted=0 AND resume=0 ORDER BY queue_ts LIMIT 1000",
+            (env, row["root_id"] or lender, row["queue"], row["ckey"]),
+        ).fetchall()
+        child = next((c[0] for c in candidates if _is_descendant(conn, env, c[0], lender)), None)
     if child is None:
         return False
     conn.execute(
         "INSERT INTO rl_slots (env, run_id, queue, ckey, holds_queue, holds_env, borrowed_from) "
         "VALUES (?, ?, ?, ?, 0, 1, ?)",
-        (env, child[0], row["queue"], row["ckey"], lender),
+        (env, child, row["queue"], row["ckey"], lender),
     )
-    conn.execute("UPDATE rl_slots SET lent_to=? WHERE env=? AND run_id=?", (child[0], env, lender))
+    conn.execute("UPDATE rl_slots SET lent_to=? WHERE env=? AND run_id=?", (child, env, lender))
     leave_waiting(conn, env, row["queue"], row["ckey"])
     _counter(conn, env, "running", 1)
-    _ready(conn, env, child[0])
+    _ready(conn, env, child)
     return True

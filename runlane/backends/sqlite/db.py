@@ -52,35 +52,41 @@ class Database:
             self._local.conn = conn
         return conn
 
+    @staticmethod
+    def _settle(conn: sqlite3.Connection) -> None:
+        """Roll back whatever transaction is open: an exception (even one raised into this
+        thread between two statements, like a max-duration interrupt) never leaves the
+        connection inside a transaction."""
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE: one writer at a time, across processes)."""
         conn = self.conn
         try:
+            self._settle(conn)
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
-        try:
             yield conn
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._settle(conn)
+            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._settle(conn)
             raise
-        else:
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise StoreError(f"SQLite store {self.path}: {exc}") from exc
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs."""
         conn = self.conn
-        conn.execute("BEGIN")
         try:
+            self._settle(conn)
+            conn.execute("BEGIN")
             yield conn
         finally:
-            conn.execute("COMMIT")
+            self._settle(conn)
 
     def close(self) -> None:
         self._closed = True

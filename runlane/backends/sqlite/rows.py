@@ -41,6 +41,7 @@ RUN_COLUMNS = (
     "is_test",
     "trace_context",
     "ckey",
+    "queue_given",
 )
 INSERT_RUN = (
     f"INSERT INTO rl_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)})"

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS rl_runs (
     wait_index INTEGER,                     -- FROZEN on this waitpoint of the current attempt
     segment_started_at REAL,                -- when the current stretch of execution began
     ckey TEXT NOT NULL DEFAULT '',          -- concurrency key ('' = none): the sub-queue
+    queue_given INTEGER NOT NULL DEFAULT 0, -- the trigger chose the queue (keep it on deploy)
     admitted INTEGER NOT NULL DEFAULT 0,    -- QUEUED and holding its slots (sent to the broker)
     queue_ts REAL,                          -- place in line (kept across retries and resumes)
     lease_until REAL,                       -- EXECUTING: the worker must renew before this
@@ -175,4 +176,5 @@ CREATE TABLE IF NOT EXISTS rl_slots (
 
 CREATE INDEX IF NOT EXISTS rl_runs_admission ON rl_runs (env, queue, ckey, queue_ts)
     WHERE status = 'QUEUED' AND admitted = 0;
+CREATE INDEX IF NOT EXISTS rl_runs_root ON rl_runs (env, root_id) WHERE root_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rl_runs_lease ON rl_runs (env, lease_until) WHERE status = 'EXECUTING';

@@ -176,6 +176,7 @@ class SQLiteStore:
                         int(new.is_test),
                         json.dumps(new.trace_context) if new.trace_context else None,
                         new.concurrency_key or "",
+                        int(new.queue_given),
                     ),
                 )
                 conn.executemany(
@@ -536,18 +537,25 @@ class SQLiteStore:
                 admission.upsert_queue(conn, env, t.queue, t.concurrency_limit, t.total_limit)
             ids_ = [t.id for t in tasks]
             rows = conn.execute(
-                "SELECT id, queue, concurrency_key FROM rl_runs "
+                "SELECT id, task, concurrency_key FROM rl_runs "
                 f"WHERE env=? AND status='WAITING_FOR_DEPLOY' AND task IN "
                 f"({', '.join('?' for _ in ids_)}) ORDER BY id",
                 (env, *ids_),
             ).fetchall()
+            queue_of = {t.id: t.queue for t in tasks}
+            queues = set(queue_of.values())
             for r in rows:  # the TTL keeps counting from the first enqueue
-                conn.execute(
-                    "UPDATE rl_runs SET status='QUEUED', updated_at=? WHERE env=? AND id=?",
-                    (now, env, r["id"]),
+                conn.execute(  # the task's own queue, unless the trigger chose one
+                    "UPDATE rl_runs SET status='QUEUED', updated_at=?, queue = CASE WHEN "
+                    "queue_given = 1 THEN queue ELSE ? END WHERE env=? AND id=?",
+                    (now, queue_of[r["task"]], env, r["id"]),
                 )
-                self._enqueue(conn, r["id"], r["queue"], r["concurrency_key"] or "", now)
-            self._admit(conn, now, {t.queue for t in tasks} | {r["queue"] for r in rows})
+                queue = conn.execute(
+                    "SELECT queue FROM rl_runs WHERE env=? AND id=?", (env, r["id"])
+                ).fetchone()[0]
+                self._enqueue(conn, r["id"], queue, r["concurrency_key"] or "", now)
+                queues.add(queue)
+            self._admit(conn, now, queues)
 
     @_translate
     def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]:
@@ -650,7 +658,9 @@ class SQLiteStore:
                 or row["attempt_count"] != attempt_number
             ):
                 return None
-            elapsed_ms = self._segment_ms(row, now)
+            elapsed_ms = self._executed_ms(
+                conn, run_id, attempt_number, row, now, outcome.attempt_ms
+            )
             changes: dict[str, Any] = {"duration_ms": row["duration_ms"] + elapsed_ms}
             if outcome.metadata_ops:
                 md = apply_ops(json.loads(row["metadata"]), outcome.metadata_ops)
@@ -842,6 +852,7 @@ class SQLiteStore:
         *,
         now: float,
         metadata_ops: Sequence[dict[str, Any]] = (),
+        attempt_ms: int | None = None,
     ) -> RunStatus | None:
         """EXECUTING → FROZEN on waitpoint ``index``; straight back to QUEUED (resumed) when it
         is already resolved. None when the attempt no longer holds the run."""
@@ -854,7 +865,7 @@ class SQLiteStore:
             ).fetchone()
             if row is None or row["status"] != "EXECUTING" or row["attempt_count"] != attempt:
                 return None
-            elapsed_ms = self._segment_ms(row, now)
+            elapsed_ms = self._executed_ms(conn, run_id, attempt, row, now, attempt_ms)
             md = row["metadata"]
             if metadata_ops:
                 md = jsonvalue.dumps(apply_ops(json.loads(md), metadata_ops))
@@ -950,9 +961,55 @@ class SQLiteStore:
                 )
                 if not retry:
                     finals.append(r["id"])
-            if rows:
+            stale = conn.execute(
+                "SELECT id FROM rl_runs WHERE env=? AND status='CANCELED' AND lease_until < ? "
+                "LIMIT ?",
+                (env, now, limit),
+            ).fetchall()
+            for (stale_id,) in stale:  # canceled while executing; its worker never reported
+                queues |= self._release(conn, stale_id)
+                conn.execute(
+                    "UPDATE rl_runs SET lease_until=NULL WHERE env=? AND id=?", (env, stale_id)
+                )
+            if rows or stale:
                 self._finalized(conn, finals, now, queues)
             return [r["id"] for r in rows]
+
+    @_translate
+    def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:
+        """The attempt of a run canceled while executing has stopped: free its slots."""
+        with self.db.write() as conn:
+            row = conn.execute(
+                "SELECT status, attempt_count FROM rl_runs WHERE env=? AND id=?",
+                (self.environment, run_id),
+            ).fetchone()
+            if row is None or row[0] != "CANCELED" or row[1] != attempt:
+                return
+            queues = self._release(conn, run_id)
+            conn.execute(
+                "UPDATE rl_runs SET lease_until=NULL WHERE env=? AND id=?",
+                (self.environment, run_id),
+            )
+            self._admit(conn, now, queues)
+
+    def _executed_ms(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        attempt: int,
+        row: sqlite3.Row,
+        now: float,
+        attempt_ms: int | None,
+    ) -> int:
+        """Execution time to add for this stretch: from the attempt's own measure when given
+        (waits excluded), else the wall time since the stretch began."""
+        if attempt_ms is None:
+            return self._segment_ms(row, now)
+        used = conn.execute(
+            "SELECT duration_ms FROM rl_attempts WHERE env=? AND run_id=? AND number=?",
+            (self.environment, run_id, attempt),
+        ).fetchone()
+        return max(0, attempt_ms - (used[0] if used else 0))
 
     @staticmethod
     def _segment_ms(row: sqlite3.Row, now: float) -> int:
@@ -1019,13 +1076,18 @@ class SQLiteStore:
                 ).fetchone()
                 if state is None or RunStatus(state[0]).is_final:
                     continue
-                queues |= self._release(conn, current)
+                # an executing attempt keeps its slots (and lease) until it has stopped:
+                # release_canceled() then, or the reaper if its worker is gone
+                executing = state[0] == RunStatus.EXECUTING.value
+                if not executing:
+                    queues |= self._release(conn, current)
                 cur = conn.execute(
                     "UPDATE rl_runs SET status='CANCELED', error=?, finished_at=?, updated_at=?, "
-                    "resume=0, wait_index=NULL, admitted=0, lease_until=NULL WHERE env=? AND id=? "
-                    "AND status NOT IN "
+                    "resume=0, wait_index=NULL, admitted=0, "
+                    "lease_until = CASE WHEN ? THEN lease_until ELSE NULL END "
+                    "WHERE env=? AND id=? AND status NOT IN "
                     f"({', '.join(repr(s.value) for s in FINAL_STATUSES)})",
-                    (error_json(error), now, now, env, current),
+                    (error_json(error), now, now, int(executing), env, current),
                 )
                 if not cur.rowcount:
                     continue

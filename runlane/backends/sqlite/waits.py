@@ -23,7 +23,7 @@ def create(
 ) -> None:
     """Record a waitpoint on ``run_ids`` (children, maybe cached and already final) or on time."""
     pending = 0
-    if run_ids:
+    if run_ids and wait.kind in ("run", "batch"):  # triggers are only recorded, not awaited
         unique = list(dict.fromkeys(run_ids))
         open_ids = [
             r[0]
@@ -39,7 +39,7 @@ def create(
             "INSERT OR IGNORE INTO rl_wait_children VALUES (?, ?, ?, ?, ?)",
             [(env, child, wait.run_id, wait.attempt, wait.index) for child in open_ids],
         )
-    resolved = now if pending == 0 and wait.kind != "time" else None
+    resolved = now if pending == 0 and wait.kind != "time" else None  # nothing left to wait
     conn.execute(
         "INSERT OR IGNORE INTO rl_waitpoints (env, run_id, attempt, idx, kind, fingerprint, "
         "run_ids, batch_id, pending, resume_at, resolved_at, created_at) "
