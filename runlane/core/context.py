@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextvars
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -121,6 +122,9 @@ class ActiveRun:
     waits: WaitState | None = None
     busy: Callable[[], bool] | None = None  # True when no executor slot here is free
     remote_metadata: RemoteOps = field(default_factory=RemoteOps)
+    # held while pending updates are written, so a background flush never lands after the
+    # attempt's final write (an older ``set`` overwriting the final value)
+    flush_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def run_id(self) -> str:

@@ -128,6 +128,11 @@ class ActiveRuns:
 
 def flush_active(rt: Runtime, active: ActiveRun) -> None:
     """Write the attempt's pending metadata operations and log entries to the store."""
+    with active.flush_lock:
+        _flush(rt, active)
+
+
+def _flush(rt: Runtime, active: ActiveRun) -> None:
     ops = active.metadata.take_pending()
     if ops:
         try:
@@ -199,9 +204,11 @@ class Executor:
             now=rt.now(),
             known_tasks={task.id},
             lease_until=time.time() + rt.settings.lease_timeout,  # leases use real time
-            default_max_attempts=parse_retry(
-                task.retry_options, rt.settings.retry_default
-            ).max_attempts,
+            default_max_attempts=(  # what the reaper allows if this worker dies
+                1
+                if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev
+                else parse_retry(task.retry_options, rt.settings.retry_default).max_attempts
+            ),
         )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return None
@@ -274,8 +281,18 @@ class Executor:
     def _suspend(self, started: StartedAttempt, active: ActiveRun, index: int) -> Run | None:
         """Freeze the run on its waitpoint: this worker is free until the wait resolves."""
         rt = self.rt
+        with active.flush_lock:
+            status = self._suspend_locked(started, active, index)
+        if status is RunStatus.QUEUED:  # resolved meanwhile: continue at once
+            rt.engine.send_ready()
+        return None
+
+    def _suspend_locked(
+        self, started: StartedAttempt, active: ActiveRun, index: int
+    ) -> RunStatus | None:
+        rt = self.rt
         self._flush_side(active)
-        status = rt.store.suspend(
+        return rt.store.suspend(
             started.run.id,
             started.attempt_number,
             index,
@@ -283,9 +300,6 @@ class Executor:
             metadata_ops=active.metadata.take_pending(),
             attempt_ms=int(active.control.elapsed() * 1000) if active.control else None,
         )
-        if status is RunStatus.QUEUED:  # resolved meanwhile: continue at once
-            rt.engine.send_ready()
-        return None
 
     def _flush_side(self, active: ActiveRun) -> None:
         """Logs and parent/root metadata of an attempt that is ending or suspending."""
@@ -333,6 +347,12 @@ class Executor:
         )
 
     def _record(
+        self, started: StartedAttempt, active: ActiveRun, outcome: AttemptOutcome | None
+    ) -> Run | None:
+        with active.flush_lock:
+            return self._record_locked(started, active, outcome)
+
+    def _record_locked(
         self, started: StartedAttempt, active: ActiveRun, outcome: AttemptOutcome | None
     ) -> Run | None:
         rt = self.rt
