@@ -378,6 +378,6 @@ class Executor:
                 started.run.id,
                 started.attempt_number,
             )
-        elif run.parent_id is not None and run.status.is_final:
-            rt.engine.send_ready()  # a parent waiting on this run may resume
+        else:  # the slot it freed may admit a waiting run; a waiting parent may resume
+            rt.engine.send_ready()
         return run

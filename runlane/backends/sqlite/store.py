@@ -1018,6 +1018,13 @@ class SQLiteStore:
 
     @_translate
     def take_ready(self, *, limit: int) -> list[Dispatch]:
+        if (
+            self.db.conn.execute(
+                "SELECT 1 FROM rl_ready WHERE env=? LIMIT 1", (self.environment,)
+            ).fetchone()
+            is None
+        ):
+            return []  # the common case costs no write transaction
         with self.db.write() as conn:
             rows = conn.execute(
                 "SELECT run_id FROM rl_ready WHERE env=? LIMIT ?", (self.environment, limit)
