@@ -12,6 +12,7 @@ from typing import Any
 
 from runlane.core import runtime
 from runlane.core.clock import Clock
+from runlane.core.durations import parse_duration
 from runlane.core.options import (
     ENVIRONMENTS,
     UNSET,
@@ -98,6 +99,7 @@ def configure(
     engine_interval: float | None = None,
     wait_in_place: float | None = None,
     lease_timeout: float | None = None,
+    retention: Any = UNSET,
     **hooks: Callable[..., Any],
 ) -> Runtime:
     """Build and install the runtime. Calling it again replaces the previous configuration."""
@@ -139,6 +141,8 @@ def configure(
         ):
             raise InvalidOptionError("lease_timeout", lease_timeout, "must be seconds >= 1")
         settings.lease_timeout = float(lease_timeout)
+    if retention is not UNSET:  # a duration ("30d"); None keeps finished runs forever
+        settings.retention = None if retention is None else parse_duration(retention, "retention")
     if wait_in_place is not None:
         if (
             isinstance(wait_in_place, bool)
@@ -152,6 +156,7 @@ def configure(
         store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)
     )
     built_store = _build_store(store_url, env, settings.concurrency_limit)
+    built_store.retention = settings.retention
     default_broker = "redis" if type(built_store).__name__ == "RedisStore" else "local"
     broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", default_broker)
     built_broker = _build_broker(broker_spec, built_store, env)

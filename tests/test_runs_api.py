@@ -259,3 +259,34 @@ def test_status_enum_is_str():
         "EXPIRED",
         "TIMED_OUT",
     ]
+
+
+def test_finished_runs_are_deleted_after_the_retention(db_url):
+    clock = runlane.FakeClock()
+    rt = runlane.configure(store=db_url, engine_interval=0.05, clock=clock, retention="1d")
+
+    @runlane.task(id="kept-a-day")
+    def kept(payload):
+        runlane.logger.info("hello")
+        return payload
+
+    try:
+        with runlane.Worker(concurrency=2, fetch_timeout=0.1):
+            done = wait_final(kept.trigger(1, tags=["t"], idempotency_key="k"))
+            canceled = runlane.runs.cancel(kept.trigger(2, delay="1h"))
+            pending = kept.trigger(3, delay="30d")  # not finished: never purged
+        assert runlane.runs.logs(done)
+        clock.advance(86400 - 60)
+        rt.engine.tick()
+        assert runlane.runs.retrieve(done).status == "COMPLETED"  # not yet
+        clock.advance(120)
+        rt.engine.tick()
+        for gone in (done, canceled):
+            with pytest.raises(RunNotFoundError):
+                runlane.runs.retrieve(gone)
+        assert [r.id for r in runlane.runs.list()] == [pending.id]
+        assert runlane.runs.list(tag="t").data == []
+        # the idempotency key went with its run
+        assert not kept.trigger(4, idempotency_key="k", delay="1h").is_cached
+    finally:
+        runtime.install(None).close()

@@ -43,12 +43,14 @@ if TYPE_CHECKING:
     from runlane.core.runtime import Runtime
 
 log = logging.getLogger("runlane.engine")
+PURGE_EVERY = 60.0  # seconds between passes that delete runs past their retention
 
 
 class Engine:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self._registered: set[str] = set()
+        self._last_purge = 0.0
 
     # ------------------------------------------------------------------ trigger
     def _prepare(
@@ -469,6 +471,9 @@ class Engine:
         self.rt.store.expire_runs(now=now, limit=1000)
         self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time
         self.send_ready()
+        if now - self._last_purge >= PURGE_EVERY:
+            self._last_purge = now
+            self.rt.store.purge(now=now, limit=1000)
         if redeliver:
             self.send(
                 self.rt.store.queued_run_ids(

@@ -36,6 +36,7 @@ class Settings:
     engine_interval: float = 0.25
     redeliver_after: float = 60.0
     wait_in_place: float = 2.0  # seconds a wait may block its worker before suspending
+    retention: float | None = 30 * 86400.0  # finished runs are deleted after this (seconds)
     lease_timeout: float = 30.0  # an executing run whose worker is silent this long crashed
     store_url: str | None = None
     broker_name: str | None = None

@@ -151,6 +151,7 @@ class RunQuery:
 class Store(Protocol):
     environment: str
     concurrency_limit: int | None  # executing runs in the environment (None: no cap)
+    retention: float | None  # seconds a finished run is kept (None: forever)
 
     # creation
     def create_runs(
@@ -209,6 +210,11 @@ class Store(Protocol):
     def reap(self, *, now: float, limit: int) -> list[str]:
         """Executing runs whose lease lapsed: crashed attempt, retried or CRASHED (and slots
         of runs canceled while executing whose worker never reported back)."""
+        ...
+
+    def purge(self, *, now: float, limit: int) -> int:
+        """Delete finished runs past the retention (and their index entries); returns how
+        many."""
         ...
 
     def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:

@@ -82,9 +82,16 @@ local function remove_from_time_index_keep_lease(id)
   redis.call("SREM", k("wfd:" .. enc(get(id, "task"))), id)
 end
 
+local function retain(id, t)
+  if a.retention and a.retention ~= NULL then  -- a finished run is kept this long
+    redis.call("ZADD", k("gc"), t + a.retention, id)
+  end
+end
+
 local function finish_final(id, t)
   remove_from_time_index(id)
   redis.call("SREM", k("wfd:" .. enc(get(id, "task"))), id)
+  retain(id, t)
 end
 
 if cmd == "create_runs" then
@@ -439,6 +446,7 @@ elseif cmd == "cancel" then
                 admitted = 0})
       set_status(id, "CANCELED", now)
       remove_from_time_index_keep_lease(id)
+      retain(id, now)
       local n = tonumber(get(id, "attempt_count") or "0")
       if n > 0 then
         local raw = redis.call("HGET", k("att:" .. id), tostring(n))
@@ -528,6 +536,44 @@ elseif cmd == "reap" then
   admit_after(now, env_limit, queues)
   if #reaped == 0 then return "[]" end
   return cjson.encode(reaped)
+
+elseif cmd == "purge" then
+  -- finished runs past their retention: the run and everything about it, index entries too
+  local ids = redis.call("ZRANGEBYSCORE", k("gc"), "-inf", now, "LIMIT", 0, a.limit)
+  for _, id in ipairs(ids) do
+    redis.call("ZREM", k("gc"), id)
+    local h = redis.call("HGETALL", rk(id))
+    local r = {}
+    for i = 1, #h, 2 do r[h[i]] = h[i + 1] end
+    if r.status and FINAL[r.status] then
+      redis.call("ZREM", k("ix:all"), id)
+      redis.call("ZREM", k("ix:st:" .. r.status), id)
+      redis.call("ZREM", k("ix:task:" .. enc(r.task)), id)
+      redis.call("ZREM", k("ix:q:" .. enc(r.queue)), id)
+      for _, tag in ipairs(cjson.decode(r.tags or "[]")) do
+        redis.call("ZREM", k("ix:tag:" .. enc(tag)), id)
+      end
+      if r.batch_id then redis.call("ZREM", k("ix:batch:" .. r.batch_id), id) end
+      if r.schedule_id then redis.call("ZREM", k("ix:sched:" .. r.schedule_id), id) end
+      if r.version then redis.call("ZREM", k("ix:ver:" .. enc(r.version)), id) end
+      if r.parent_id then
+        redis.call("ZREM", k("ix:parent:" .. r.parent_id), id)
+        redis.call("SREM", k("children:" .. r.parent_id), id)
+      end
+      if r.idempotency_key then
+        local ik = k("idem:" .. enc(r.task) .. ":" .. enc(r.idempotency_key))
+        local v = redis.call("GET", ik)
+        if v and string.sub(v, 1, #id + 1) == id .. "|" then redis.call("DEL", ik) end
+      end
+      for n = 1, tonumber(r.attempt_count or "0") do
+        redis.call("DEL", k("wp:" .. id .. ":" .. n))
+      end
+      redis.call("DEL", rk(id), k("att:" .. id), k("md:" .. id), k("logs:" .. id),
+                 k("events:" .. id), k("children:" .. id), k("ix:parent:" .. id),
+                 k("blob:" .. id .. ":payload"), k("blob:" .. id .. ":output"))
+    end
+  end
+  return tostring(#ids)
 
 elseif cmd == "create_waitpoint" then
   create_waitpoint(a.wait, {}, now)

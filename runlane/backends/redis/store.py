@@ -83,6 +83,7 @@ class RedisStore:
             raise ConfigurationError(f"Redis key prefix {prefix!r}: 1-64 letters, digits, - or _")
         self.environment = environment
         self.concurrency_limit = concurrency_limit
+        self.retention: float | None = 30 * 86400.0  # seconds a finished run is kept
         self.key_prefix = prefix
         self.prefix = f"{prefix}:{{{environment}}}:"
         if isinstance(url, redis.Redis):
@@ -123,6 +124,7 @@ class RedisStore:
 
     def _call(self, command: str, **args: Any) -> Any:
         args.setdefault("env_limit", self.concurrency_limit)
+        args.setdefault("retention", self.retention)
         raw = self._script(keys=[self.prefix], args=[command, json.dumps(args)])
         return json.loads(raw)
 
@@ -586,6 +588,10 @@ class RedisStore:
         return set(
             as_list(self._call("heartbeat", attempts=attempts, lease_until=lease_until, now=now))
         )
+
+    @_translate
+    def purge(self, *, now: float, limit: int) -> int:
+        return int(self._call("purge", now=now, limit=limit))
 
     @_translate
     def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:

@@ -82,6 +82,7 @@ class SQLiteStore:
     ) -> None:
         self.environment = environment
         self.concurrency_limit = concurrency_limit  # executing runs in the environment
+        self.retention: float | None = 30 * 86400.0  # seconds a finished run is kept
         self.db: Database = shared_database(path)
         self.path = self.db.path
         self._closed = False
@@ -974,6 +975,41 @@ class SQLiteStore:
             if rows or stale:
                 self._finalized(conn, finals, now, queues)
             return [r["id"] for r in rows]
+
+    @_translate
+    def purge(self, *, now: float, limit: int) -> int:
+        """Delete finished runs older than the retention, with everything about them."""
+        if self.retention is None:
+            return 0
+        env = self.environment
+        with self.db.write() as conn:
+            ids_ = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM rl_runs WHERE env=? AND finished_at < ? AND status IN "
+                    f"({', '.join(repr(s.value) for s in FINAL_STATUSES)}) LIMIT ?",
+                    (env, now - self.retention, limit),
+                )
+            ]
+            if not ids_:
+                return 0
+            marks = ", ".join("?" for _ in ids_)
+            for table, column in (
+                ("rl_runs", "id"),
+                ("rl_attempts", "run_id"),
+                ("rl_run_tags", "run_id"),
+                ("rl_logs", "run_id"),
+                ("rl_waitpoints", "run_id"),
+                ("rl_wait_children", "child_id"),
+                ("rl_idempotency", "run_id"),
+                ("rl_slots", "run_id"),
+                ("rl_dispatch", "run_id"),
+                ("rl_ready", "run_id"),
+            ):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE env=? AND {column} IN ({marks})", (env, *ids_)
+                )
+            return len(ids_)
 
     @_translate
     def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:
