@@ -22,19 +22,11 @@ from runlane.core.options import (
     validate_positive_int,
 )
 from runlane.core.runtime import Runtime, Settings
+from runlane.core.task import HOOK_NAMES
 from runlane.core.types import Broker, Store
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 DEFAULT_STORE_URL = "sqlite:///.runlane/runlane.db"
-_HOOK_NAMES = (
-    "init",
-    "cleanup",
-    "middleware",
-    "on_start",
-    "on_success",
-    "on_failure",
-    "handle_error",
-)
 
 
 def _build_store(store: Any, environment: str, concurrency_limit: int | None) -> Store:
@@ -103,7 +95,7 @@ def configure(
     **hooks: Callable[..., Any],
 ) -> Runtime:
     """Build and install the runtime. Calling it again replaces the previous configuration."""
-    unknown = set(hooks) - set(_HOOK_NAMES)
+    unknown = set(hooks) - set(HOOK_NAMES)
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidOptionError(name, hooks[name], "unknown configure() option")

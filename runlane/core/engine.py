@@ -30,7 +30,7 @@ from runlane.core.options import (
     validate_task_id,
 )
 from runlane.core.task import Task, default_queue_name
-from runlane.core.types import Created, Dispatch, NewRun, RegisteredTask, WaitSpec
+from runlane.core.types import Created, Dispatch, NewRun, RegisteredTask, Waitpoint, WaitSpec
 from runlane.core.waits import await_waitpoint, fingerprint, payload_digest
 from runlane.errors import (
     InvalidOptionError,
@@ -200,31 +200,33 @@ class Engine:
             known = self._known({task_id})
             new, _ = self._prepare(task_id, payload, options, task, now, known, None)
             self._register_local([new])
-            created, cached = self._create_recorded([new], now, None, "trigger")
+            created, _, _ = self._create_recorded([new], now, None, "trigger")
         c = created[0]
-        return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached or cached)
+        return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached)
 
     def _create_recorded(
         self, news: list[NewRun], now: float, batch_id: str | None, kind: str
-    ) -> tuple[list[Created], bool]:
-        """Create runs; inside a run the trigger is also recorded in the attempt's replay log,
-        so a resumed attempt that runs the same code again gets the same runs back instead of
-        triggering duplicates. Returns (created, replayed)."""
+    ) -> tuple[list[Created], Waitpoint | None, int]:
+        """Create runs. Inside a run the creation is also recorded in the attempt's replay log
+        (as the next wait index, awaited or not by ``kind``), so a resumed attempt running the
+        same code again gets the same runs back instead of triggering duplicates. Returns
+        (created, the recorded entry when replaying, the index; -1 outside a run)."""
         active = context.current()
         if active is None or active.waits is None:
             parent = active.run_id if active else None
             created = self.rt.store.create_runs(news, now=now, batch_id=batch_id, parent_id=parent)
             self._dispatch(created, news)
-            return created, False
+            return created, None, -1
         digest = fingerprint(kind, [payload_digest(n.task_identifier, n.payload) for n in news])
         index, recorded = active.waits.take(kind, digest)
         if recorded is not None:
             runs = {r.id: r for r in self.rt.store.get_runs(recorded.run_ids)}
-            return [
+            created = [
                 Created(rid, True, runs[rid].status, runs[rid].queue, runs[rid].task_identifier)
                 for rid in recorded.run_ids
                 if rid in runs
-            ], True
+            ]
+            return created, recorded, index
         wait = WaitSpec(
             run_id=active.run_id,
             attempt=active.ctx.attempt.number,
@@ -237,7 +239,7 @@ class Engine:
             news, now=now, batch_id=batch_id, parent_id=active.run_id, wait=wait
         )
         self._dispatch(created, news)
-        return created, False
+        return created, None, index
 
     def _prepare_items(
         self,
@@ -298,11 +300,8 @@ class Engine:
         now = self.rt.now()
         batch_id = ids.batch_id()
         news = self._prepare_items(items, option_name, now, batch_id)
-        created, replayed = self._create_recorded(news, now, batch_id, "batch-trigger")
-        if replayed:
-            active = context.current()
-            assert active is not None and active.waits is not None
-            recorded = active.waits.replay[active.waits.next_index - 1]
+        created, recorded, _ = self._create_recorded(news, now, batch_id, "batch-trigger")
+        if recorded is not None:
             batch_id = recorded.batch_id or batch_id
         return BatchHandle(
             batch_id=batch_id,
@@ -328,26 +327,13 @@ class Engine:
         now = self.rt.now()
         batch_id = ids.batch_id() if kind == "batch" else None
         news = self._prepare_items(items, option_name, now, batch_id)
-        digest = fingerprint(kind, [payload_digest(n.task_identifier, n.payload) for n in news])
-        index, recorded = active.waits.take(kind, digest)
+        with tracing.get().span(f"{what} {news[0].task_identifier}", {"runlane.wait": 0}):
+            created, recorded, index = self._create_recorded(news, now, batch_id, kind)
         if recorded is not None:  # replaying: the children exist already
             run_ids, batch_id = recorded.run_ids, recorded.batch_id
             if not recorded.resolved:
                 await_waitpoint(active, index)
         else:
-            wait = WaitSpec(
-                run_id=active.run_id,
-                attempt=active.ctx.attempt.number,
-                index=index,
-                kind=kind,
-                fingerprint=digest,
-                batch_id=batch_id,
-            )
-            with tracing.get().span(f"{what} {news[0].task_identifier}", {"runlane.wait": index}):
-                created = self.rt.store.create_runs(
-                    news, now=now, batch_id=batch_id, parent_id=active.run_id, wait=wait
-                )
-                self._dispatch(created, news)
             run_ids = [c.run_id for c in created]
             await_waitpoint(active, index)
         return batch_id, self.rt.store.get_runs(run_ids)

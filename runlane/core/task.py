@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_HOOKS = (
+HOOK_NAMES = (
     "init",
     "cleanup",
     "middleware",
@@ -94,8 +94,8 @@ class Task(Generic[R]):
         self.machine = validate_machine(machine) if machine is not None else None
         self.hooks: dict[str, Callable[..., Any]] = {}
         for name, hook in (hooks or {}).items():
-            if name not in _HOOKS:
-                raise InvalidOptionError(name, hook, f"unknown hook; one of {_HOOKS}")
+            if name not in HOOK_NAMES:
+                raise InvalidOptionError(name, hook, f"unknown hook; one of {HOOK_NAMES}")
             if hook is not None:
                 if not callable(hook):
                     raise InvalidOptionError(name, hook, "must be callable")
@@ -231,7 +231,7 @@ def define_task(
     parse_payload: Callable[[Any], Any] | None = None,
 ) -> Task[R]:
     """Build a Task from decorator options and register it."""
-    unknown = set(options) - {"retry", "queue", "max_duration", "machine", *_HOOKS}
+    unknown = set(options) - {"retry", "queue", "max_duration", "machine", *HOOK_NAMES}
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidOptionError(name, options[name], "unknown task option")
@@ -242,7 +242,7 @@ def define_task(
         queue=options.get("queue"),
         max_duration=options.get("max_duration", UNSET),
         machine=options.get("machine"),
-        hooks={name: options.get(name) for name in _HOOKS},
+        hooks={name: options.get(name) for name in HOOK_NAMES},
         parse_payload=parse_payload,
     )
     registry.add(t)

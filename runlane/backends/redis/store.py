@@ -5,17 +5,17 @@ updated by compare-and-set (WATCH/MULTI), so JSON keeps its exact shape and conc
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
+from runlane.backends._translate import translating
 from runlane.backends.redis.rows import as_list, attempts_of, to_run, waitpoint_of
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
@@ -33,9 +33,8 @@ from runlane.core.types import (
     Waitpoint,
     WaitSpec,
 )
-from runlane.errors import ConfigurationError, StoreError
+from runlane.errors import ConfigurationError
 
-F = TypeVar("F", bound=Callable[..., Any])
 _SCRIPT = "\n".join(
     resources.files(__package__).joinpath(name).read_text() for name in ("lib.lua", "commands.lua")
 )
@@ -43,17 +42,13 @@ _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def _translate(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except redis.exceptions.ConnectionError as exc:
-            raise StoreError(f"Redis store unreachable ({fn.__name__}): {exc}") from exc
-        except redis.exceptions.RedisError as exc:
-            raise StoreError(f"Redis store error in {fn.__name__}: {exc}") from exc
+def _describe(verb: str, exc: BaseException) -> str:
+    if isinstance(exc, redis.exceptions.ConnectionError):
+        return f"Redis store unreachable ({verb}): {exc}"
+    return f"Redis store error in {verb}: {exc}"
 
-    return wrapper  # type: ignore[return-value]
+
+_translate = translating(redis.exceptions.RedisError, _describe)
 
 
 def _enc(value: str) -> str:

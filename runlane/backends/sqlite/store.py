@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
+from runlane.backends._translate import translating
 from runlane.backends.sqlite import admission, waits
 from runlane.backends.sqlite.db import Database, release_database, shared_database
 from runlane.backends.sqlite.rows import (
@@ -46,8 +46,6 @@ from runlane.core.types import (
 )
 from runlane.errors import ConfigurationError, StoreError
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def path_from_url(url: str) -> str:
     """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` → a file path."""
@@ -63,15 +61,7 @@ def path_from_url(url: str) -> str:
     return path
 
 
-def _translate(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite store error in {fn.__name__}: {exc}") from exc
-
-    return wrapper  # type: ignore[return-value]
+_translate = translating(sqlite3.Error, lambda verb, exc: f"SQLite store error in {verb}: {exc}")
 
 
 class SQLiteStore:
