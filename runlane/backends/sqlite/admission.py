@@ -100,8 +100,11 @@ def admit(
     now: float,
     env_limit: int | None,
     queues: Collection[str] | None = None,
+    subqueue: tuple[str, str] | None = None,
 ) -> int:
-    """Admit every run that fits, fairly; returns how many were admitted."""
+    """Admit every run that fits, fairly; returns how many were admitted. ``subqueue``: only
+    that (queue, key) gained room (its other keys are independent unless the queue has a
+    total limit, which the caller checks)."""
     admitted = 0
     running = env_running(conn, env)
 
@@ -112,8 +115,8 @@ def admit(
     free = env_free()
     if free is None or free > 0:
         rows = conn.execute(
-            "SELECT r.id FROM rl_runs r JOIN rl_slots s ON s.env = r.env AND s.run_id = r.id "
-            "WHERE r.env=? AND r.status='QUEUED' AND r.admitted=0 AND r.resume=1 "
+            "SELECT r.id FROM rl_runs r INDEXED BY rl_runs_resumed "
+            "WHERE r.env=? AND r.status='QUEUED' AND r.resume=1 AND r.admitted=0 "
             "ORDER BY r.queue_ts LIMIT ?",
             (env, MAX_PER_CALL if free is None else free),
         ).fetchall()
@@ -129,9 +132,14 @@ def admit(
             _counter(conn, env, "running", len(rows))
 
     # 2. sub-queues, round robin
+    if queues is not None and not queues and subqueue is None:
+        return admitted
     where = "sq.env=? AND sq.waiting > 0"
     args: list[object] = [env]
-    if queues is not None:
+    if subqueue is not None:
+        where += " AND sq.queue = ? AND sq.ckey = ?"
+        args += list(subqueue)
+    elif queues is not None:
         where += f" AND sq.queue IN ({', '.join('?' for _ in queues)})"
         args += list(queues)
     candidates = [
@@ -222,7 +230,8 @@ def admit(
             progress = True
         if not progress:
             break
-    return admitted + _lend_blocked(conn, env, env_free(), queues)
+    lend_queues = [subqueue[0]] if subqueue is not None else queues
+    return admitted + _lend_blocked(conn, env, env_free(), lend_queues)
 
 
 def _lend_blocked(
@@ -242,9 +251,9 @@ def _lend_blocked(
         where += f" AND s.queue IN ({', '.join('?' for _ in queues)})"
         args += list(queues)
     lenders = conn.execute(
-        "SELECT s.run_id FROM rl_slots s JOIN rl_runs r ON r.env = s.env AND r.id = s.run_id "
-        f"WHERE {where} ORDER BY r.queue_ts",
-        args,
+        "SELECT s.run_id FROM rl_runs r INDEXED BY rl_runs_status JOIN rl_slots s "
+        f"ON s.env = r.env AND s.run_id = r.id WHERE r.env = ? AND {where} ORDER BY r.queue_ts",
+        [env, *args],
     ).fetchall()
     lent = 0
     for (lender,) in lenders:
@@ -257,10 +266,10 @@ def _lend_blocked(
 
 def release(
     conn: sqlite3.Connection, env: str, run_id: str, *, keep_queue_slot: bool = False
-) -> str | None:
+) -> tuple[str, str] | None:
     """Give back the run's slots (``keep_queue_slot``: a FROZEN run keeps its queue slot, to
-    lend to the children it waits on). Returns the queue whose capacity changed, for the
-    caller's admission pass."""
+    lend to the children it waits on). Returns the sub-queue (queue, key) whose capacity
+    changed, for the caller's admission pass."""
     slot = conn.execute("SELECT * FROM rl_slots WHERE env=? AND run_id=?", (env, run_id)).fetchone()
     if slot is None:
         return None
@@ -268,7 +277,7 @@ def release(
         _counter(conn, env, "running", -1)
     if keep_queue_slot:
         conn.execute("UPDATE rl_slots SET holds_env=0 WHERE env=? AND run_id=?", (env, run_id))
-        return slot["queue"]
+        return slot["queue"], slot["ckey"]
     conn.execute("DELETE FROM rl_slots WHERE env=? AND run_id=?", (env, run_id))
     if slot["lent_to"] is not None and (slot["holds_queue"] or slot["borrowed_from"]):
         # the borrower still runs in this queue slot: it keeps it (as its own, or as the
@@ -282,7 +291,7 @@ def release(
                 "UPDATE rl_slots SET lent_to=? WHERE env=? AND run_id=?",
                 (slot["lent_to"], env, slot["borrowed_from"]),
             )
-        return slot["queue"]
+        return slot["queue"], slot["ckey"]
     if slot["borrowed_from"] is not None:  # the lender gets its slot back (to lend again)
         conn.execute(
             "UPDATE rl_slots SET lent_to=NULL WHERE env=? AND run_id=? AND lent_to=?",
@@ -298,7 +307,7 @@ def release(
             "UPDATE rl_queues SET running = MAX(running - 1, 0) WHERE env=? AND name=?",
             (env, slot["queue"]),
         )
-    return slot["queue"]
+    return slot["queue"], slot["ckey"]
 
 
 def _is_descendant(conn: sqlite3.Connection, env: str, run_id: str, ancestor: str) -> bool:

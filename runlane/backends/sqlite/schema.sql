@@ -176,5 +176,7 @@ CREATE TABLE IF NOT EXISTS rl_slots (
 
 CREATE INDEX IF NOT EXISTS rl_runs_admission ON rl_runs (env, queue, ckey, queue_ts)
     WHERE status = 'QUEUED' AND admitted = 0;
+CREATE INDEX IF NOT EXISTS rl_runs_resumed ON rl_runs (env, queue_ts)
+    WHERE status = 'QUEUED' AND resume = 1 AND admitted = 0;
 CREATE INDEX IF NOT EXISTS rl_runs_root ON rl_runs (env, root_id) WHERE root_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rl_runs_lease ON rl_runs (env, lease_until) WHERE status = 'EXECUTING';

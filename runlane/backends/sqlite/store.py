@@ -335,7 +335,7 @@ class SQLiteStore:
             ).fetchone()
             if current is None or RunStatus(current[0]) not in expect:
                 return None
-            queues: set[str] = set()
+            queues: set[str | tuple[str, str]] = set()
             if to.is_final:
                 queues = self._release(conn, run_id)
                 changes["admitted"] = 0
@@ -384,21 +384,34 @@ class SQLiteStore:
         )
         admission.enqueue(conn, self.environment, run_id, queue, ckey)
 
-    def _admit(self, conn: sqlite3.Connection, now: float, queues: Collection[str]) -> None:
+    def _admit(
+        self, conn: sqlite3.Connection, now: float, changed: Collection[str | tuple[str, str]]
+    ) -> None:
         """Admission after a change of demand or capacity. With an environment limit every
-        queue competes for a freed slot; otherwise only the queues that changed."""
-        admission.admit(
-            conn,
-            self.environment,
-            now,
-            self.concurrency_limit,
-            None if self.concurrency_limit is not None else queues,
-        )
+        queue competes for a freed slot. Otherwise only what changed: a queue, or just one
+        sub-queue (queue, key) when the queue has no total limit, since keys are independent
+        then (this keeps a release O(1) with a thousand keys)."""
+        env = self.environment
+        if self.concurrency_limit is not None:
+            admission.admit(conn, env, now, self.concurrency_limit, None)
+            return
+        queues = {c for c in changed if isinstance(c, str)}
+        for c in changed:
+            if isinstance(c, tuple):
+                total = conn.execute(
+                    "SELECT total_limit FROM rl_queues WHERE env=? AND name=?", (env, c[0])
+                ).fetchone()
+                if total is not None and total[0] is not None:
+                    queues.add(c[0])
+                elif c[0] not in queues:
+                    admission.admit(conn, env, now, None, subqueue=c)
+        # always once with the queues (maybe none): resumed runs need only an env slot
+        admission.admit(conn, env, now, None, queues)
 
     def _release(
         self, conn: sqlite3.Connection, run_id: str, *, keep_queue_slot: bool = False
-    ) -> set[str]:
-        """Give back a leaving run's slots, or its place in line; returns queues to re-admit."""
+    ) -> set[str | tuple[str, str]]:
+        """Give back a leaving run's slots, or its place in line; returns what to re-admit."""
         row = conn.execute(
             "SELECT status, admitted, resume, queue, ckey FROM rl_runs WHERE env=? AND id=?",
             (self.environment, run_id),
@@ -482,7 +495,7 @@ class SQLiteStore:
                 "AND ttl_expires_at <= ? ORDER BY ttl_expires_at LIMIT ?",
                 (self.environment, now, limit),
             ).fetchall()
-            queues: set[str] = set()
+            queues: set[str | tuple[str, str]] = set()
             for r in rows:
                 err = TaskRunError(
                     name="Error",
@@ -811,7 +824,11 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ durable waits
     def _finalized(
-        self, conn: sqlite3.Connection, run_ids: Sequence[str], now: float, queues: set[str]
+        self,
+        conn: sqlite3.Connection,
+        run_ids: Sequence[str],
+        now: float,
+        queues: set[str | tuple[str, str]],
     ) -> None:
         """Runs became final: resolve the waits on them, then admit into what they freed (and
         the parents that resumed)."""
@@ -1101,7 +1118,7 @@ class SQLiteStore:
             if RunStatus(row[0]).is_final:
                 return self._get(conn, run_id, True)
             todo, canceled = [run_id], []
-            queues: set[str] = set()
+            queues: set[str | tuple[str, str]] = set()
             while todo:
                 current = todo.pop()
                 state = conn.execute(
