@@ -336,6 +336,7 @@ elseif cmd == "finish_attempt" then
   if s(o.retry_at) then f.retry_at = o.retry_at end
   if s(o.machine) then f.machine = o.machine end
   hset(id, f)
+  local freed_ck = redis.call("HGET", k("slot:" .. id), "ckey")
   local q = release(id, false)
   redis.call("ZREM", k("leases"), id)
   set_status(id, o.run_status, now)
@@ -347,7 +348,6 @@ elseif cmd == "finish_attempt" then
                                    return (raw and cjson.decode(raw).duration_ms or 0) + elapsed
                                  end)()})
   local queues = {}
-  if q then queues[1] = q end
   if o.run_status == "REATTEMPTING" then
     redis.call("ZADD", k("retry"), o.retry_at, id)
   end
@@ -355,7 +355,7 @@ elseif cmd == "finish_attempt" then
     finish_final(id, now)
     finalized({id}, now)
   end
-  admit_after(now, env_limit, queues)
+  admit_after(now, env_limit, queues, q and {q, freed_ck or ""} or nil)
   return "1"
 
 elseif cmd == "transition" then
@@ -566,7 +566,8 @@ elseif cmd == "purge" then
         if v and string.sub(v, 1, #id + 1) == id .. "|" then redis.call("DEL", ik) end
       end
       for n = 1, tonumber(r.attempt_count or "0") do
-        redis.call("DEL", k("wp:" .. id .. ":" .. n))
+        redis.call("DEL", k("wp:" .. id .. ":" .. n), k("wpn:" .. id .. ":" .. n),
+                   k("wpr:" .. id .. ":" .. n))
       end
       redis.call("DEL", rk(id), k("att:" .. id), k("md:" .. id), k("logs:" .. id),
                  k("events:" .. id), k("children:" .. id), k("ix:parent:" .. id),

@@ -24,7 +24,9 @@
 --   lenders             set    FROZEN runs holding a queue slot (may lend it to a child)
 --   resumeq             zset   resumed runs waiting only for an environment slot
 --   wp:<id>:<attempt>   hash   wait index -> JSON {kind, fingerprint, run_ids, batch_id,
---                              pending, resume_at, resolved}
+--                              resume_at} (written once)
+--   wpn:<id>:<attempt>  hash   wait index -> children still pending
+--   wpr:<id>:<attempt>  hash   wait index -> when it resolved
 --   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child
 --   ready               list   admitted runs to send to the broker (the outbox)
 --   logs:<id>           list   log entries (JSON)
@@ -190,8 +192,8 @@ local function lend(lender)
   return true
 end
 
-local function admit(now, env_limit, queues)
-  -- queues: nil = every queue; else a set name -> true
+local function admit(now, env_limit, queues, only)
+  -- queues: nil = every queue; else a set name -> true. only: just this sub-queue member
   local admitted = 0
   local running = counter("running", 0)
   local function env_free()
@@ -214,13 +216,19 @@ local function admit(now, env_limit, queues)
     end
   end
   -- 2. sub-queues, round robin (least recently served first), FIFO within one
-  local members = redis.call("ZRANGE", k("rr"), 0, -1)
+  local members
+  if only then
+    members = {}
+    if redis.call("ZSCORE", k("rr"), only) then members[1] = only end
+  else
+    members = redis.call("ZRANGE", k("rr"), 0, -1)
+  end
   local cands = {}
   local contended = env_limit ~= nil and env_limit ~= NULL
   for _, m in ipairs(members) do
     local pair = cjson.decode(m)
     local q, ck = pair[1], pair[2]
-    if queues == nil or queues[q] then
+    if only or queues == nil or queues[q] then
       local qk = k("queue:" .. enc(q))
       local sqk = k("sq:" .. enc(q) .. ":" .. enc(ck))
       local qh = redis.call("HMGET", qk, "limit", "total", "paused", "until")
@@ -287,7 +295,9 @@ local function admit(now, env_limit, queues)
     local f = env_free()
     if f == 0 then break end
     local q = redis.call("HGET", k("slot:" .. lender), "queue")
-    if q and (queues == nil or queues[q]) and lend(lender) then
+    local wanted = queues == nil or queues[q]
+    if only then wanted = cjson.decode(only)[1] == q end
+    if q and wanted and lend(lender) then
       running = running + 1
       admitted = admitted + 1
     end
@@ -347,11 +357,20 @@ local function leave(id)
   return q
 end
 
-local function admit_after(now, env_limit, queues_list)
-  -- with an environment cap every queue competes for a freed slot
+local function admit_after(now, env_limit, queues_list, subqueue)
+  -- with an environment cap every queue competes for a freed slot; otherwise only what
+  -- changed: the queues listed, and one freed sub-queue {q, ck} alone when its queue has no
+  -- total limit (its keys are independent then: a release stays O(1) with many keys)
   if env_limit ~= nil and env_limit ~= NULL then return admit(now, env_limit, nil) end
   local set = {}
   for _, q in ipairs(queues_list) do set[q] = true end
+  if subqueue and not set[subqueue[1]] then
+    if redis.call("HEXISTS", k("queue:" .. enc(subqueue[1])), "total") == 1 then
+      set[subqueue[1]] = true
+    else
+      admit(now, env_limit, {}, sq_member(subqueue[1], subqueue[2]))
+    end
+  end
   return admit(now, env_limit, set)
 end
 
@@ -369,14 +388,12 @@ local function resume_if_frozen_on(id, attempt, idx, now)
   return 1
 end
 
+-- A waitpoint's description (JSON in wp:) never changes after it is written; its pending count
+-- and resolution live apart (wpn:, wpr: hashes), so a child finishing costs O(1) however many
+-- children the waitpoint lists.
 local function resolve(run_id, attempt, idx, now)
-  local key = k("wp:" .. run_id .. ":" .. attempt)
-  local raw = redis.call("HGET", key, tostring(idx))
-  if not raw then return end
-  local w = cjson.decode(raw)
-  if w.resolved then return end
-  w.resolved = now
-  redis.call("HSET", key, tostring(idx), cjson.encode(w))
+  local rkey = k("wpr:" .. run_id .. ":" .. attempt)
+  if redis.call("HSETNX", rkey, tostring(idx), now) == 0 then return end
   resume_if_frozen_on(run_id, attempt, idx, now)
 end
 
@@ -388,14 +405,8 @@ local function finalized(ids, now)
     redis.call("DEL", wk)
     for _, ref in ipairs(refs) do
       local run_id, attempt, idx = string.match(ref, "^(.-)|(%d+)|(%d+)$")
-      local key = k("wp:" .. run_id .. ":" .. attempt)
-      local raw = redis.call("HGET", key, idx)
-      if raw then
-        local w = cjson.decode(raw)
-        w.pending = w.pending - 1
-        redis.call("HSET", key, idx, cjson.encode(w))
-        if w.pending <= 0 then resolve(run_id, tonumber(attempt), tonumber(idx), now) end
-      end
+      local left = redis.call("HINCRBY", k("wpn:" .. run_id .. ":" .. attempt), idx, -1)
+      if left <= 0 then resolve(run_id, tonumber(attempt), tonumber(idx), now) end
     end
   end
 end
@@ -418,21 +429,27 @@ local function create_waitpoint(wait, run_ids, now)
     end
   end
   local w = {kind = wait.kind, fingerprint = wait.fingerprint, run_ids = run_ids,
-             batch_id = wait.batch_id or NULL, pending = pending,
-             resume_at = wait.resume_at or NULL, resolved = false}
-  if pending == 0 and wait.kind ~= "time" then w.resolved = now end
+             batch_id = wait.batch_id or NULL, resume_at = wait.resume_at or NULL}
   if #run_ids == 0 then w.run_ids = "[]" end
   local text = cjson.encode(w)
   if #run_ids == 0 then text = string.gsub(text, '"run_ids":"%[%]"', '"run_ids":[]') end
   redis.call("HSET", key, tostring(wait.index), text)
+  redis.call("HSET", k("wpn:" .. wait.run_id .. ":" .. wait.attempt), tostring(wait.index),
+             pending)
+  if pending == 0 and wait.kind ~= "time" then
+    redis.call("HSET", k("wpr:" .. wait.run_id .. ":" .. wait.attempt), tostring(wait.index),
+               now)
+  end
   if wait.kind == "time" then redis.call("ZADD", k("twaits"), wait.resume_at, ref) end
 end
 
 local function is_resolved(run_id, attempt, idx, now)
+  if redis.call("HEXISTS", k("wpr:" .. run_id .. ":" .. attempt), tostring(idx)) == 1 then
+    return true
+  end
   local raw = redis.call("HGET", k("wp:" .. run_id .. ":" .. attempt), tostring(idx))
   if not raw then return false end
   local w = cjson.decode(raw)
-  if w.resolved then return true end
   return w.kind == "time" and w.resume_at ~= NULL and w.resume_at <= now
 end
 

@@ -105,7 +105,7 @@ def to_run(
     )
 
 
-def waitpoint_of(index: str, raw: str) -> Waitpoint:
+def waitpoint_of(index: str, raw: str, resolved: bool) -> Waitpoint:
     w = json.loads(raw)
     run_ids = w.get("run_ids") or []
     return Waitpoint(
@@ -115,7 +115,7 @@ def waitpoint_of(index: str, raw: str) -> Waitpoint:
         run_ids=list(run_ids) if isinstance(run_ids, list) else [],
         batch_id=w.get("batch_id"),
         resume_at=w.get("resume_at"),
-        resolved=bool(w.get("resolved")),
+        resolved=resolved,
     )
 
 

@@ -530,20 +530,28 @@ class RedisStore:
     @_translate
     def create_waitpoint(self, wait: WaitSpec, *, now: float) -> Waitpoint:
         self._call("create_waitpoint", wait=asdict(wait), now=now)
-        raw = self.client.hget(self._k(f"wp:{wait.run_id}:{wait.attempt}"), str(wait.index))
-        return waitpoint_of(str(wait.index), raw)
+        found = self.waitpoints(wait.run_id, wait.attempt)
+        return next(w for w in found if w.index == wait.index)
 
     @_translate
     def waitpoints(self, run_id: str, attempt: int) -> list[Waitpoint]:
-        raw = self.client.hgetall(self._k(f"wp:{run_id}:{attempt}"))
-        return sorted((waitpoint_of(i, r) for i, r in raw.items()), key=lambda w: w.index)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self._k(f"wp:{run_id}:{attempt}"))
+        pipe.hgetall(self._k(f"wpr:{run_id}:{attempt}"))
+        raw, resolved = pipe.execute()
+        return sorted(
+            (waitpoint_of(i, r, i in resolved) for i, r in raw.items()), key=lambda w: w.index
+        )
 
     @_translate
     def waitpoint_resolved(self, run_id: str, attempt: int, index: int, *, now: float) -> bool:
-        raw = self.client.hget(self._k(f"wp:{run_id}:{attempt}"), str(index))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(self._k(f"wp:{run_id}:{attempt}"), str(index))
+        pipe.hexists(self._k(f"wpr:{run_id}:{attempt}"), str(index))
+        raw, resolved = pipe.execute()
         if raw is None:
             return False
-        w = waitpoint_of(str(index), raw)
+        w = waitpoint_of(str(index), raw, bool(resolved))
         return w.resolved or (w.kind == "time" and w.resume_at is not None and w.resume_at <= now)
 
     @_translate
