@@ -132,5 +132,13 @@ class LocalConsumer:
                 (delivery.tag, self.worker_id),
             )
 
+    def nack(self, delivery: Delivery) -> None:
+        with self.broker.db.write() as conn:
+            conn.execute(
+                "UPDATE rl_dispatch SET claimed_by=NULL, claimed_until=NULL WHERE seq=? "
+                "AND claimed_by=?",
+                (delivery.tag, self.worker_id),
+            )
+
     def close(self) -> None:
         self._closed = True

@@ -113,9 +113,12 @@ class ActiveRuns:
         with self._lock:
             self._runs[active.run_id] = active
 
-    def remove(self, run_id: str) -> None:
+    def remove(self, active: ActiveRun) -> None:
+        """Forget this attempt, unless the run already has a newer one here (an attempt fenced
+        off while blocked may return after the run's next attempt started on this worker)."""
         with self._lock:
-            self._runs.pop(run_id, None)
+            if self._runs.get(active.run_id) is active:
+                del self._runs[active.run_id]
 
     def snapshot(self) -> list[ActiveRun]:
         with self._lock:
@@ -270,7 +273,7 @@ class Executor:
         finally:
             control.finished.set()
             context.deactivate(token)
-            self.active.remove(active.run_id)
+            self.active.remove(active)
         if active.waits is not None and active.waits.suspended_index is not None:
             suspended = active.waits.suspended_index  # even if user code swallowed Suspend
         if suspended is not None and control.reason is None:

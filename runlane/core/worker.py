@@ -160,6 +160,11 @@ class Worker:
                         "executing run %s failed; it will be delivered again",
                         delivery.dispatch.run_id,
                     )
+                    try:  # give it back now, not when its claim lapses
+                        self._consumer.nack(delivery)
+                    except Exception:
+                        log.exception("could not give back run %s", delivery.dispatch.run_id)
+                    self._draining.wait(1.0)  # the store may be down: do not spin
                     continue
                 try:
                     self._consumer.ack(delivery)

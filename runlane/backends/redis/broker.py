@@ -142,5 +142,13 @@ class RedisConsumer:
             f"{self.broker.prefix}inflight:{self.worker_id}", delivery.dispatch.run_id
         )
 
+    def nack(self, delivery: Delivery) -> None:
+        pipe = self.broker.client.pipeline(transaction=True)
+        pipe.hdel(f"{self.broker.prefix}inflight:{self.worker_id}", delivery.dispatch.run_id)
+        pipe.lpush(
+            f"{self.broker.prefix}bq:{_enc(delivery.dispatch.task_identifier)}", delivery.tag
+        )
+        pipe.execute()
+
     def close(self) -> None:
         self._closed = True
