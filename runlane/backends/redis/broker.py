@@ -92,6 +92,22 @@ class RedisConsumer:
         self._last_recover = 0.0
         self._lock = threading.Lock()
         self._turn = 0
+        self._handed: set[str] = set()  # deliveries given to this worker's threads, not acked
+        self._unsure = False  # a fetch failed: its reply (and deliveries) may have been lost
+
+    def _reclaim(self) -> None:
+        """After a fetch whose reply was lost, in-flight deliveries no thread here holds go
+        back to the front of their lists (else they would wait for the redelivery loop)."""
+        inflight = f"{self.broker.prefix}inflight:{self.worker_id}"
+        items = self.broker.client.hgetall(inflight)
+        with self._lock:
+            orphans = {rid: msg for rid, msg in items.items() if rid not in self._handed}
+        for run_id, msg in orphans.items():
+            task = json.loads(msg)[1]
+            pipe = self.broker.client.pipeline(transaction=True)
+            pipe.hdel(inflight, run_id)
+            pipe.lpush(f"{self.broker.prefix}bq:{_enc(task)}", msg)
+            pipe.execute()
 
     def fetch(self, max_count: int, timeout: float) -> list[Delivery]:
         deadline = time.monotonic() + timeout
@@ -104,19 +120,26 @@ class RedisConsumer:
             if tasks:  # start at a different list each time, so no task starves another
                 self._turn = (self._turn + 1) % len(tasks)
                 tasks = tasks[self._turn :] + tasks[: self._turn]
-            raw = (
-                self.broker._fetch(
-                    keys=[self.broker.prefix],
-                    args=[
-                        self.worker_id,
-                        max_count,
-                        int(self.broker.heartbeat_timeout * 1000),
-                        *[_enc(t) for t in tasks],
-                    ],
+            if self._unsure:
+                self._reclaim()
+                self._unsure = False
+            try:
+                raw = (
+                    self.broker._fetch(
+                        keys=[self.broker.prefix],
+                        args=[
+                            self.worker_id,
+                            max_count,
+                            int(self.broker.heartbeat_timeout * 1000),
+                            *[_enc(t) for t in tasks],
+                        ],
+                    )
+                    if tasks
+                    else []
                 )
-                if tasks
-                else []
-            )
+            except redis.exceptions.RedisError:
+                self._unsure = True  # the reply may be lost with deliveries in it
+                raise
             out = []
             for msg in raw:
                 run_id, task, queue, machine = json.loads(msg)
@@ -129,6 +152,8 @@ class RedisConsumer:
                     continue
                 out.append(Delivery(d, msg))
             if out:
+                with self._lock:
+                    self._handed.update(d.dispatch.run_id for d in out)
                 return out
             left = deadline - time.monotonic()
             if left <= 0:
@@ -141,8 +166,12 @@ class RedisConsumer:
         self.broker.client.hdel(
             f"{self.broker.prefix}inflight:{self.worker_id}", delivery.dispatch.run_id
         )
+        with self._lock:
+            self._handed.discard(delivery.dispatch.run_id)
 
     def nack(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._handed.discard(delivery.dispatch.run_id)
         pipe = self.broker.client.pipeline(transaction=True)
         pipe.hdel(f"{self.broker.prefix}inflight:{self.worker_id}", delivery.dispatch.run_id)
         pipe.lpush(
