@@ -179,6 +179,7 @@ class Worker:
         lease_ttl = max(5.0, interval * 20)
         last_redeliver = time.monotonic()
         last_flush = last_status = 0.0
+        failures = 0
         while not self._stop.is_set():
             try:
                 self.is_leader = rt.store.acquire_lease(
@@ -189,8 +190,13 @@ class Worker:
                     if redeliver:
                         last_redeliver = time.monotonic()
                     rt.engine.tick(redeliver=redeliver)
-            except Exception:
-                log.exception("engine tick failed")
+                failures = 0
+            except Exception:  # the store is unreachable: back off, and say so once
+                failures += 1
+                if failures == 1:
+                    log.exception("engine tick failed; retrying with backoff")
+                else:
+                    log.debug("engine tick failed again (%d in a row)", failures, exc_info=True)
             check_status = time.monotonic() - last_status >= STATUS_CHECK_EVERY
             if check_status:
                 last_status = time.monotonic()
@@ -205,7 +211,7 @@ class Worker:
                         flush_active(rt, active)
                     except Exception:
                         log.exception("flush of run %s failed", active.run_id)
-            self._stop.wait(interval)
+            self._stop.wait(interval if failures == 0 else min(5.0, interval * 2**failures))
 
     def _supervise(self, check_status: bool) -> None:
         """Interrupt attempts past their max duration or canceled; free the slot of an attempt
