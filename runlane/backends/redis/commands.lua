@@ -274,8 +274,7 @@ elseif cmd == "expire_runs" then
   end
   finalized(expired, now)
   admit_after(now, env_limit, queues)
-  if #expired == 0 then return "[]" end
-  return cjson.encode(expired)
+  return json_list(expired)
 
 elseif cmd == "start_attempt" then
   local id = a.run_id
@@ -420,8 +419,7 @@ elseif cmd == "take_ready" then
       out[#out + 1] = {id, get(id, "task"), get(id, "queue"), s(get(id, "machine")) or NULL}
     end
   end
-  if #out == 0 then return "[]" end
-  return cjson.encode(out)
+  return json_list(out)
 
 elseif cmd == "cancel" then
   local root = a.run_id
@@ -495,8 +493,7 @@ elseif cmd == "heartbeat" then
       lost[#lost + 1] = id
     end
   end
-  if #lost == 0 then return "[]" end
-  return cjson.encode(lost)
+  return json_list(lost)
 
 elseif cmd == "reap" then
   local ids = redis.call("ZRANGEBYSCORE", k("leases"), "-inf", "(" .. now, "LIMIT", 0, a.limit)
@@ -534,8 +531,7 @@ elseif cmd == "reap" then
   end
   finalized(finals, now)
   admit_after(now, env_limit, queues)
-  if #reaped == 0 then return "[]" end
-  return cjson.encode(reaped)
+  return json_list(reaped)
 
 elseif cmd == "purge" then
   -- finished runs past their retention: the run and everything about it, index entries too
@@ -627,8 +623,7 @@ elseif cmd == "add_tags" then
     end
     redis.call("HSET", rk(id), "tags", cjson.encode(current), "updated_at", now)
   end
-  if #current == 0 then return "[]" end
-  return cjson.encode(current)
+  return json_list(current)
 
 elseif cmd == "acquire_lease" then
   local key = k("lease:" .. a.name)
@@ -677,8 +672,7 @@ elseif cmd == "list_runs" then
       end
     end
   end
-  if #out == 0 then return "[]" end
-  return cjson.encode(out)
+  return json_list(out)
 end
 
 return redis.error_reply("runlane: unknown store command " .. tostring(cmd))

@@ -43,6 +43,12 @@ local function rk(id) return P .. "run:" .. id end
 local FINAL = {COMPLETED=true, CANCELED=true, FAILED=true, CRASHED=true, INTERRUPTED=true,
                SYSTEM_FAILURE=true, EXPIRED=true, TIMED_OUT=true}
 
+local function json_list(t)
+  -- cjson encodes an empty Lua table as {}: a list reply must stay a JSON list
+  if #t == 0 then return "[]" end
+  return cjson.encode(t)
+end
+
 local function get(id, field) return redis.call("HGET", rk(id), field) end
 local function num(id, field)
   local v = redis.call("HGET", rk(id), field)
