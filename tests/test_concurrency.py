@@ -355,7 +355,7 @@ def test_a_worker_that_lost_its_lease_cannot_complete(env):
     with runlane.Worker(concurrency=2, fetch_timeout=0.1) as worker:
         handle = fenced.trigger({})
         wait_status(handle, "EXECUTING")
-        worker._renew_leases = lambda actives: None  # this worker stops heartbeating
+        worker.host._renew_leases = lambda actives: None  # this worker stops heartbeating
         run = wait_final(handle, timeout=60)  # the leader reaps it; attempt 2 completes
         assert run.output == "fresh" and run.attempts[0].status == "CRASHED"
         release.set()

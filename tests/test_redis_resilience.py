@@ -630,8 +630,8 @@ def test_a_fenced_attempt_returning_late_does_not_unregister_the_next_attempt(st
         return ctx.attempt.number
 
     with runlane.Worker(concurrency=2, fetch_timeout=0.1) as worker:
-        renew = worker._renew_leases
-        worker._renew_leases = lambda actives: renew(
+        renew = worker.host._renew_leases
+        worker.host._renew_leases = lambda actives: renew(
             [a for a in actives if a.ctx.attempt.number != 1]  # attempt 1 is never renewed
         )
         handle = outlives.trigger({})

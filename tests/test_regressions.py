@@ -558,12 +558,12 @@ def test_no_slot_leaks_when_a_borrower_is_reaped(env):
         try:
             handle = parent.trigger({})
             wait_status(handle, "FROZEN")
-            renew = worker._renew_leases
-            worker._renew_leases = lambda actives: None  # the borrower's lease lapses
+            renew = worker.host._renew_leases
+            worker.host._renew_leases = lambda actives: None  # the borrower's lease lapses
             run = wait_final(handle, 60)
         finally:
             hang.set()
-            worker._renew_leases = renew
+            worker.host._renew_leases = renew
         wait_for(lambda: len(worker.active) == 0)
     assert run.status == "COMPLETED" and run.output == 1
     child = runlane.runs.retrieve(runlane.runs.list(task_identifier="rb-leaf").data[0])

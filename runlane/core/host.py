@@ -1,0 +1,233 @@
+"""Supervision of the attempts executing in one process, whoever delivers them.
+
+A ``Host`` runs one housekeeping thread that (while it holds the store's "engine" lease, so one
+process at a time does it) promotes delayed runs, expires TTLs and redelivers lost dispatches,
+and that, for the attempts running in this process, flushes metadata and logs, renews their
+leases (the heartbeat), and interrupts those canceled or past their max duration.
+
+``runlane.Worker`` pairs a Host with its own executor threads; the Celery and Dramatiq adapters
+pair one with the worker pool of their framework (one Host per worker process).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from runlane.core import runtime
+from runlane.core.context import ActiveRun
+from runlane.core.executor import ActiveRuns, Executor, flush_active, timed_out_error
+from runlane.core.interrupt import CANCEL, TIMEOUT
+from runlane.core.models import AttemptStatus, RunStatus
+from runlane.core.types import AttemptOutcome
+
+log = logging.getLogger("runlane.worker")
+
+ENGINE_LEASE = "engine"
+REDELIVER_EVERY = 30.0
+STATUS_CHECK_EVERY = 0.5  # how often executing runs are checked for a cancel
+INTERRUPT_GRACE = 2.0  # seconds an interrupted attempt gets before its slot is replaced
+
+
+class Host:
+    """Housekeeping for the attempts executing in this process (see the module docstring).
+
+    ``on_abandon(thread_id)`` is called when an interrupted attempt stays blocked in a call for
+    ``INTERRUPT_GRACE`` seconds: the run has been ended in the store by then, and the pool may
+    replace the blocked thread.
+    """
+
+    def __init__(
+        self,
+        worker_id: str,
+        runtime_: runtime.Runtime | None = None,
+        *,
+        on_abandon: Callable[[int], None] | None = None,
+        engine: bool = True,
+    ) -> None:
+        self.id = worker_id
+        self._rt = runtime_
+        self.active = ActiveRuns()
+        self.abandoned: set[int] = set()
+        self.is_leader = False
+        self.engine = engine
+        self._on_abandon = on_abandon
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_renewal = time.time()
+
+    @property
+    def runtime(self) -> runtime.Runtime:
+        return self._rt or runtime.get()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def executor(self, busy: Callable[[], bool] | None = None) -> Executor:
+        """An executor whose attempts this host supervises."""
+        return Executor(self.runtime, self.id, self.active, busy=busy)
+
+    def start(self) -> Host:
+        if self.running:
+            return self
+        self._rt = self.runtime
+        self._stop.clear()
+        self._last_renewal = time.time()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"runlane-engine-{self.id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop housekeeping and give up the engine lease (attempts should have ended)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(max(1.0, timeout))
+        self._thread = None
+        self.is_leader = False
+        if self.engine:
+            try:
+                self.runtime.store.release_lease(ENGINE_LEASE, self.id)
+            except Exception:
+                log.exception("could not release the engine lease")
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        rt = self.runtime
+        interval = rt.settings.engine_interval
+        lease_ttl = max(5.0, interval * 20)
+        last_redeliver = time.monotonic()
+        last_flush = last_status = 0.0
+        failures = 0
+        while not self._stop.is_set():
+            if self.engine:
+                try:
+                    self.is_leader = rt.store.acquire_lease(
+                        ENGINE_LEASE, self.id, ttl=lease_ttl, now=rt.now()
+                    )
+                    if self.is_leader:
+                        redeliver = time.monotonic() - last_redeliver >= REDELIVER_EVERY
+                        if redeliver:
+                            last_redeliver = time.monotonic()
+                        rt.engine.tick(redeliver=redeliver)
+                    failures = 0
+                except Exception:  # the store is unreachable: back off, and say so once
+                    failures += 1
+                    if failures == 1:
+                        log.exception("engine tick failed; retrying with backoff")
+                    else:
+                        log.debug("engine tick failed again (%d in a row)", failures, exc_info=True)
+            check_status = time.monotonic() - last_status >= STATUS_CHECK_EVERY
+            if check_status:
+                last_status = time.monotonic()
+            try:
+                self.supervise(check_status)
+            except Exception:
+                log.exception("supervising attempts failed")
+            if time.monotonic() - last_flush >= rt.settings.metadata_flush_interval:
+                last_flush = time.monotonic()
+                for active in self.active.snapshot():
+                    try:
+                        flush_active(rt, active)
+                    except Exception:
+                        log.exception("flush of run %s failed", active.run_id)
+            self._stop.wait(interval if failures == 0 else min(5.0, interval * 2**failures))
+
+    def supervise(self, check_status: bool = True) -> None:
+        """Interrupt attempts past their max duration or canceled; end the run of an attempt
+        stuck in a blocking call after ``INTERRUPT_GRACE`` seconds."""
+        rt = self.runtime
+        actives = [a for a in self.active.snapshot() if a.control is not None]
+        if not actives:
+            self._last_renewal = time.time()
+            return
+        now = time.monotonic()
+        for active in actives:
+            control = active.control
+            assert control is not None
+            if control.past_deadline(now):
+                control.interrupt(TIMEOUT)
+        if check_status:  # canceled, or taken from this worker (lease lost): stop it
+            statuses = rt.store.statuses([a.run_id for a in actives])
+            for active in actives:
+                status, attempt = statuses.get(active.run_id, (None, None))
+                if status is not None and (
+                    status is not RunStatus.EXECUTING or attempt != active.ctx.attempt.number
+                ):
+                    assert active.control is not None
+                    active.control.interrupt(CANCEL)
+        self._renew_leases(actives)
+        for active in actives:
+            control = active.control
+            assert control is not None
+            stuck = (
+                control.interrupted_at is not None
+                and not control.finished.is_set()
+                and now - control.interrupted_at >= INTERRUPT_GRACE
+                and control.thread_id not in self.abandoned
+            )
+            if stuck:
+                self._abandon(active)
+
+    def _renew_leases(self, actives: list[ActiveRun]) -> None:
+        """Heartbeat: renew the leases of the attempts running here. A worker that cannot renew
+        for most of the lease stops its attempts itself (fencing), before the leader reaps."""
+        rt = self.runtime
+        timeout = rt.settings.lease_timeout
+        now = time.time()
+        if now - self._last_renewal < timeout / 6:
+            return
+        try:
+            lost = rt.store.heartbeat(
+                {a.run_id: a.ctx.attempt.number for a in actives},
+                worker_id=self.id,
+                lease_until=now + timeout,
+                now=now,
+            )
+        except Exception:
+            log.exception("lease renewal failed")
+            if now - self._last_renewal > timeout * 0.8:
+                for active in actives:
+                    assert active.control is not None
+                    active.control.interrupt(CANCEL)
+            return
+        self._last_renewal = now
+        for active in actives:
+            if active.run_id in lost:
+                assert active.control is not None
+                active.control.interrupt(CANCEL)
+
+    def _abandon(self, active: ActiveRun) -> None:
+        """The attempt does not return from a blocking call: end the run now (its thread stops
+        when the call returns) and tell the pool, which may replace the thread."""
+        rt = self.runtime
+        control = active.control
+        assert control is not None
+        self.abandoned.add(control.thread_id)
+        if control.reason == TIMEOUT:
+            rt.store.finish_attempt(
+                active.run_id,
+                active.ctx.attempt.number,
+                AttemptOutcome(
+                    attempt_status=AttemptStatus.TIMED_OUT.value,
+                    run_status=RunStatus.TIMED_OUT,
+                    error=timed_out_error(active.ctx.run.max_duration),
+                    metadata_ops=active.metadata.take_pending(),
+                ),
+                now=rt.now(),
+            )
+        else:  # canceled: stop waiting for the blocked call, give its slots back
+            rt.store.release_canceled(active.run_id, active.ctx.attempt.number, now=rt.now())
+        rt.engine.send_ready()
+        log.warning(
+            "run %s is blocked after being interrupted (%s); its slot goes to a new thread",
+            active.run_id,
+            control.reason,
+        )
+        if self._on_abandon is not None:
+            self._on_abandon(control.thread_id)
