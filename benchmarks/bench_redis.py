@@ -57,7 +57,7 @@ import redis
 
 import runlane
 from runlane.core import runtime as _runtime
-from runlane.core.worker import ENGINE_LEASE
+from runlane.core.host import ENGINE_LEASE
 
 BATCH = 500  # runlane's batch_trigger limit; the raw systems' groups use the same size
 IDLE_GAP = 0.1  # seconds of idleness before each "after idle" round trip
@@ -357,6 +357,9 @@ class System:
     def before_release(self) -> None:
         """Called just before the staged tasks are moved onto the live queue."""
 
+    def after_release(self) -> None:
+        """Called just after they were moved (inside the timed drain)."""
+
     def close(self) -> None:
         pass
 
@@ -525,19 +528,33 @@ class RunlaneSystem(System):
 
         env = self.ctx.args.environment
         broker: Any = RedisBroker(self.ctx.url, env, prefix=self.staged) if staging else "redis"
-        return runlane.configure(
+        rt = runlane.configure(
             store=self.store_url(),
             broker=broker,
             environment=env,
             limits={"batch_items": 100_000},
         )
+        if staging:  # admission pushes onto the staging lists, as it does onto the live ones
+            rt.store.direct = broker.prefix  # type: ignore[attr-defined]
+        return rt
+
+    def staged_pairs(self) -> list[tuple[str, str]]:
+        """The staged broker lists (``bq:<task>``); the wake-up tokens are sent after them."""
+        return [pair for pair in super().staged_pairs() if ":bq:" in pair[0]]
+
+    def after_release(self) -> None:
+        """Wake the idle workers as admission does (a token on each task's ``sig:`` list)."""
+        live = f"{self.live}:{{{self.ctx.args.environment}}}:"
+        pipe = self.ctx.client.pipeline(transaction=False)
+        for key in self.ctx.client.scan_iter(match=f"{live}bq:*", count=1000):
+            pipe.rpush(live + "sig:" + key.decode()[len(live) + 3 :], *[1] * 8)
+        pipe.execute()
 
     def before_workers(self) -> None:
-        # Triggering writes each run to the store's outbox ("ready") and the trigger call then
-        # forwards it to the broker, here the staging lists; the engine leader's tick also
-        # forwards the outbox (every 0.25 s) and would send some staged runs to the live list.
-        # So this process holds the engine lease until the drain starts: the workers elect
-        # their leader then, as they would after a leader's restart.
+        # Staged runs wait admitted in the staging lists; the engine leader's redelivery loop
+        # would send those older than redeliver_after to the live lists. So this process holds
+        # the engine lease until the drain starts: the workers elect their leader then, as
+        # they would after a leader's restart.
         if not self.rt.store.acquire_lease(ENGINE_LEASE, self.owner, ttl=3600, now=self.rt.now()):
             raise BenchError("could not take the engine lease of a fresh store")
 
@@ -875,6 +892,7 @@ def measure(system: System, args: argparse.Namespace, profiler: Profiler | None)
             started = time.perf_counter()
             keys = [k for pair in pairs for k in pair]
             moved = system.ctx.client.eval(RELEASE, len(keys), *keys)
+            system.after_release()
             if moved != expected:
                 raise BenchError(f"{system.name}: {moved} tasks staged, {expected} expected")
             polls = 0

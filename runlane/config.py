@@ -52,7 +52,7 @@ def _build_store(store: Any, environment: str, concurrency_limit: int | None) ->
     )
 
 
-def _build_broker(broker: Any, store: Store, environment: str) -> Broker:
+def _build_broker(broker: Any, store: Store, environment: str, heartbeat: float) -> Broker:
     if isinstance(broker, Broker):
         return broker
     if broker == "redis":
@@ -60,7 +60,13 @@ def _build_broker(broker: Any, store: Store, environment: str) -> Broker:
 
         if not isinstance(store, RedisStore):
             raise ConfigurationError("the 'redis' broker needs the Redis store")
-        return RedisBroker(store.client, environment, prefix=store.key_prefix)
+        return RedisBroker(
+            store.client,
+            environment,
+            prefix=store.key_prefix,
+            heartbeat_timeout=heartbeat,  # a worker's deliveries are recovered after this
+            store=store,
+        )
     if broker == "local":
         from runlane.backends.local import LocalBroker
         from runlane.backends.sqlite import SQLiteStore
@@ -151,7 +157,7 @@ def configure(
     built_store.retention = settings.retention
     default_broker = "redis" if type(built_store).__name__ == "RedisStore" else "local"
     broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", default_broker)
-    built_broker = _build_broker(broker_spec, built_store, env)
+    built_broker = _build_broker(broker_spec, built_store, env, settings.lease_timeout)
     settings.store_url = store_url if isinstance(store_url, str) else type(store_url).__name__
     settings.broker_name = (
         broker_spec if isinstance(broker_spec, str) else type(broker_spec).__name__

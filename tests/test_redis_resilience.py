@@ -65,6 +65,14 @@ TASKS = textwrap.dedent(
         return {{"i": payload["i"], "attempt": ctx.attempt.number, "pid": os.getpid()}}
 
 
+    @runlane.task(id="drain-long", retry=RETRY)
+    def drain_long(payload, ctx):
+        if ctx.attempt.number == 1:
+            for _ in range(600):  # 60 s in short sleeps: an interrupt lands between them
+                time.sleep(0.1)
+        return {{"i": payload["i"], "attempt": ctx.attempt.number, "pid": os.getpid()}}
+
+
     @runlane.task(
         id="outage-long",
         retry={{"max_attempts": 4, "min_timeout_in_ms": 0, "max_timeout_in_ms": 50}},
@@ -135,7 +143,9 @@ class WorkerProc:
 
     counter = 0
 
-    def __init__(self, tmp: Path, url: str, module: Path, concurrency: int) -> None:
+    def __init__(
+        self, tmp: Path, url: str, module: Path, concurrency: int, extra: tuple[str, ...] = ()
+    ) -> None:
         WorkerProc.counter += 1
         self.name = f"w{WorkerProc.counter}"
         self.out = tmp / f"{self.name}.out"
@@ -154,6 +164,7 @@ class WorkerProc:
                     str(module),
                     "--concurrency",
                     str(concurrency),
+                    *extra,
                 ],
                 stdout=out,
                 stderr=err,
@@ -195,8 +206,10 @@ def spawn(tmp_path: Path) -> Iterator:
     module.write_text(TASKS)
     started: list[WorkerProc] = []
 
-    def start(url: str, concurrency: int = 4, ready: bool = True) -> WorkerProc:
-        w = WorkerProc(tmp_path, url, module, concurrency)
+    def start(
+        url: str, concurrency: int = 4, ready: bool = True, extra: tuple[str, ...] = ()
+    ) -> WorkerProc:
+        w = WorkerProc(tmp_path, url, module, concurrency, extra)
         started.append(w)
         return w.wait_ready() if ready else w
 
@@ -398,6 +411,38 @@ def test_sigterm_drains_in_flight_runs_and_leaves_the_rest_queued(store, spawn):
             message=f"run {rid} to finish on the second worker",
         )
         assert run.status == "COMPLETED" and run.attempt_count == 1, run
+        assert run.output["pid"] == second.pid
+    wait_for(_no_slot_leaked, timeout=30, message="every queue slot to be released")
+
+
+def test_sigterm_hands_back_what_outlives_the_grace_period(store, spawn):
+    """``runlane worker --grace 1``: attempts still running a second after SIGTERM are
+    stopped and their runs retried at once on another worker (not after lease_timeout)."""
+    first = spawn(store, concurrency=2, extra=("--grace", "1"))
+    handles = [runlane.tasks.trigger("drain-long", {"i": i}) for i in range(2)]
+    ids = [h.id for h in handles]
+    wait_for(
+        lambda: all(
+            s[0] is RunStatus.EXECUTING for s in runtime.get().store.statuses(ids).values()
+        ),
+        timeout=60,
+        message="both runs executing",
+    )
+    first.proc.send_signal(signal.SIGTERM)
+    assert first.proc.wait(60) == 0, first.logs()
+    assert "handed back 2 run(s)" in first.err.read_text(), first.logs()
+    for rid in ids:  # back in the queue at once: attempt 1 crashed, attempt 2 to come
+        run = runlane.runs.retrieve(rid)
+        assert run.status in ("REATTEMPTING", "QUEUED"), (run.status, first.logs())
+        assert [a.status for a in run.attempts] == ["CRASHED"]
+    second = spawn(store, concurrency=2)
+    for rid in ids:
+        run = wait_for(
+            lambda r=rid: (x := runlane.runs.retrieve(r)).is_completed and x,
+            timeout=60,
+            message=f"run {rid} to finish on the second worker",
+        )
+        assert run.status == "COMPLETED" and run.output["attempt"] == 2, run
         assert run.output["pid"] == second.pid
     wait_for(_no_slot_leaked, timeout=30, message="every queue slot to be released")
 
@@ -642,52 +687,56 @@ def test_a_fenced_attempt_returning_late_does_not_unregister_the_next_attempt(st
 
 
 def test_a_run_whose_start_hit_a_redis_error_runs_again_promptly(store):
-    """One Redis error between fetch and start (a restart, a failover, a timeout) must not park
-    the run, holding its queue slot, for a minute."""
+    """One Redis error on the fetch-and-start call (a restart, a failover, a timeout) before
+    it ran must not park the run, holding its queue slot, for a minute."""
     rt = runtime.get()
 
     @runlane.task(id="start-blip")
     def start_blip(payload):
         return payload
 
-    real = rt.store.start_attempt
+    real = rt.store.fetch_start
     failures = []
 
     def flaky(*args, **kwargs):
         if not failures:
             failures.append(True)
-            raise StoreError("Redis store unreachable (start_attempt): injected")
+            raise StoreError("Redis store unreachable (fetch_start): injected")
         return real(*args, **kwargs)
 
-    rt.store.start_attempt = flaky
+    rt.store.fetch_start = flaky
     with runlane.Worker(concurrency=1, fetch_timeout=0.1):
         handle = start_blip.trigger({"x": 1})
         run = wait_final(handle, timeout=15)  # with the bug: about 60 s
     assert failures and run.status == "COMPLETED" and run.output == {"x": 1}
+    assert [a.status for a in run.attempts] == ["COMPLETED"]
 
 
 def test_a_fetch_whose_reply_was_lost_does_not_strand_its_runs(store):
-    """The fetch script moved the run into this worker's in-flight hash, but the reply never
-    arrived (seen in the Redis restart test: the AOF holds the HSET into in-flight, the worker
-    logged `fetch failed` with `Connection reset by peer`, and the run started 60 s later)."""
+    """The fetch script moved the run into this worker's in-flight hash and started its
+    attempt, but the reply never arrived (seen in the Redis restart test: the AOF holds the
+    HSET into in-flight, the worker logged `fetch failed` with `Connection reset by peer`, and
+    the run started 60 s later). The worker adopts the attempt started for it: the run
+    completes at once, as its first attempt."""
     rt = runtime.get()
 
     @runlane.task(id="lost-reply")
     def lost_reply(payload):
         return payload
 
-    real = rt.broker._fetch
+    real = rt.store.fetch_start
     lost = []
 
     def fetch_reply_lost(*args, **kwargs):
-        got = real(*args, **kwargs)
+        got, more = real(*args, **kwargs)
         if got and not lost:
             lost.extend(got)
-            raise redis.exceptions.ConnectionError("Connection reset by peer (injected)")
-        return got
+            raise StoreError("Redis store unreachable (fetch_start): Connection reset by peer")
+        return got, more
 
-    rt.broker._fetch = fetch_reply_lost
+    rt.store.fetch_start = fetch_reply_lost
     with runlane.Worker(concurrency=1, fetch_timeout=0.1):
         handle = lost_reply.trigger({"x": 1})
         run = wait_final(handle, timeout=15)  # with the bug: about 60 s
     assert lost and run.status == "COMPLETED" and run.output == {"x": 1}
+    assert [a.status for a in run.attempts] == ["COMPLETED"]

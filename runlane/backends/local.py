@@ -14,7 +14,7 @@ import time
 from collections.abc import Collection, Sequence
 
 from runlane.backends.sqlite.db import Database, release_database, shared_database
-from runlane.core.types import Delivery, Dispatch
+from runlane.core.types import Delivery, Dispatch, StartRequest
 
 VISIBILITY_TIMEOUT = 300.0
 
@@ -112,7 +112,10 @@ class LocalConsumer:
                 )
         return [Delivery(Dispatch(r[1], r[2], r[3], r[4]), r[0]) for r in rows]
 
-    def fetch(self, max_count: int, timeout: float) -> list[Delivery]:
+    def fetch(
+        self, max_count: int, timeout: float, start: StartRequest | None = None
+    ) -> list[Delivery]:
+        """Claimed deliveries; ``start`` is not used (the executor starts each attempt)."""
         deadline = time.monotonic() + timeout
         generation = self.broker._generation
         while not self._closed:

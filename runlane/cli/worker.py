@@ -51,8 +51,12 @@ def _banner(title: str, worker: runlane.Worker, extra: dict[str, str] | None = N
     return Panel(grid, title=title, title_align="left", border_style="cyan")
 
 
-def serve_worker(worker: runlane.Worker, banner: Panel, *, restore_signals: bool = True) -> None:
-    """Start ``worker``, block until SIGINT/SIGTERM, then stop it gracefully.
+def serve_worker(
+    worker: runlane.Worker, banner: Panel, *, restore_signals: bool = True, grace: float = 30.0
+) -> None:
+    """Start ``worker``, block until SIGINT/SIGTERM, then stop it gracefully: no new runs,
+    running attempts get ``grace`` seconds to finish, the rest are handed back (retried on
+    another worker at once).
 
     Further signals while stopping are ignored (``runlane dev``'s parent may send one more).
     """
@@ -74,7 +78,7 @@ def serve_worker(worker: runlane.Worker, banner: Panel, *, restore_signals: bool
         running = len(worker.active)
         note = f" (waiting for {running} running attempt(s))" if running else ""
         out.print(f"Stopping worker{note}...")
-        worker.stop()
+        worker.stop(timeout=grace)
         out.print("Worker stopped.")
     finally:
         if restore_signals:
@@ -92,13 +96,20 @@ def serve_worker(worker: runlane.Worker, banner: Panel, *, restore_signals: bool
     help="Runs executed at once by this worker.",
 )
 @click.option("--queues", metavar="A,B", help="Only run these queues (comma separated).")
-def worker(modules: tuple[str, ...], concurrency: int, queues: str | None) -> None:
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running attempts get to finish on SIGTERM before they are handed back.",
+)
+def worker(modules: tuple[str, ...], concurrency: int, queues: str | None, grace: float) -> None:
     """Run the tasks of MODULE (dotted names or path/to/tasks.py) until SIGINT/SIGTERM."""
     names = _queues(queues)
     configure()
     load_modules(list(modules))
     w = runlane.Worker(concurrency=concurrency, queues=names)
-    serve_worker(w, _banner("runlane worker", w))
+    serve_worker(w, _banner("runlane worker", w), grace=grace)
 
 
 # ---------------------------------------------------------------------- dev

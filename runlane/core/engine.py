@@ -362,8 +362,12 @@ class Engine:
             )
         await_waitpoint(active, index, resume_at=resume_at)
 
-    def send_ready(self) -> None:
-        """Send runs the store queued by itself (resumed waits)."""
+    def send_ready(self, *, always: bool = False) -> None:
+        """Send the runs the store admitted to the broker (its outbox). A store that pushes
+        them onto its own broker as it admits them has none, except what an earlier
+        configuration left (drained by the engine's tick: ``always``)."""
+        if not always and getattr(self.rt.store, "dispatches_itself", False):
+            return
         while True:
             ready = self.rt.store.take_ready(limit=1000)
             self.send(ready)
@@ -456,7 +460,7 @@ class Engine:
         self.rt.store.promote_due(now=now, limit=1000)
         self.rt.store.expire_runs(now=now, limit=1000)
         self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time
-        self.send_ready()
+        self.send_ready(always=True)
         if now - self._last_purge >= PURGE_EVERY:
             self._last_purge = now
             self.rt.store.purge(now=now, limit=1000)

@@ -30,7 +30,7 @@ from runlane.core.metadata import MetadataState
 from runlane.core.models import AttemptStatus, Run, RunStatus, TaskRunError
 from runlane.core.options import DEFAULT_MACHINE, MACHINES, UNSET, RetryOptions, parse_retry
 from runlane.core.task import Task
-from runlane.core.types import AttemptOutcome, Dispatch, StartedAttempt
+from runlane.core.types import AttemptOutcome, Delivery, Dispatch, StartedAttempt, StartRequest
 from runlane.core.waits import Suspend, WaitState
 from runlane.errors import LimitExceededError
 
@@ -47,6 +47,13 @@ def effective_retry(rt: Runtime, task: Task[Any], run: Run) -> RetryOptions:
     if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
         options = RetryOptions(**{**options.__dict__, "max_attempts": 1})
     return options
+
+
+def default_max_attempts(rt: Runtime, task: Task[Any]) -> int:
+    """The attempts the reaper allows a run of this task if its worker dies mid-attempt."""
+    if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
+        return 1
+    return parse_retry(task.retry_options, rt.settings.retry_default).max_attempts
 
 
 def effective_max_duration(rt: Runtime, task: Task[Any], stored: int | None) -> int | None:
@@ -196,25 +203,37 @@ class Executor:
         self.active = active if active is not None else ActiveRuns()
         self.busy = busy
 
-    def execute(self, dispatch: Dispatch) -> Run | None:
+    def start_request(self) -> StartRequest:
+        """What a broker needs to start attempts as it delivers them (``fetch(start=)``)."""
+        rt = self.rt
+        return StartRequest(
+            worker_id=self.worker_id,
+            lease_timeout=rt.settings.lease_timeout,
+            default_max_attempts={t.id: default_max_attempts(rt, t) for t in rt.registry.all()},
+            now=rt.now,
+        )
+
+    def execute(self, dispatch: Dispatch, delivery: Delivery | None = None) -> None:
+        """Run one delivered run: start its attempt (unless the broker did: ``delivery.started``),
+        execute it, record the outcome. A run that cannot start (canceled, expired, already
+        taken) is skipped. With a delivery that has an ``ack_ref``, the store removes the
+        delivery as it records the outcome and ``delivery.settled`` is set."""
         rt = self.rt
         task = rt.registry.get(dispatch.task_identifier)
         if task is None:
-            return None
-        started = rt.store.start_attempt(
-            dispatch.run_id,
-            worker_id=self.worker_id,
-            now=rt.now(),
-            known_tasks={task.id},
-            lease_until=time.time() + rt.settings.lease_timeout,  # leases use real time
-            default_max_attempts=(  # what the reaper allows if this worker dies
-                1
-                if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev
-                else parse_retry(task.retry_options, rt.settings.retry_default).max_attempts
-            ),
-        )
+            return
+        started = delivery.started if delivery is not None else None
+        if started is None:
+            started = rt.store.start_attempt(
+                dispatch.run_id,
+                worker_id=self.worker_id,
+                now=rt.now(),
+                known_tasks={task.id},
+                lease_until=time.time() + rt.settings.lease_timeout,  # leases use real time
+                default_max_attempts=default_max_attempts(rt, task),
+            )
         if started is None:  # canceled, expired, or already taken: nothing to do
-            return None
+            return
         retry = effective_retry(rt, task, started.run)
         max_duration = effective_max_duration(rt, task, started.max_duration)
         ctx = build_context(rt, task, started, self.worker_id, retry.max_attempts, max_duration)
@@ -277,32 +296,33 @@ class Executor:
         if active.waits is not None and active.waits.suspended_index is not None:
             suspended = active.waits.suspended_index  # even if user code swallowed Suspend
         if suspended is not None and control.reason is None:
-            return self._suspend(started, active, suspended)
+            with active.flush_lock:
+                self._suspend_locked(started, active, suspended, delivery)
+            return
         outcome = self._outcome(end, control, max_duration)
-        return self._record(started, active, outcome)
-
-    def _suspend(self, started: StartedAttempt, active: ActiveRun, index: int) -> Run | None:
-        """Freeze the run on its waitpoint: this worker is free until the wait resolves."""
-        rt = self.rt
         with active.flush_lock:
-            status = self._suspend_locked(started, active, index)
-        if status is RunStatus.QUEUED:  # resolved meanwhile: continue at once
-            rt.engine.send_ready()
-        return None
+            self._record_locked(started, active, outcome, delivery)
 
     def _suspend_locked(
-        self, started: StartedAttempt, active: ActiveRun, index: int
-    ) -> RunStatus | None:
+        self, started: StartedAttempt, active: ActiveRun, index: int, delivery: Delivery | None
+    ) -> None:
+        """Freeze the run on its waitpoint: this worker is free until the wait resolves."""
         rt = self.rt
         self._flush_side(active)
-        return rt.store.suspend(
+        ack = delivery.ack_ref if delivery is not None else None
+        status = rt.store.suspend(
             started.run.id,
             started.attempt_number,
             index,
             now=rt.now(),
             metadata_ops=active.metadata.take_pending(),
             attempt_ms=int(active.control.elapsed() * 1000) if active.control else None,
+            ack=ack,
         )
+        if delivery is not None and ack is not None:
+            delivery.settled = True
+        if status is RunStatus.QUEUED:  # resolved meanwhile: continue at once
+            rt.engine.send_ready()
 
     def _flush_side(self, active: ActiveRun) -> None:
         """Logs and parent/root metadata of an attempt that is ending or suspending."""
@@ -349,15 +369,13 @@ class Executor:
             error=end.error,
         )
 
-    def _record(
-        self, started: StartedAttempt, active: ActiveRun, outcome: AttemptOutcome | None
-    ) -> Run | None:
-        with active.flush_lock:
-            return self._record_locked(started, active, outcome)
-
     def _record_locked(
-        self, started: StartedAttempt, active: ActiveRun, outcome: AttemptOutcome | None
-    ) -> Run | None:
+        self,
+        started: StartedAttempt,
+        active: ActiveRun,
+        outcome: AttemptOutcome | None,
+        delivery: Delivery | None,
+    ) -> None:
         rt = self.rt
         self._flush_side(active)
         ops = active.metadata.take_pending()
@@ -369,13 +387,18 @@ class Executor:
             # the attempt has stopped: the slots it kept while stopping are free now
             rt.store.release_canceled(started.run.id, started.attempt_number, now=rt.now())
             rt.engine.send_ready()
-            return None
+            return
         attempt_ms = int(active.control.elapsed() * 1000) if active.control else None
         outcome = AttemptOutcome(
             **{**outcome.__dict__, "metadata_ops": ops, "attempt_ms": attempt_ms}
         )
-        run = rt.store.finish_attempt(started.run.id, started.attempt_number, outcome, now=rt.now())
-        if run is None:
+        ack = delivery.ack_ref if delivery is not None else None
+        recorded = rt.store.finish_attempt(
+            started.run.id, started.attempt_number, outcome, now=rt.now(), ack=ack
+        )
+        if delivery is not None and ack is not None:
+            delivery.settled = True
+        if not recorded:
             log.info(
                 "run %s changed while attempt %d ran; its result was not recorded",
                 started.run.id,
@@ -383,4 +406,3 @@ class Executor:
             )
         else:  # the slot it freed may admit a waiting run; a waiting parent may resume
             rt.engine.send_ready()
-        return run

@@ -34,6 +34,7 @@ INTERRUPT_GRACE = 2.0  # seconds an interrupted attempt gets before its slot is 
 class Host:
     """Housekeeping for the attempts executing in this process (see the module docstring).
 
+    ``on_tick()`` runs on every turn of the loop (the Worker refreshes its broker heartbeat).
     ``on_abandon(thread_id)`` is called when an interrupted attempt stays blocked in a call for
     ``INTERRUPT_GRACE`` seconds: the run has been ended in the store by then, and the pool may
     replace the blocked thread.
@@ -45,6 +46,7 @@ class Host:
         runtime_: runtime.Runtime | None = None,
         *,
         on_abandon: Callable[[int], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
         engine: bool = True,
     ) -> None:
         self.id = worker_id
@@ -54,6 +56,7 @@ class Host:
         self.is_leader = False
         self.engine = engine
         self._on_abandon = on_abandon
+        self._on_tick = on_tick
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_renewal = time.time()
@@ -122,6 +125,11 @@ class Host:
                         log.exception("engine tick failed; retrying with backoff")
                     else:
                         log.debug("engine tick failed again (%d in a row)", failures, exc_info=True)
+            if self._on_tick is not None:
+                try:
+                    self._on_tick()
+                except Exception:
+                    log.debug("housekeeping hook failed", exc_info=True)
             check_status = time.monotonic() - last_status >= STATUS_CHECK_EVERY
             if check_status:
                 last_status = time.monotonic()

@@ -7,7 +7,7 @@ Times are epoch seconds (floats) passed in by the engine, so a fake clock drives
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -247,9 +247,17 @@ class Store(Protocol):
         ...
 
     def finish_attempt(
-        self, run_id: str, attempt_number: int, outcome: AttemptOutcome, *, now: float
-    ) -> Run | None:
-        """Record the attempt's end, guarded by (EXECUTING, attempt number)."""
+        self,
+        run_id: str,
+        attempt_number: int,
+        outcome: AttemptOutcome,
+        *,
+        now: float,
+        ack: str | None = None,
+    ) -> bool:
+        """Record the attempt's end, guarded by (EXECUTING, attempt number); False when the
+        run changed meanwhile (nothing recorded). ``ack``: a delivery's ``ack_ref`` the store
+        removes from its broker in the same transition, recorded or not."""
         ...
 
     def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
@@ -278,8 +286,10 @@ class Store(Protocol):
         now: float,
         metadata_ops: Sequence[dict[str, Any]] = (),
         attempt_ms: int | None = None,
+        ack: str | None = None,
     ) -> RunStatus | None:
-        """EXECUTING → FROZEN on a waitpoint (QUEUED at once if it is already resolved)."""
+        """EXECUTING → FROZEN on a waitpoint (QUEUED at once if it is already resolved);
+        ``ack`` as in ``finish_attempt``."""
         ...
 
     def take_ready(self, *, limit: int) -> list[Dispatch]:
@@ -326,14 +336,37 @@ class Broker(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class Delivery:
     dispatch: Dispatch
     tag: Any  # broker-specific receipt, passed back to ack
+    # set when the broker started the attempt as it delivered the run (one call, not two)
+    started: StartedAttempt | None = None
+    # the reference a store removes the delivery by when it records the attempt's result in
+    # the same transition (the Redis store and broker); ``settled`` is set once it did
+    ack_ref: str | None = None
+    settled: bool = False
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What a broker needs to start the attempts of the runs it delivers (``fetch(start=)``)."""
+
+    worker_id: str
+    lease_timeout: float  # seconds; leases use real time
+    default_max_attempts: Mapping[str, int]  # by task id: what the reaper allows if we die
+    now: Callable[[], float]  # the runtime's clock (a FakeClock in tests)
 
 
 class Consumer(Protocol):
-    def fetch(self, max_count: int, timeout: float) -> list[Delivery]: ...
+    def fetch(
+        self, max_count: int, timeout: float, start: StartRequest | None = None
+    ) -> list[Delivery]:
+        """Up to ``max_count`` deliveries, waiting up to ``timeout`` seconds for the first.
+        With ``start``, a broker that can start attempts as it delivers (Redis) returns only
+        runs it started (``delivery.started``); others ignore it."""
+        ...
+
     def ack(self, delivery: Delivery) -> None: ...
     def nack(self, delivery: Delivery) -> None:
         """Give a delivery back at once (its run could not be started here just now)."""

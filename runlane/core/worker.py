@@ -16,11 +16,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from runlane.core import ids, runtime
+from runlane.core.context import ActiveRun
 from runlane.core.executor import ActiveRuns
-from runlane.core.host import Host
+from runlane.core.host import INTERRUPT_GRACE, Host
+from runlane.core.interrupt import CANCEL
 from runlane.core.options import validate_queue_name
 from runlane.core.task import Task
-from runlane.core.types import NativeBroker
+from runlane.core.types import NativeBroker, StartRequest
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 log = logging.getLogger("runlane.worker")
@@ -49,8 +51,9 @@ class Worker:
         self.fetch_timeout = fetch_timeout
         self._draining = threading.Event()  # executors take no new runs
         self._threads: list[threading.Thread] = []
-        self.host = Host(self.id, runtime_, on_abandon=self._replace_thread)
+        self.host = Host(self.id, runtime_, on_abandon=self._replace_thread, on_tick=self._beat)
         self._consumer: Any = None
+        self._start_request: StartRequest | None = None
         self._started = False
 
     @property
@@ -79,6 +82,7 @@ class Worker:
                 "runlane.Worker needs the 'local' or 'redis' broker"
             )
         self._draining.clear()
+        self._start_request = None
         self._consumer = broker.consumer(self.id, rt.registry.ids(), self.queues)
         rt.registry.on_add(self._on_task_added)
         rt.engine.register(rt.registry.all())
@@ -113,14 +117,50 @@ class Worker:
             if t.ident in self.host.abandoned:  # blocked in a call we already gave up on
                 continue
             t.join(max(0.0, deadline - time.monotonic()))
+        # 2. attempts still running after the grace period are handed back
+        left = [a for a in self.active.snapshot() if a.control is not None]
+        if left:
+            self._hand_back(left, timeout)
         gone = self.host.abandoned
         alive = [t.name for t in self._threads if t.is_alive() and t.ident not in gone]
         if alive:
             log.warning("worker %s: threads still running after %.0fs: %s", self.id, timeout, alive)
-        # 2. then the housekeeping loop
-        self.host.stop(deadline - time.monotonic())
+        # 3. then the housekeeping loop
+        self.host.stop(max(1.0, deadline - time.monotonic()))
         self._threads = []
         self._started = False
+
+    def _hand_back(self, actives: list[ActiveRun], grace: float) -> None:
+        """Stop the attempts that outlived the grace period (their result is discarded) and
+        end their leases now, so each run is retried at once on another worker as a crashed
+        attempt, as if this worker had died, instead of after ``lease_timeout``."""
+        rt = self.runtime
+        for active in actives:
+            assert active.control is not None
+            active.control.interrupt(CANCEL)
+        now = time.time()
+        try:
+            rt.store.heartbeat(
+                {a.run_id: a.ctx.attempt.number for a in actives},
+                worker_id=self.id,
+                lease_until=now - 1.0,
+                now=now,
+            )
+            rt.store.reap(now=time.time(), limit=len(actives) + 1000)
+            rt.engine.send_ready()
+        except Exception:  # the leader's reaper recovers them when the leases lapse
+            log.exception("could not hand back %d run(s)", len(actives))
+            return
+        log.warning(
+            "worker %s: handed back %d run(s) still executing after %.0fs: %s",
+            self.id,
+            len(actives),
+            grace,
+            ", ".join(a.run_id for a in actives),
+        )
+        until = time.monotonic() + INTERRUPT_GRACE
+        for t in self._threads:  # let the interrupted attempts unwind
+            t.join(max(0.0, until - time.monotonic()))
 
     def __enter__(self) -> Worker:
         return self.start()
@@ -135,22 +175,31 @@ class Worker:
         rt = self.runtime
         if self._consumer is not None:
             self._consumer.task_ids = rt.registry.ids()
+        self._start_request = None
         rt.engine.register([task])
+
+    def _beat(self) -> None:
+        beat = getattr(self._consumer, "heartbeat", None)
+        if beat is not None:
+            beat()
 
     # ------------------------------------------------------------------ loops
     def _executor_loop(self) -> None:
         executor = self.host.executor(busy=self._all_busy)
         me = threading.get_ident()
         while not self._draining.is_set() and me not in self.host.abandoned:
+            start = self._start_request
+            if start is None:
+                start = self._start_request = executor.start_request()
             try:
-                deliveries = self._consumer.fetch(1, self.fetch_timeout)
+                deliveries = self._consumer.fetch(1, self.fetch_timeout, start)
             except Exception:
                 log.exception("fetch failed; retrying")
                 self._draining.wait(1.0)
                 continue
             for delivery in deliveries:
                 try:
-                    executor.execute(delivery.dispatch)
+                    executor.execute(delivery.dispatch, delivery)
                 except Exception:
                     log.exception(
                         "executing run %s failed; it will be delivered again",

@@ -1,10 +1,15 @@
 """The native Redis broker (``broker="redis"``): one list per task, reliable fetch.
 
 A delivery moves atomically from its task list into the fetching worker's in-flight hash and
-is removed from there on ack, after the attempt's outcome is recorded. A worker refreshes a
-heartbeat key on every fetch; deliveries in flight on a worker whose heartbeat expired go back
-to the front of their list (``recover``, run by every consumer now and then). Runs already
-started are protected by the store's leases instead.
+is removed from there when the attempt's outcome is recorded. Paired with the Redis store on
+the same prefix (what ``configure(broker="redis")`` builds), the store pushes admitted runs
+onto the lists itself, a fetch starts the attempts it delivers in the same Lua call, and the
+call that records an attempt's result also removes its delivery: two round trips per run.
+
+An idle worker blocks on its tasks' wake-up lists (``sig:<task>``) rather than polling. A
+worker refreshes a heartbeat key on every fetch and from its housekeeping loop; deliveries in
+flight on a worker whose heartbeat expired go back to the front of their lists (``recover``,
+run by every consumer now and then). Runs already started are protected by the store's leases.
 """
 
 from __future__ import annotations
@@ -14,13 +19,19 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import redis
 
-from runlane.core.types import Delivery, Dispatch
+from runlane.core.types import Delivery, Dispatch, StartRequest
+from runlane.errors import StoreError
+
+if TYPE_CHECKING:
+    from runlane.backends.redis.store import RedisStore
 
 _FETCH = resources.files(__package__).joinpath("fetch.lua").read_text()
 _RECOVER = resources.files(__package__).joinpath("recover.lua").read_text()
+MAX_BLOCK = 1.0  # seconds an idle fetch blocks at a time (heartbeat, recovery, close)
 
 
 def _enc(value: str) -> str:
@@ -35,6 +46,7 @@ class RedisBroker:
         *,
         prefix: str = "runlane",
         heartbeat_timeout: float = 30.0,
+        store: RedisStore | None = None,
     ) -> None:
         self.prefix = f"{prefix}:{{{environment}}}:"
         if isinstance(url, redis.Redis):
@@ -45,16 +57,22 @@ class RedisBroker:
         self.heartbeat_timeout = heartbeat_timeout
         self._fetch = self.client.register_script(_FETCH)
         self._recover = self.client.register_script(_RECOVER)
+        self.store = store if store is not None and store.prefix == self.prefix else None
+        if self.store is not None:
+            self.store.direct = self.prefix
 
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         if not dispatches:
             return
         pipe = self.client.pipeline(transaction=False)
         for d in dispatches:
+            task = _enc(d.task_identifier)
             pipe.rpush(
-                f"{self.prefix}bq:{_enc(d.task_identifier)}",
+                f"{self.prefix}bq:{task}",
                 json.dumps([d.run_id, d.task_identifier, d.queue, d.machine]),
             )
+            pipe.rpush(f"{self.prefix}sig:{task}", 1)
+            pipe.ltrim(f"{self.prefix}sig:{task}", 0, 31)
         pipe.execute()
 
     def consumer(
@@ -90,93 +108,159 @@ class RedisConsumer:
         self.queues = set(queues) if queues else None
         self._closed = False
         self._last_recover = 0.0
+        self._last_beat = 0.0
         self._lock = threading.Lock()
         self._turn = 0
-        self._handed: set[str] = set()  # deliveries given to this worker's threads, not acked
+        self._handed: set[str] = set()  # deliveries given to this worker's threads, not settled
         self._unsure = False  # a fetch failed: its reply (and deliveries) may have been lost
+        self._inflight = f"{broker.prefix}inflight:{worker_id}"
 
-    def _reclaim(self) -> None:
-        """After a fetch whose reply was lost, in-flight deliveries no thread here holds go
-        back to the front of their lists (else they would wait for the redelivery loop)."""
-        inflight = f"{self.broker.prefix}inflight:{self.worker_id}"
-        items = self.broker.client.hgetall(inflight)
+    def heartbeat(self) -> None:
+        """Refresh this worker's heartbeat (fetches do too; the housekeeping loop calls this
+        so a worker whose threads are all busy in long attempts keeps its deliveries)."""
+        now = time.monotonic()
+        if now - self._last_beat < self.broker.heartbeat_timeout / 6:
+            return
+        self._last_beat = now
+        pipe = self.broker.client.pipeline(transaction=False)
+        pipe.set(
+            f"{self.broker.prefix}wk:{self.worker_id}",
+            "1",
+            px=int(self.broker.heartbeat_timeout * 1000),
+        )
+        pipe.sadd(f"{self.broker.prefix}workers", self.worker_id)
+        pipe.execute()
+
+    def _reclaim(self, start: StartRequest | None) -> list[Delivery]:
+        """After a fetch whose reply was lost, the in-flight deliveries no thread here holds:
+        an attempt that fetch started for us is adopted (returned, to run here); any other
+        delivery goes back to the front of its list (else it would wait for redelivery)."""
+        client = self.broker.client
+        items = client.hgetall(self._inflight)
         with self._lock:
             orphans = {rid: msg for rid, msg in items.items() if rid not in self._handed}
+        adopted = []
+        store = self.broker.store
         for run_id, msg in orphans.items():
+            started = store.adopt(run_id, self.worker_id) if store and start else None
+            if started is not None:
+                d = Dispatch(*json.loads(msg))
+                adopted.append(Delivery(d, msg, started=started, ack_ref=self.worker_id))
+                continue
             task = json.loads(msg)[1]
-            pipe = self.broker.client.pipeline(transaction=True)
-            pipe.hdel(inflight, run_id)
+            pipe = client.pipeline(transaction=True)
+            pipe.hdel(self._inflight, run_id)
             pipe.lpush(f"{self.broker.prefix}bq:{_enc(task)}", msg)
             pipe.execute()
+        return adopted
 
-    def fetch(self, max_count: int, timeout: float) -> list[Delivery]:
+    def _tasks_in_turn(self) -> list[str]:
+        tasks = list(self.task_ids)
+        if tasks:  # start at a different list each time, so no task starves another
+            self._turn = (self._turn + 1) % len(tasks)
+            tasks = tasks[self._turn :] + tasks[: self._turn]
+        return tasks
+
+    def fetch(
+        self, max_count: int, timeout: float, start: StartRequest | None = None
+    ) -> list[Delivery]:
         deadline = time.monotonic() + timeout
-        pause = 0.001
         while not self._closed:
             if time.monotonic() - self._last_recover > self.RECOVER_EVERY:
                 self._last_recover = time.monotonic()
                 self.broker.recover()
-            tasks = list(self.task_ids)
-            if tasks:  # start at a different list each time, so no task starves another
-                self._turn = (self._turn + 1) % len(tasks)
-                tasks = tasks[self._turn :] + tasks[: self._turn]
+            tasks = self._tasks_in_turn()
             if self._unsure:
-                self._reclaim()
+                adopted = self._reclaim(start)
                 self._unsure = False
+                if adopted:
+                    return self._hand(adopted)
             try:
-                raw = (
-                    self.broker._fetch(
-                        keys=[self.broker.prefix],
-                        args=[
-                            self.worker_id,
-                            max_count,
-                            int(self.broker.heartbeat_timeout * 1000),
-                            *[_enc(t) for t in tasks],
-                        ],
-                    )
-                    if tasks
-                    else []
-                )
-            except redis.exceptions.RedisError:
+                out, more = self._fetch_once(tasks, max_count, start) if tasks else ([], False)
+            except (redis.exceptions.RedisError, StoreError):
                 self._unsure = True  # the reply may be lost with deliveries in it
                 raise
-            out = []
-            for msg in raw:
-                run_id, task, queue, machine = json.loads(msg)
-                d = Dispatch(run_id, task, queue, machine)
-                if self.queues is not None and queue not in self.queues:
-                    self.broker.client.hdel(
-                        f"{self.broker.prefix}inflight:{self.worker_id}", run_id
-                    )
-                    self.broker.send([d])  # not ours: back to its list
-                    continue
-                out.append(Delivery(d, msg))
             if out:
-                with self._lock:
-                    self._handed.update(d.dispatch.run_id for d in out)
-                return out
+                return self._hand(out)
+            if more:
+                continue
             left = deadline - time.monotonic()
             if left <= 0:
                 return []
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.05)
+            if not tasks:  # no task registered yet
+                time.sleep(min(left, 0.05))
+                continue
+            self._block(tasks, min(left, MAX_BLOCK))  # then look again
         return []
 
-    def ack(self, delivery: Delivery) -> None:
-        self.broker.client.hdel(
-            f"{self.broker.prefix}inflight:{self.worker_id}", delivery.dispatch.run_id
+    def _hand(self, out: list[Delivery]) -> list[Delivery]:
+        if out:
+            with self._lock:
+                self._handed.update(d.dispatch.run_id for d in out)
+        return out
+
+    def _block(self, tasks: list[str], timeout: float) -> None:
+        """Wait for a wake-up token on any of these tasks' lists (or the timeout)."""
+        if timeout <= 0:
+            return
+        keys = [f"{self.broker.prefix}sig:{_enc(t)}" for t in tasks]
+        self.broker.client.blpop(keys, timeout=max(0.01, timeout))
+
+    def _fetch_once(
+        self, tasks: list[str], max_count: int, start: StartRequest | None
+    ) -> tuple[list[Delivery], bool]:
+        store = self.broker.store
+        if start is not None and store is not None:
+            self._last_beat = time.monotonic()
+            got, more = store.fetch_start(
+                worker_id=self.worker_id,
+                tasks=tasks,
+                queues=self.queues,
+                max_count=max_count,
+                heartbeat_ms=int(self.broker.heartbeat_timeout * 1000),
+                lease_until=time.time() + start.lease_timeout,
+                default_max_attempts=dict(start.default_max_attempts),
+                now=start.now(),
+            )
+            return [
+                Delivery(Dispatch(*json.loads(msg)), msg, started=st, ack_ref=self.worker_id)
+                for msg, st in got
+            ], more
+        self._last_beat = time.monotonic()
+        raw = self.broker._fetch(
+            keys=[self.broker.prefix],
+            args=[
+                self.worker_id,
+                max_count,
+                int(self.broker.heartbeat_timeout * 1000),
+                *[_enc(t) for t in tasks],
+            ],
         )
+        out = []
+        for msg in raw:
+            d = Dispatch(*json.loads(msg))
+            if self.queues is not None and d.queue not in self.queues:
+                self.broker.client.hdel(self._inflight, d.run_id)
+                self.broker.send([d])  # not ours: back to its list
+                continue
+            out.append(Delivery(d, msg))
+        return out, False
+
+    def ack(self, delivery: Delivery) -> None:
         with self._lock:
             self._handed.discard(delivery.dispatch.run_id)
+        if not delivery.settled:  # else the store removed it as it recorded the result
+            self.broker.client.hdel(self._inflight, delivery.dispatch.run_id)
 
     def nack(self, delivery: Delivery) -> None:
         with self._lock:
             self._handed.discard(delivery.dispatch.run_id)
+        task = _enc(delivery.dispatch.task_identifier)
         pipe = self.broker.client.pipeline(transaction=True)
-        pipe.hdel(f"{self.broker.prefix}inflight:{self.worker_id}", delivery.dispatch.run_id)
-        pipe.lpush(
-            f"{self.broker.prefix}bq:{_enc(delivery.dispatch.task_identifier)}", delivery.tag
-        )
+        pipe.hdel(self._inflight, delivery.dispatch.run_id)
+        pipe.lpush(f"{self.broker.prefix}bq:{task}", delivery.tag)
+        pipe.rpush(f"{self.broker.prefix}sig:{task}", 1)
+        pipe.ltrim(f"{self.broker.prefix}sig:{task}", 0, 31)
         pipe.execute()
 
     def close(self) -> None:

@@ -6,6 +6,7 @@ local a = cjson.decode(ARGV[2])
 local now = a.now
 local env_limit = a.env_limit
 if env_limit == NULL then env_limit = nil end
+if a.direct and a.direct ~= NULL then DIRECT = a.direct end
 
 local function s(v) if v == nil or v == NULL then return false end return v end
 
@@ -94,9 +95,56 @@ local function finish_final(id, t)
   retain(id, t)
 end
 
+local function start(id, worker_id, known, lease_until, default_max_attempts, attempt_id)
+  -- an admitted QUEUED run -> EXECUTING: a new attempt, or the suspended one resumed
+  local f = redis.call("HMGET", rk(id), "status", "admitted", "task", "resume", "attempt_count",
+                       "machine", "max_attempts", "started_at", "max_duration")
+  if f[1] ~= "QUEUED" or f[2] ~= "1" or not known[f[3]] then return nil end
+  local number, started_at, used_ms
+  local resumed = f[4] == "1"
+  local ak = k("att:" .. id)
+  if resumed then
+    number = tonumber(f[5])
+    local at = cjson.decode(redis.call("HGET", ak, tostring(number)))
+    at.status = "EXECUTING"
+    at.worker_id = worker_id
+    redis.call("HSET", ak, tostring(number), cjson.encode(at))
+    attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
+  else
+    number = tonumber(f[5] or "0") + 1
+    started_at, used_ms = now, 0
+    redis.call("HSET", ak, tostring(number), cjson.encode({
+      id = attempt_id, number = number, status = "EXECUTING", started_at = now,
+      worker_id = worker_id, machine = f[6] or NULL, duration_ms = 0}))
+  end
+  set_status(id, "EXECUTING", now, "QUEUED")
+  local sets = {"attempt_count", number, "worker_id", worker_id, "resume", 0,
+                "segment_started_at", now, "attempts_allowed", f[7] or default_max_attempts}
+  if s(lease_until) then
+    sets[#sets + 1] = "lease_until"
+    sets[#sets + 1] = lease_until
+    redis.call("ZADD", k("leases"), lease_until, id)
+  end
+  if not f[8] then
+    sets[#sets + 1] = "started_at"
+    sets[#sets + 1] = now
+  end
+  redis.call("HSET", rk(id), unpack(sets))
+  if s(lease_until) then redis.call("HDEL", rk(id), "ttl_expires_at")
+  else redis.call("HDEL", rk(id), "ttl_expires_at", "lease_until") end
+  redis.call("ZREM", k("ttl"), id)
+  return {attempt_id = attempt_id, number = number, started_at = started_at,
+          resumed = resumed, used_ms = used_ms, max_duration = tonumber(f[9]) or NULL}
+end
+
+local function settle(id)
+  -- the delivery that carried this run is done: its result is being recorded right here
+  if s(a.ack) then redis.call("HDEL", k("inflight:" .. a.ack), id) end
+end
+
 if cmd == "create_runs" then
   local out = {}
-  local queues = {}
+  local subqueues = {}
   for _, r in ipairs(a.runs) do
     local cached = nil
     if s(r.idempotency_key) then
@@ -137,7 +185,18 @@ if cmd == "create_runs" then
       else
         fields.payload = r.payload
       end
-      hset(id, fields)
+      if r.status ~= "DELAYED" then
+        fields.queued_at = now
+        if s(r.ttl) then fields.ttl_expires_at = now + r.ttl end
+      end
+      local flat = {}  -- a new hash: only the fields that have a value
+      for name, v in pairs(fields) do
+        if v ~= false and v ~= NULL then
+          flat[#flat + 1] = name
+          flat[#flat + 1] = v
+        end
+      end
+      redis.call("HSET", rk(id), unpack(flat))
       redis.call("SET", k("md:" .. id), r.metadata)
       redis.call("ZADD", k("ix:st:" .. r.status), 0, id)
       index_run(id, r)
@@ -146,19 +205,15 @@ if cmd == "create_runs" then
       if r.status == "DELAYED" then
         redis.call("ZADD", k("delayed"), r.delay_until, id)
       else
-        redis.call("HSET", rk(id), "queued_at", now)
-        if s(r.ttl) then
-          redis.call("HSET", rk(id), "ttl_expires_at", now + r.ttl)
-          redis.call("ZADD", k("ttl"), now + r.ttl, id)
-        end
+        if s(r.ttl) then redis.call("ZADD", k("ttl"), now + r.ttl, id) end
         if r.status == "QUEUED" then
-          enqueue(id, now)
-          queues[#queues + 1] = r.queue
+          enqueue(id, now, r.queue, fields.ckey)
+          subqueues[#subqueues + 1] = {r.queue, fields.ckey}
         else
           redis.call("SADD", k("wfd:" .. enc(r.task)), id)
         end
       end
-      publish(id, r.status, now)
+      publish(id, r.status, now, true)
       out[#out + 1] = {id, false, r.status, r.queue}
     end
   end
@@ -173,7 +228,7 @@ if cmd == "create_runs" then
     for i, c in ipairs(out) do ids[i] = c[1] end
     create_waitpoint(a.wait, ids, now)
   end
-  admit_after(now, env_limit, queues)
+  admit_new(now, env_limit, subqueues)
   return cjson.encode(out)
 
 elseif cmd == "register_tasks" then
@@ -277,48 +332,78 @@ elseif cmd == "expire_runs" then
   return json_list(expired)
 
 elseif cmd == "start_attempt" then
-  local id = a.run_id
-  if get(id, "status") ~= "QUEUED" or get(id, "admitted") ~= "1" then return "null" end
-  local known = false
-  local task = get(id, "task")
-  for _, t in ipairs(a.known) do if t == task then known = true end end
-  if not known then return "null" end
-  local number, attempt_id, started_at, used_ms
-  local resumed = get(id, "resume") == "1"
-  if resumed then
-    number = tonumber(get(id, "attempt_count"))
-    local at = cjson.decode(redis.call("HGET", k("att:" .. id), tostring(number)))
-    at.status = "EXECUTING"
-    at.worker_id = a.worker_id
-    redis.call("HSET", k("att:" .. id), tostring(number), cjson.encode(at))
-    attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
-  else
-    number = tonumber(get(id, "attempt_count") or "0") + 1
-    attempt_id, started_at, used_ms = a.attempt_id, now, 0
-    redis.call("HSET", k("att:" .. id), tostring(number), cjson.encode({
-      id = attempt_id, number = number, status = "EXECUTING", started_at = now,
-      worker_id = a.worker_id, machine = s(get(id, "machine")) or NULL, duration_ms = 0}))
+  local known = {}
+  for _, t in ipairs(a.known) do known[t] = true end
+  local st = start(a.run_id, a.worker_id, known, a.lease_until, a.default_max_attempts,
+                   a.attempt_id)
+  if not st then return "null" end
+  return cjson.encode({st, redis.call("HGETALL", rk(a.run_id)),
+                       redis.call("GET", k("md:" .. a.run_id)) or NULL})
+
+elseif cmd == "fetch_start" then
+  -- the native broker's reliable fetch and start_attempt in one call: pop deliveries of the
+  -- worker's tasks into its in-flight hash and start their attempts; runs that cannot start
+  -- (canceled, taken) are dropped; deliveries for queues the worker does not serve go back.
+  -- Returns [[[delivery, started, run hash (flat), metadata], ...], more] where more is true
+  -- when it stopped for want of attempt ids with deliveries possibly left.
+  local w = a.worker_id
+  redis.call("SET", k("wk:" .. w), "1", "PX", a.heartbeat_ms)
+  redis.call("SADD", k("workers"), w)
+  local inflight = k("inflight:" .. w)
+  local queues = nil
+  if a.queues ~= NULL then
+    queues = {}
+    for _, q in ipairs(a.queues) do queues[q] = true end
   end
-  set_status(id, "EXECUTING", now)
-  hset(id, {attempt_count = number, worker_id = a.worker_id, resume = 0,
-            segment_started_at = now, ttl_expires_at = false,
-            lease_until = s(a.lease_until),
-            attempts_allowed = get(id, "max_attempts") or a.default_max_attempts})
-  if not get(id, "started_at") then redis.call("HSET", rk(id), "started_at", now) end
-  redis.call("ZREM", k("ttl"), id)
-  if s(a.lease_until) then redis.call("ZADD", k("leases"), a.lease_until, id) end
-  return cjson.encode({attempt_id = attempt_id, number = number, started_at = started_at,
-                       resumed = resumed, used_ms = used_ms,
-                       max_duration = tonumber(get(id, "max_duration")) or NULL})
+  local known = {}
+  for _, t in ipairs(a.tasks) do known[t] = true end
+  local out = {}
+  local n_ids = 0
+  for _, task in ipairs(a.tasks) do
+    local list = k("bq:" .. enc(task))
+    local skipped = 0
+    local len = nil
+    while #out < a.max do
+      local msg = redis.call("LPOP", list)
+      if not msg then break end
+      local d = cjson.decode(msg)
+      if queues and not queues[d[3]] then
+        redis.call("RPUSH", list, msg)  -- another worker's queue: back to the end
+        skipped = skipped + 1
+        len = len or redis.call("LLEN", list)
+        if skipped >= len then break end
+      else
+        n_ids = n_ids + 1
+        local st = start(d[1], w, known, a.lease_until, a.defaults[task] or 1, a.attempt_ids[n_ids])
+        if st then
+          redis.call("HSET", inflight, d[1], msg)
+          out[#out + 1] = {msg, st, redis.call("HGETALL", rk(d[1])),
+                           redis.call("GET", k("md:" .. d[1])) or NULL}
+        end
+        if n_ids >= #a.attempt_ids then break end
+      end
+    end
+    if #out >= a.max or n_ids >= #a.attempt_ids then break end
+  end
+  return "[" .. json_list(out) .. "," .. tostring(n_ids >= #a.attempt_ids) .. "]"
 
 elseif cmd == "finish_attempt" then
   local id = a.run_id
-  if get(id, "status") ~= "EXECUTING" or get(id, "attempt_count") ~= tostring(a.attempt) then
-    return "0"
-  end
+  settle(id)
+  local r = redis.call("HMGET", rk(id), "status", "attempt_count", "duration_ms",
+                       "segment_started_at")
+  if r[1] ~= "EXECUTING" or r[2] ~= tostring(a.attempt) then return "0" end
   local o = a.outcome
-  local elapsed = executed_ms(id, a.attempt, now, o.attempt_ms)
-  local f = {duration_ms = tonumber(get(id, "duration_ms") or "0") + elapsed,
+  local ak, n = k("att:" .. id), tostring(a.attempt)
+  local raw = redis.call("HGET", ak, n)
+  local at = raw and cjson.decode(raw) or nil
+  local elapsed  -- execution time of this stretch: the attempt's own measure when given
+  if o.attempt_ms == nil or o.attempt_ms == NULL then
+    elapsed = r[4] and math.max(0, math.floor((now - tonumber(r[4])) * 1000)) or 0
+  else
+    elapsed = math.max(0, o.attempt_ms - ((at and at.duration_ms) or 0))
+  end
+  local f = {duration_ms = tonumber(r[3] or "0") + elapsed,
              segment_started_at = false, lease_until = false, admitted = 0}
   if s(o.output) then
     if #o.output > 524288 then
@@ -335,26 +420,25 @@ elseif cmd == "finish_attempt" then
   if s(o.retry_at) then f.retry_at = o.retry_at end
   if s(o.machine) then f.machine = o.machine end
   hset(id, f)
-  local freed_ck = redis.call("HGET", k("slot:" .. id), "ckey")
-  local q = release(id, false)
+  local q, freed_ck = release(id, false)
   redis.call("ZREM", k("leases"), id)
-  set_status(id, o.run_status, now)
-  attempt_update(id, a.attempt, {status = o.attempt_status, finished_at = now,
-                                 error = s(o.error) and cjson.decode(o.error) or NULL,
-                                 duration_ms = (function()
-                                   local raw = redis.call("HGET", k("att:" .. id),
-                                                          tostring(a.attempt))
-                                   return (raw and cjson.decode(raw).duration_ms or 0) + elapsed
-                                 end)()})
-  local queues = {}
+  set_status(id, o.run_status, now, "EXECUTING")
+  if at then
+    at.status = o.attempt_status
+    at.finished_at = now
+    at.error = s(o.error) and cjson.decode(o.error) or NULL
+    at.duration_ms = (at.duration_ms or 0) + elapsed
+    redis.call("HSET", ak, n, cjson.encode(at))
+  end
   if o.run_status == "REATTEMPTING" then
     redis.call("ZADD", k("retry"), o.retry_at, id)
   end
   if FINAL[o.run_status] then
-    finish_final(id, now)
+    -- an EXECUTING run is in no time index (start took it out of ttl; the lease went above)
+    retain(id, now)
     finalized({id}, now)
   end
-  admit_after(now, env_limit, queues, q and {q, freed_ck or ""} or nil)
+  admit_after(now, env_limit, {}, q and {q, freed_ck or ""} or nil)
   return "1"
 
 elseif cmd == "transition" then
@@ -384,6 +468,7 @@ elseif cmd == "transition" then
 
 elseif cmd == "suspend" then
   local id = a.run_id
+  settle(id)
   if get(id, "status") ~= "EXECUTING" or get(id, "attempt_count") ~= tostring(a.attempt) then
     return "null"
   end

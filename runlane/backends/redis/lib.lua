@@ -28,7 +28,12 @@
 --   wpn:<id>:<attempt>  hash   wait index -> children still pending
 --   wpr:<id>:<attempt>  hash   wait index -> when it resolved
 --   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child
---   ready               list   admitted runs to send to the broker (the outbox)
+--   ready               list   admitted runs to send to the broker (the outbox; unused when
+--                              the native broker shares the prefix: see DIRECT)
+--   bq:<task>           list   native broker: JSON [run id, task, queue, machine] to execute
+--   sig:<task>          list   native broker: wake-up tokens for workers blocked on bq:<task>
+--   inflight:<worker>   hash   native broker: run id -> delivery, until its result is recorded
+--   wk:<worker>         string native broker: the worker's heartbeat (PX); workers  set
 --   logs:<id>           list   log entries (JSON)
 --   lease:<name>        string leader lease owner (PX)
 --   changes             pub/sub channel of run changes; events:<id> stream of one run's changes
@@ -72,16 +77,18 @@ local function hset(id, fields)
   if #dels > 0 then redis.call("HDEL", rk(id), unpack(dels)) end
 end
 
-local function publish(id, status, now)
+local function publish(id, status, now, first)
   local msg = cjson.encode({id = id, status = status, at = now})
   redis.call("PUBLISH", k("changes"), msg)
   local ek = k("events:" .. id)
   redis.call("XADD", ek, "MAXLEN", "~", 100, "*", "status", status)
-  redis.call("EXPIRE", ek, 86400)
+  -- the stream lives a day after the run's creation and after its end
+  if first or FINAL[status] then redis.call("EXPIRE", ek, 86400) end
 end
 
-local function set_status(id, status, now)
-  local old = get(id, "status")
+local function set_status(id, status, now, old)
+  -- old: the status the caller already read (saves a read)
+  if old == nil then old = get(id, "status") end
   if old == status then
     redis.call("HSET", rk(id), "updated_at", now)
     publish(id, status, now)
@@ -98,9 +105,23 @@ local function counter(name, delta)
   return redis.call("INCRBY", k(name), delta)
 end
 
+-- With the native Redis broker (DIRECT = its key prefix, normally P itself; set by the
+-- caller), an admitted run goes straight onto its task's broker list in the transition that
+-- admitted it; otherwise into the "ready" outbox that the engine drains into the broker.
+local DIRECT = false
+
 local function ready(id)
   redis.call("HSET", rk(id), "admitted", 1)
-  redis.call("RPUSH", k("ready"), id)
+  if DIRECT then
+    local f = redis.call("HMGET", rk(id), "task", "queue", "machine")
+    local tk = enc(f[1])
+    redis.call("RPUSH", DIRECT .. "bq:" .. tk, cjson.encode({id, f[1], f[2], f[3] or NULL}))
+    -- wake one worker blocked on this task's list (a bounded pile of tokens)
+    local sk = DIRECT .. "sig:" .. tk
+    if redis.call("LLEN", sk) < 32 then redis.call("RPUSH", sk, 1) end
+  else
+    redis.call("RPUSH", k("ready"), id)
+  end
 end
 
 local function paused(p, untilv, now)
@@ -120,12 +141,17 @@ end
 
 local function sq_member(q, ck) return cjson.encode({q, ck}) end
 
-local function enqueue(id, now)
-  -- the run is QUEUED; it waits in its sub-queue for admission (keeping its place if it had one)
-  local q = get(id, "queue")
-  local ck = get(id, "ckey") or ""
-  local ts = num(id, "queue_ts") or now
-  redis.call("HSET", rk(id), "admitted", 0, "queue_ts", ts)
+local function enqueue(id, now, new_q, new_ck)
+  -- the run is QUEUED; it waits in its sub-queue for admission (keeping its place if it had
+  -- one). new_q, new_ck: a run just created there (its hash already says admitted 0)
+  local q, ck, ts = new_q, new_ck, now
+  if new_q then
+    redis.call("HSET", rk(id), "queue_ts", ts)
+  else
+    local f = redis.call("HMGET", rk(id), "queue", "ckey", "queue_ts")
+    q, ck, ts = f[1], f[2] or "", tonumber(f[3]) or now
+    redis.call("HSET", rk(id), "admitted", 0, "queue_ts", ts)
+  end
   upsert_queue(q, nil, nil, false)
   redis.call("ZADD", k("sqw:" .. enc(q) .. ":" .. enc(ck)), ts, id)
   local m = sq_member(q, ck)
@@ -226,6 +252,8 @@ local function admit(now, env_limit, queues, only)
   if only then
     members = {}
     if redis.call("ZSCORE", k("rr"), only) then members[1] = only end
+  elseif queues ~= nil and next(queues) == nil then
+    members = {}  -- no queue changed: only resumed runs and lenders may move
   else
     members = redis.call("ZRANGE", k("rr"), 0, -1)
   end
@@ -312,7 +340,8 @@ local function admit(now, env_limit, queues, only)
 end
 
 local function release(id, keep_queue_slot)
-  -- give back the run's slots; returns the queue whose capacity changed (or nil)
+  -- give back the run's slots; returns the queue whose capacity changed (or nil) and the
+  -- slot's concurrency key
   local sk = k("slot:" .. id)
   local s = redis.call("HGETALL", sk)
   if #s == 0 then return nil end
@@ -322,7 +351,7 @@ local function release(id, keep_queue_slot)
   if keep_queue_slot then
     redis.call("HSET", sk, "holds_env", 0)
     redis.call("SADD", k("lenders"), id)
-    return slot.queue
+    return slot.queue, slot.ckey
   end
   redis.call("DEL", sk)
   redis.call("SREM", k("lenders"), id)
@@ -336,7 +365,7 @@ local function release(id, keep_queue_slot)
     else
       redis.call("HDEL", bk, "borrowed_from")
     end
-    return slot.queue
+    return slot.queue, slot.ckey
   end
   if slot.borrowed_from then
     local lk = k("slot:" .. slot.borrowed_from)
@@ -351,7 +380,7 @@ local function release(id, keep_queue_slot)
       redis.call("HSET", qk, "running", 0)
     end
   end
-  return slot.queue
+  return slot.queue, slot.ckey
 end
 
 local function leave(id)
@@ -370,14 +399,44 @@ local function admit_after(now, env_limit, queues_list, subqueue)
   if env_limit ~= nil and env_limit ~= NULL then return admit(now, env_limit, nil) end
   local set = {}
   for _, q in ipairs(queues_list) do set[q] = true end
+  local admitted = 0
   if subqueue and not set[subqueue[1]] then
     if redis.call("HEXISTS", k("queue:" .. enc(subqueue[1])), "total") == 1 then
       set[subqueue[1]] = true
     else
-      admit(now, env_limit, {}, sq_member(subqueue[1], subqueue[2]))
+      admitted = admit(now, env_limit, {}, sq_member(subqueue[1], subqueue[2]))
+      if next(set) == nil then return admitted end  -- nothing else changed
     end
   end
-  return admit(now, env_limit, set)
+  return admitted + admit(now, env_limit, set)
+end
+
+local function admit_new(now, env_limit, subqueues)
+  -- runs were just queued in these sub-queues ({q, ck} pairs): admission looks at those
+  -- sub-queues alone, at the whole queue when its keys share a total limit, and at every
+  -- queue under an environment cap (they all compete for its slots)
+  if #subqueues == 0 then return 0 end
+  if env_limit ~= nil and env_limit ~= NULL then return admit(now, env_limit, nil) end
+  local set, has_total, seen = {}, {}, {}
+  local any_set, admitted = false, 0
+  for _, sq in ipairs(subqueues) do
+    local q = sq[1]
+    if has_total[q] == nil then
+      has_total[q] = redis.call("HEXISTS", k("queue:" .. enc(q)), "total") == 1
+    end
+    if has_total[q] then
+      set[q] = true
+      any_set = true
+    else
+      local m = sq_member(q, sq[2])
+      if not seen[m] then
+        seen[m] = true
+        admitted = admitted + admit(now, env_limit, {}, m)
+      end
+    end
+  end
+  if any_set then admitted = admitted + admit(now, env_limit, set) end
+  return admitted
 end
 
 -- ---------------------------------------------------------------- waits

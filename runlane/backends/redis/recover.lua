@@ -8,7 +8,10 @@ for _, worker in ipairs(redis.call("SMEMBERS", P .. "workers")) do
     local items = redis.call("HGETALL", inflight)
     for i = 2, #items, 2 do
       local d = cjson.decode(items[i])
-      redis.call("LPUSH", P .. "bq:" .. #d[2] .. ":" .. d[2], items[i])
+      local tk = #d[2] .. ":" .. d[2]
+      redis.call("LPUSH", P .. "bq:" .. tk, items[i])
+      redis.call("RPUSH", P .. "sig:" .. tk, 1)
+      redis.call("LTRIM", P .. "sig:" .. tk, 0, 31)
       n = n + 1
     end
     redis.call("DEL", inflight)

@@ -87,6 +87,10 @@ class RedisStore:
             self.client = redis.Redis.from_url(url, decode_responses=True)
             self._owns = True
         self._script = self.client.register_script(_SCRIPT)
+        # the key prefix of the native Redis broker paired with this store (set by the broker,
+        # configure(broker="redis")): admission pushes runs onto its lists in the same
+        # transition, and its fetch starts the attempts at once
+        self.direct: str | None = None
 
     @classmethod
     def from_url(
@@ -117,9 +121,15 @@ class RedisStore:
     def _k(self, name: str) -> str:
         return self.prefix + name
 
+    @property
+    def dispatches_itself(self) -> bool:
+        """True when admitted runs go straight onto the native broker's lists (no outbox)."""
+        return self.direct is not None
+
     def _call(self, command: str, **args: Any) -> Any:
         args.setdefault("env_limit", self.concurrency_limit)
         args.setdefault("retention", self.retention)
+        args["direct"] = self.direct
         raw = self._script(keys=[self.prefix], args=[command, json.dumps(args)])
         return json.loads(raw)
 
@@ -136,7 +146,7 @@ class RedisStore:
     ) -> list[Created]:
         payloads = []
         for new in runs:
-            d = asdict(new)
+            d = dict(vars(new))  # shallow: every value is JSON-ready (asdict deep-copies)
             d["task"] = d.pop("task_identifier")
             d["status"] = new.status.value
             d["trace_context"] = json.dumps(new.trace_context) if new.trace_context else None
@@ -387,19 +397,82 @@ class RedisStore:
         )
         if got is None:
             return None
-        run = self.get_run(run_id)
-        assert run is not None
-        raw_trace = self.client.hget(self._k(f"run:{run_id}"), "trace_context")
+        return self._started(*got)
+
+    def _started(self, got: dict[str, Any], flat: list[str], md: str | None) -> StartedAttempt:
+        """A StartedAttempt from a start's reply: what it returned and the run's hash."""
+        h = dict(zip(flat[::2], flat[1::2], strict=True))
+        payload = h.get("payload")
+        if h.get("payload_blob"):
+            payload = self.client.get(self._k(f"blob:{h['id']}:payload"))
+        trace = h.get("trace_context")
         return StartedAttempt(
-            run,
+            to_run(h, self.environment, md, None, payload, None),
             got["attempt_id"],
             int(got["number"]),
             float(got["started_at"]),
-            json.loads(raw_trace) if raw_trace else None,
+            json.loads(trace) if trace else None,
             got.get("max_duration"),
             resumed=bool(got["resumed"]),
             used_ms=int(got["used_ms"] or 0),
         )
+
+    @_translate
+    def fetch_start(
+        self,
+        *,
+        worker_id: str,
+        tasks: Sequence[str],
+        queues: Collection[str] | None,
+        max_count: int,
+        heartbeat_ms: int,
+        lease_until: float,
+        default_max_attempts: dict[str, int],
+        now: float,
+    ) -> tuple[list[tuple[str, StartedAttempt]], bool]:
+        """The native broker's fetch and ``start_attempt`` in one call (see commands.lua):
+        the deliveries it started, and whether it stopped with deliveries possibly left."""
+        out, more = self._call(
+            "fetch_start",
+            worker_id=worker_id,
+            tasks=list(tasks),
+            queues=sorted(queues) if queues is not None else None,
+            max=max_count,
+            heartbeat_ms=heartbeat_ms,
+            lease_until=lease_until,
+            defaults=default_max_attempts,
+            attempt_ids=[ids.attempt_id() for _ in range(max_count + 2)],
+            now=now,
+        )
+        return [(msg, self._started(got, flat, md)) for msg, got, flat, md in out], bool(more)
+
+    @_translate
+    def adopt(self, run_id: str, worker_id: str) -> StartedAttempt | None:
+        """The attempt a fetch started for this worker but whose reply was lost, if it is still
+        this worker's to run (EXECUTING here, the attempt not ended); else None."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self._k(f"run:{run_id}"))
+        pipe.get(self._k(f"md:{run_id}"))
+        h, md = pipe.execute()
+        if not h or h.get("status") != "EXECUTING" or h.get("worker_id") != worker_id:
+            return None
+        number = h.get("attempt_count", "0")
+        raw = self.client.hget(self._k(f"att:{run_id}"), number)
+        at = json.loads(raw) if raw else {}
+        if at.get("status") != "EXECUTING" or at.get("worker_id") != worker_id:
+            return None
+        resumed = self.client.hlen(self._k(f"wp:{run_id}:{number}")) > 0
+        md_value = h.get("max_duration")
+        got = {
+            "attempt_id": at["id"],
+            "number": number,
+            "started_at": at["started_at"],
+            "resumed": resumed,
+            "used_ms": at.get("duration_ms") or 0,
+            "max_duration": int(float(md_value)) if md_value not in (None, "") else None,
+        }
+        flat = [x for pair in h.items() for x in pair]
+        return self._started(got, flat, md)
 
     def _apply_metadata(
         self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
@@ -425,8 +498,14 @@ class RedisStore:
 
     @_translate
     def finish_attempt(
-        self, run_id: str, attempt_number: int, outcome: AttemptOutcome, *, now: float
-    ) -> Run | None:
+        self,
+        run_id: str,
+        attempt_number: int,
+        outcome: AttemptOutcome,
+        *,
+        now: float,
+        ack: str | None = None,
+    ) -> bool:
         if outcome.metadata_ops:
             self._apply_metadata(run_id, outcome.metadata_ops, None)
         done = self._call(
@@ -434,6 +513,7 @@ class RedisStore:
             run_id=run_id,
             attempt=attempt_number,
             now=now,
+            ack=ack,
             outcome={
                 "attempt_status": outcome.attempt_status,
                 "run_status": outcome.run_status.value,
@@ -444,7 +524,7 @@ class RedisStore:
                 "attempt_ms": outcome.attempt_ms,
             },
         )
-        return self.get_run(run_id) if done == 1 else None
+        return done == 1
 
     @_translate
     def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
@@ -564,11 +644,18 @@ class RedisStore:
         now: float,
         metadata_ops: Sequence[dict[str, Any]] = (),
         attempt_ms: int | None = None,
+        ack: str | None = None,
     ) -> RunStatus | None:
         if metadata_ops:
             self._apply_metadata(run_id, metadata_ops, None)
         got = self._call(
-            "suspend", run_id=run_id, attempt=attempt, index=index, now=now, attempt_ms=attempt_ms
+            "suspend",
+            run_id=run_id,
+            attempt=attempt,
+            index=index,
+            now=now,
+            attempt_ms=attempt_ms,
+            ack=ack,
         )
         return None if got is None else RunStatus(got)
 

@@ -263,8 +263,14 @@ class _Lifecycle(_Base):
 
     @_translate
     def finish_attempt(
-        self, run_id: str, attempt_number: int, outcome: AttemptOutcome, *, now: float
-    ) -> Run | None:
+        self,
+        run_id: str,
+        attempt_number: int,
+        outcome: AttemptOutcome,
+        *,
+        now: float,
+        ack: str | None = None,  # the local broker acks apart
+    ) -> bool:
         env = self.environment
         with self.db.write() as conn:
             row = conn.execute(
@@ -277,7 +283,7 @@ class _Lifecycle(_Base):
                 or row["status"] != "EXECUTING"
                 or row["attempt_count"] != attempt_number
             ):
-                return None
+                return False
             elapsed_ms = self._executed_ms(
                 conn, run_id, attempt_number, row, now, outcome.attempt_ms
             )
@@ -319,7 +325,7 @@ class _Lifecycle(_Base):
                 self._finalized(conn, [run_id], now, queues)
             else:
                 self._admit(conn, now, queues)
-            return self._get(conn, run_id, True)
+            return True
 
     @_translate
     def heartbeat(

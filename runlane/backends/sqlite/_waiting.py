@@ -38,6 +38,7 @@ class _Waiting(_Base):
         now: float,
         metadata_ops: Sequence[dict[str, Any]] = (),
         attempt_ms: int | None = None,
+        ack: str | None = None,  # the local broker acks apart
     ) -> RunStatus | None:
         """EXECUTING → FROZEN on waitpoint ``index``; straight back to QUEUED (resumed) when it
         is already resolved. None when the attempt no longer holds the run."""
