@@ -464,7 +464,9 @@ class Engine:
         if now - self._last_purge >= PURGE_EVERY:
             self._last_purge = now
             self.rt.store.purge(now=now, limit=1000)
-        if redeliver:
+        # a store that pushes admitted runs onto its broker in the same transition loses no
+        # dispatch; a re-send would only duplicate the backlog of busy workers
+        if redeliver and not getattr(self.rt.store, "dispatches_itself", False):
             self.send(
                 self.rt.store.queued_run_ids(
                     older_than=now - self.rt.settings.redeliver_after, limit=1000
