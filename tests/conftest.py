@@ -9,6 +9,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -92,19 +93,123 @@ def redis_url() -> Iterator[str]:
         proc.wait(30)
 
 
+# The contract suite: these modules run on every store with runlane's own worker, and on the
+# Celery and Dramatiq adapters with real workers over real brokers. To stay within the time
+# budget each adapter runs the suite on one store and one broker (together they cover both
+# stores and both brokers); tests/test_adapters_e2e.py covers the other combinations.
+CONTRACT_MODULES = {
+    "test_smoke",
+    "test_trigger",
+    "test_execution",
+    "test_waits",
+    "test_concurrency",
+    "test_idempotency",
+    "test_runs_api",
+    "test_async",
+}
+ADAPTER_MATRIX = [  # (store, worker kind, the framework's broker)
+    ("redis", "celery", "redis"),
+    ("sqlite", "dramatiq", "rabbitmq"),
+]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test that uses a store runs on each store: the contract suite."""
-    if "store_kind" in metafunc.fixturenames:
-        kinds = ["sqlite"]
-        if metafunc.definition.get_closest_marker("sqlite_only") is None:
-            kinds.append("redis")
-        metafunc.parametrize("store_kind", kinds)
+    """Every test that uses a store runs on each store: the contract suite. Contract tests also
+    run on each adapter of ADAPTER_MATRIX, unless marked native_only (or not_on_adapter(kind))."""
+    if "store_kind" not in metafunc.fixturenames:
+        return
+    sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
+    params = [pytest.param("sqlite", "native", id="sqlite")]
+    if not sqlite_only:
+        params.append(pytest.param("redis", "native", id="redis"))
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    excluded = {m.args[0] for m in metafunc.definition.iter_markers("not_on_adapter")}
+    if (
+        module in CONTRACT_MODULES
+        and not sqlite_only
+        and metafunc.definition.get_closest_marker("native_only") is None
+    ):
+        for store, kind, broker in ADAPTER_MATRIX:
+            if kind not in excluded:
+                params.append(
+                    pytest.param(store, f"{kind}-{broker}", id=f"{store}-{kind}-{broker}")
+                )
+    metafunc.parametrize(("store_kind", "worker_kind"), params)
 
 
 @pytest.fixture
-def db_url(store_kind: str, tmp_path, request) -> Iterator[str]:
+def worker_kind() -> str:
+    """Which worker executes runs: "native" (runlane.Worker), or "celery-redis",
+    "dramatiq-rabbitmq", ... (parametrized by pytest_generate_tests)."""
+    return "native"
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """AMQP_URL when set; else RabbitMQ on 127.0.0.1:5672 (guest/guest). Unreachable: skip
+    locally, fail in CI."""
+    url = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    from kombu.utils.url import url_to_parts
+
+    parts = url_to_parts(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 5):
+            pass
+    except OSError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"RabbitMQ is not reachable at {url}: {exc}")
+        pytest.skip(f"RabbitMQ is not reachable at {url} (set AMQP_URL)")
+    return url
+
+
+def broker_url_for(request: pytest.FixtureRequest, broker: str) -> str:
+    """The URL of a real broker of this kind ("redis" or "rabbitmq") for a framework."""
+    if broker == "redis":
+        return request.getfixturevalue("redis_url")
+    return request.getfixturevalue("amqp_url")
+
+
+@pytest.fixture
+def adapter(worker_kind: str, request: pytest.FixtureRequest, monkeypatch) -> Iterator[Any]:
+    """For an adapter kind: a Celery app / Dramatiq broker on a real broker, with
+    ``runlane.configure()`` sending runs through it and ``runlane.Worker`` standing for a real
+    in-process Celery/Dramatiq worker (tests/adapters.py). None for the native worker."""
+    if worker_kind == "native":
+        yield None
+        return
+    from tests import adapters
+
+    kind, broker = worker_kind.split("-", 1)
+    url = broker_url_for(request, broker)
+    harness: Any = (
+        adapters.CeleryUnderTest(url) if kind == "celery" else adapters.DramatiqUnderTest(url)
+    )
+    real_configure = runlane.configure
+
+    def configure(**kw: Any) -> runtime_mod.Runtime:
+        if kw.get("broker") is None:
+            kw["broker"] = harness.broker
+        return real_configure(**kw)
+
+    monkeypatch.setattr(runlane, "configure", configure)
+    monkeypatch.setattr(
+        runlane, "Worker", lambda *a, **kw: adapters.AdapterWorker(harness, *a, **kw)
+    )
+    try:
+        yield harness
+    finally:
+        monkeypatch.undo()
+        old = runtime_mod.install(None)
+        if old is not None:
+            old.close()
+        harness.close()
+
+
+@pytest.fixture
+def db_url(store_kind: str, adapter: Any, tmp_path, request) -> Iterator[str]:
     """A fresh store URL: a SQLite file in tmp_path, or a private key prefix on Redis
-    (deleted afterwards; nothing else on that Redis is touched)."""
+    (deleted afterwards; nothing else on that Redis is touched). With an adapter, the runtimes
+    the test configures send runs through it."""
     if store_kind == "sqlite":
         yield f"sqlite:///{tmp_path}/runlane.db"
         return
@@ -144,7 +249,7 @@ def clock(db_url: str) -> Iterator[runlane.FakeClock]:
 
 @pytest.fixture
 def worker(rt: runtime_mod.Runtime) -> Iterator[runlane.Worker]:
-    w = runlane.Worker(concurrency=4, fetch_timeout=0.2)
+    w = runlane.Worker(concurrency=4, fetch_timeout=0.2)  # an AdapterWorker for adapters
     w.start()
     yield w
     w.stop()

@@ -294,6 +294,7 @@ def _stop(proc):
             proc.communicate()
 
 
+@pytest.mark.native_only  # runlane worker subprocesses
 def test_limit_holds_across_two_worker_processes(tmp_path, rt, db_url):
     procs = [_spawn(tmp_path, db_url), _spawn(tmp_path, db_url)]
     try:
@@ -305,6 +306,7 @@ def test_limit_holds_across_two_worker_processes(tmp_path, rt, db_url):
             _stop(p)
 
 
+@pytest.mark.native_only  # runlane worker subprocesses (adapters: test_adapters_e2e)
 def test_slots_come_back_when_a_worker_is_killed(tmp_path, db_url):
     runlane.configure(store=db_url, engine_interval=0.05, lease_timeout=2)
 

@@ -399,6 +399,9 @@ def test_max_duration_interrupts_a_busy_loop(fast):
     assert len(fast.active) == 0  # the thread came back by itself
 
 
+@pytest.mark.not_on_adapter(
+    "celery", "a blocked call keeps its Celery thread until it returns (prefork replaces it)"
+)
 def test_max_duration_of_a_blocking_call_frees_the_slot(fast):
     @runlane.task(id="sleeper")
     def sleeper(payload):
@@ -452,6 +455,9 @@ def test_max_duration_from_task_and_config(db_url):
         runtime.install(None).close()
 
 
+@pytest.mark.not_on_adapter(
+    "celery", "a blocked call keeps its Celery thread until it returns (prefork replaces it)"
+)
 def test_cancel_a_run_blocked_in_sleep(db_url):
     runlane.configure(store=db_url, engine_interval=0.05)
     started = threading.Event()

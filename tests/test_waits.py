@@ -391,6 +391,7 @@ def test_child_cancel_resumes_the_parent_with_ok_false(quick):
     assert run.output == {"ok": False, "error": "Canceled by user"}
 
 
+@pytest.mark.native_only  # runlane.Worker(queues=...) serves one runlane queue
 def test_expired_child_gives_ok_false(db_url):
     clock = runlane.FakeClock()
     runlane.configure(store=db_url, engine_interval=0.05, clock=clock, wait_in_place=0.1)
@@ -504,6 +505,7 @@ def _worker(tmp_path, url):
     return proc
 
 
+@pytest.mark.native_only  # runlane worker subprocesses (adapters: test_adapters_e2e)
 def test_frozen_parent_resumes_after_a_worker_restart(tmp_path, rt, db_url):
     (tmp_path / "worker.py").write_text(WORKER)
     (tmp_path / "restart_tasks.py").write_text(TASKS)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -24,6 +26,7 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self._refs = 0
+        _instances.add(self)
         self.conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
 
     def _connect(self) -> sqlite3.Connection:
@@ -100,6 +103,25 @@ class Database:
 
 _registry: dict[str, Database] = {}
 _registry_lock = threading.Lock()
+_instances: weakref.WeakSet[Database] = weakref.WeakSet()
+_inherited: list[sqlite3.Connection] = []
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (Celery's prefork pool, a preloading web server) opens connections of its
+    own: SQLite connections must not cross a fork. The inherited ones are kept referenced and
+    never used nor closed here (closing them could drop the child's own file locks)."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for db in list(_instances):
+        _inherited.extend(db._all)
+        db._all = []
+        db._local = threading.local()
+        db._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def shared_database(path: str | Path) -> Database:

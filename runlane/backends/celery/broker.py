@@ -1,0 +1,100 @@
+"""``CeleryBroker(app)``: Celery carries "execute run X" to the workers you already run.
+
+``configure(store=..., broker=CeleryBroker(app))`` registers one task, ``runlane.execute``, on
+your Celery app. Sending a dispatch publishes that task with the run id (JSON, no ETA, no
+countdown: delays, retries and concurrency stay in runlane's store) to the Celery queue of the
+run (see :mod:`runlane.backends._routing`). ``celery -A proj worker`` executes it: the worker
+hooks in :mod:`runlane.backends.celery.worker` start the per-process supervision and the
+leader-elected engine loops inside the worker, so no other process is needed.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Collection, Mapping, Sequence
+
+import celery
+
+from runlane.backends._hosting import sender_environment
+from runlane.backends._routing import Routes
+from runlane.core.types import Dispatch
+from runlane.errors import ConfigurationError, InvalidOptionError
+
+TASK_NAME = "runlane.execute"
+
+# the broker of each app (the latest one built for it), for the worker hooks
+brokers: weakref.WeakKeyDictionary[celery.Celery, CeleryBroker] = weakref.WeakKeyDictionary()
+
+
+class CeleryBroker:
+    """Runs dispatched as Celery messages of one task registered on ``app``.
+
+    - ``queue``: the Celery queue of runs that name no machine (default ``"runlane"``).
+    - ``machines``: machine presets with a queue of their own, ``<queue>.<machine>``
+      (default: every preset; ``[]`` sends every run to ``queue``).
+    - ``routes``: ``{"runlane queue": "celery queue"}`` for runs of those runlane queues.
+
+    Workers started without ``-Q`` consume all of these queues (besides your own);
+    ``celery -A proj worker -Q runlane.large-1x`` runs a pool for one preset.
+    """
+
+    def __init__(
+        self,
+        app: celery.Celery,
+        *,
+        queue: str = "runlane",
+        machines: Collection[str] | None = None,
+        routes: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(app, celery.Celery):
+            raise InvalidOptionError("app", app, "expected a celery.Celery application")
+        self.app = app
+        self.routing = Routes(queue, machines=machines, routes=routes)
+        from runlane.backends.celery import worker
+
+        self.task = worker.register(app)
+        brokers[app] = self
+
+    @property
+    def queues(self) -> list[str]:
+        """The Celery queues runs may be sent to."""
+        return self.routing.names
+
+    def send(self, dispatches: Sequence[Dispatch]) -> None:
+        if not dispatches:
+            return
+        environment = sender_environment(self)
+        with self.app.producer_or_acquire() as producer:
+            for d in dispatches:
+                self.task.apply_async(
+                    args=(d.run_id, d.task_identifier, d.queue, d.machine, environment),
+                    queue=self.routing.route(d),
+                    producer=producer,
+                    serializer="json",
+                    shadow=f"runlane:{d.task_identifier}",  # what logs and monitors show
+                )
+
+    def pending(self) -> int:
+        """Messages waiting in runlane's Celery queues (not counting those a worker holds).
+        Declares the queues as Celery does when it sends to them."""
+        total = 0
+        with self.app.connection_for_read() as conn, conn.channel() as channel:
+            for name in self.queues:
+                declared = self.app.amqp.queues[name].bind(channel).queue_declare()
+                total += declared.message_count
+        return total
+
+    def check_app(self) -> None:
+        """Refuse an app whose workers would not accept runlane's JSON messages."""
+        accept = {str(a).lower() for a in (self.app.conf.accept_content or ())}
+        if not accept & {"json", "application/json"}:
+            raise ConfigurationError(
+                f"the Celery app {self.app.main!r} does not accept JSON messages "
+                f"(accept_content={sorted(accept)}); runlane sends JSON only: add 'json'"
+            )
+
+    def close(self) -> None:
+        """Nothing to release: the Celery app (and its connections) belong to you."""
+
+    def __repr__(self) -> str:
+        return f"<CeleryBroker app={self.app.main!r} queues={self.queues}>"
