@@ -1,0 +1,315 @@
+"""runlane over Celery against raw Celery, and runlane over Dramatiq against raw Dramatiq: the
+same broker, the same worker command and settings, measured in the same run.
+
+    python benchmarks/bench_adapters.py [--broker redis|rabbitmq] [--store redis|sqlite]
+        [--runs N] [--rounds R] [--concurrency C] [--celery-pool prefork|threads]
+        [--frameworks celery,dramatiq] [--redis-url URL] [--amqp-url URL]
+
+For each framework, two worker setups are started one after the other with the framework's own
+command (``celery -A … worker -P POOL -c C``, ``dramatiq … --processes 1 --threads C``), each on
+a no-op task:
+
+- raw: a plain task/actor that INCRs a Redis counter (so the benchmark can see it ran);
+  Celery's is late-acked, like runlane's;
+- runlane: a runlane task executed by the same command through ``CeleryBroker`` /
+  ``DramatiqBroker``; every run is recorded in the store (QUEUED → EXECUTING → COMPLETED,
+  with its attempt) and counted there.
+
+A round triggers N tasks one by one from this process while the workers run, and times from
+the first enqueue to the N-th completion: the per-task cost is that time / N (a throughput
+figure; it includes the enqueue). The median of ``--rounds`` rounds is reported, and the ratio
+runlane ÷ raw (the issue's target: at most 1.30). Queues and keys carry a unique prefix and are
+deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _harness as h
+import redis
+
+from runlane.core import runtime as _runtime
+from runlane.core.models import RunStatus
+
+MODULE = '''"""The benchmark's tasks: raw and runlane workers of Celery and Dramatiq (RLB_* env)."""
+import os
+
+import redis
+
+import runlane
+
+FRAMEWORK, MODE = os.environ["RLB_FRAMEWORK"], os.environ["RLB_MODE"]
+PREFIX, BROKER = os.environ["RLB_PREFIX"], os.environ["RLB_BROKER_URL"]
+counter = redis.Redis.from_url(os.environ["RLB_REDIS_URL"])
+COUNTER = PREFIX + ":done"
+
+if FRAMEWORK == "celery":
+    from celery import Celery
+
+    app = Celery("rlb", broker=BROKER)
+    options = {"global_keyprefix": PREFIX + ":"} if BROKER.startswith("redis") else {}
+    app.conf.update(
+        broker_transport_options=options,
+        task_default_queue=PREFIX,
+        task_default_exchange=PREFIX,
+        control_exchange=PREFIX,
+        task_ignore_result=True,
+        worker_enable_remote_control=False,
+        broker_connection_retry_on_startup=True,
+    )
+
+    @app.task(name="rlb.noop", acks_late=True)
+    def noop():
+        counter.incr(COUNTER)
+
+    if MODE == "runlane":
+        from runlane.backends.celery import CeleryBroker
+
+        runlane.configure(broker=CeleryBroker(app, queue=PREFIX + "-rl", machines=[]))
+else:
+    import dramatiq
+
+    if BROKER.startswith("redis"):
+        from dramatiq.brokers.redis import RedisBroker
+
+        broker = RedisBroker(url=BROKER, namespace=PREFIX)
+    else:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        broker = RabbitmqBroker(url=BROKER)
+    dramatiq.set_broker(broker)
+
+    @dramatiq.actor(broker=broker, queue_name=PREFIX, max_retries=0)
+    def noop():
+        counter.incr(COUNTER)
+
+    if MODE == "runlane":
+        from runlane.backends.dramatiq import DramatiqBroker
+
+        runlane.configure(broker=DramatiqBroker(broker, queue=PREFIX + "-rl", machines=[]))
+
+
+@runlane.task(id="rlb-noop", retry={"max_attempts": 1})
+def rl_noop(payload):
+    return None
+'''
+
+
+def pika_url(url: str) -> str:
+    head, sep, rest = url.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{head}{sep}{host}/%2F" if path in ("", "/") else url
+
+
+class Setup:
+    """One worker setup (framework x raw|runlane) with its own prefix, workers and cleanup."""
+
+    def __init__(self, args: argparse.Namespace, framework: str, mode: str, tmp: Path) -> None:
+        self.args, self.framework, self.mode, self.tmp = args, framework, mode, tmp
+        self.prefix = f"rlb-{uuid.uuid4().hex[:10]}"
+        broker_url = args.redis_url if args.broker == "redis" else args.amqp_url
+        if framework == "dramatiq" and args.broker == "rabbitmq":
+            broker_url = pika_url(broker_url)
+        self.store_url = (
+            f"{args.redis_url}?prefix={self.prefix}-store"
+            if args.store == "redis"
+            else f"sqlite:///{tmp}/{self.prefix}.db"
+        )
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(tmp), os.environ.get("PYTHONPATH", "")]),
+            "RLB_FRAMEWORK": framework,
+            "RLB_MODE": mode,
+            "RLB_PREFIX": self.prefix,
+            "RLB_BROKER_URL": broker_url,
+            "RLB_REDIS_URL": args.redis_url,
+            "RUNLANE_STORE_URL": self.store_url,
+        }
+        self.redis = redis.Redis.from_url(args.redis_url)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.module: Any = None
+
+    def start(self) -> None:
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith(("RLB_", "RUNLANE"))})
+        sys.modules.pop("rlb_tasks", None)
+        import rlb_tasks  # configures this process like the workers (runlane: the broker)
+
+        self.module = rlb_tasks
+        c = str(self.args.concurrency)
+        if self.framework == "celery":
+            argv = [sys.executable, "-m", "celery", "-A", "rlb_tasks", "worker"]
+            argv += ["-P", self.args.celery_pool, "-c", c, "--loglevel=WARNING"]
+            argv += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
+        else:
+            argv = [sys.executable, "-m", "dramatiq", "rlb_tasks", "--processes", "1"]
+            argv += ["--threads", c]
+        log = open(self.tmp / f"{self.framework}-{self.mode}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            argv, cwd=self.tmp, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        self.round(20, warmup=True)  # up, and warm
+
+    def enqueue(self) -> Callable[[], Any]:
+        if self.mode == "runlane":
+            return lambda: self.module.rl_noop.trigger(None)
+        if self.framework == "celery":
+            return self.module.noop.delay
+        return self.module.noop.send
+
+    def done(self) -> int:
+        if self.mode == "runlane":
+            rt = _runtime.get()
+            return rt.store.count_runs([RunStatus.COMPLETED]).get("COMPLETED", 0)
+        return int(self.redis.get(f"{self.prefix}:done") or 0)
+
+    def round(self, n: int, *, warmup: bool = False) -> tuple[float, float]:
+        """(seconds to enqueue n tasks, seconds until all n ran)."""
+        before = self.done()
+        send = self.enqueue()
+        start = time.perf_counter()
+        for _ in range(n):
+            send()
+        enqueued = time.perf_counter() - start
+        deadline = time.monotonic() + (120 if warmup else self.args.timeout)
+        while self.done() - before < n:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{self.framework}/{self.mode}: timed out; see {self.tmp}")
+            time.sleep(0.002)
+        return enqueued, time.perf_counter() - start
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(60)
+        old = _runtime.install(None)
+        if old is not None:
+            old.close()
+        for key in self.redis.scan_iter(match=f"{self.prefix}*", count=1000):
+            self.redis.delete(key)
+        if self.args.broker == "rabbitmq":
+            self._delete_amqp()
+        self.redis.close()
+
+    def _delete_amqp(self) -> None:
+        import pika
+
+        conn = pika.BlockingConnection(pika.URLParameters(pika_url(self.args.amqp_url)))
+        try:
+            names = [self.prefix, f"{self.prefix}-rl"]
+            names += [f"{n}{s}" for n in names for s in (".DQ", ".XQ")]
+            for kind, name in [("queue", n) for n in names] + [
+                ("exchange", n) for n in (self.prefix, f"{self.prefix}-rl")
+            ]:
+                channel = conn.channel()
+                with contextlib.suppress(pika.exceptions.ChannelClosedByBroker):
+                    if kind == "queue":
+                        channel.queue_delete(name)
+                    else:
+                        channel.exchange_delete(name)
+                if channel.is_open:
+                    channel.close()
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def setup(args: argparse.Namespace, framework: str, mode: str, tmp: Path) -> Iterator[Setup]:
+    s = Setup(args, framework, mode, tmp)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
+    parser.add_argument("--store", choices=["redis", "sqlite"], default="redis")
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--celery-pool", choices=["prefork", "threads"], default="prefork")
+    parser.add_argument("--frameworks", default="celery,dramatiq")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    )
+    parser.add_argument(
+        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    )
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="rlb-adapters-"))
+    (tmp / "rlb_tasks.py").write_text(MODULE)
+    sys.path.insert(0, str(tmp))
+    results: list[h.Measurement] = []
+    try:
+        for framework in args.frameworks.split(","):
+            cost: dict[str, float] = {}
+            for mode in ("raw", "runlane"):
+                rounds = []
+                with setup(args, framework, mode, tmp) as s:
+                    for _ in range(args.rounds):
+                        rounds.append(s.round(args.runs))
+                enqueue = statistics.median(e for e, _ in rounds) / args.runs * 1000
+                total = statistics.median(t for _, t in rounds)
+                cost[mode] = total / args.runs * 1000
+                label = f"{framework} raw" if mode == "raw" else f"runlane over {framework}"
+                spread = ", ".join(f"{t / args.runs * 1000:.3f}" for _, t in rounds)
+                results += [
+                    h.Measurement(framework, f"{label}: per-task cost", cost[mode], "ms",
+                                  f"rounds: {spread} ms"),
+                    h.Measurement(framework, f"{label}: throughput", args.runs / total, "runs/s"),
+                    h.Measurement(framework, f"{label}: enqueue per task", enqueue, "ms"),
+                ]  # fmt: skip
+            results.append(
+                h.Measurement(
+                    framework,
+                    "overhead ratio (runlane ÷ raw, target ≤ 1.30)",
+                    h.ratio(cost["runlane"], cost["raw"]),
+                    "x",
+                )
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    h.print_results(
+        "runlane over Celery and Dramatiq vs the raw frameworks",
+        results,
+        command="python " + " ".join(sys.argv),
+        settings={
+            "broker": args.broker,
+            "store": args.store,
+            "runs/round": args.runs,
+            "rounds": args.rounds,
+            "concurrency": args.concurrency,
+            "celery pool": args.celery_pool,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
