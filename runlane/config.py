@@ -54,6 +54,9 @@ def _build_store(store: Any, environment: str, concurrency_limit: int | None) ->
 
 def _build_broker(broker: Any, store: Store, environment: str, heartbeat: float) -> Broker:
     if isinstance(broker, Broker):
+        pair = getattr(broker, "pair", None)
+        if pair is not None:  # a RedisBroker built by hand: the same fast path as "redis"
+            pair(store)
         return broker
     if broker == "redis":
         from runlane.backends.redis import RedisBroker, RedisStore

@@ -740,3 +740,30 @@ def test_a_fetch_whose_reply_was_lost_does_not_strand_its_runs(store):
         run = wait_final(handle, timeout=15)  # with the bug: about 60 s
     assert lost and run.status == "COMPLETED" and run.output == {"x": 1}
     assert [a.status for a in run.attempts] == ["COMPLETED"]
+
+
+def test_a_redis_broker_built_by_hand_takes_the_same_fast_path(redis_url):
+    """configure(broker=RedisBroker(...)) on the store's own prefix pairs with the store, as
+    broker="redis" does: admission pushes onto its lists and fetches start the attempts."""
+    from runlane.backends.redis import RedisBroker
+
+    url, prefix = _private(redis_url)
+    broker = RedisBroker(redis_url, "dev", prefix=prefix)
+    rt = runlane.configure(store=url, broker=broker, engine_interval=0.05)
+    try:
+        assert broker.store is rt.store and rt.store.dispatches_itself
+
+        @runlane.task(id="by-hand")
+        def by_hand(payload):
+            return payload
+
+        with runlane.Worker(concurrency=1, fetch_timeout=0.1):
+            run = wait_final(by_hand.trigger({"x": 1}), timeout=30)
+        assert run.status == "COMPLETED" and run.output == {"x": 1}
+        assert not broker.client.hlen(f"{broker.prefix}inflight:{run.attempts[0].worker_id}")
+    finally:
+        old = runtime.install(None)
+        if old is not None:
+            old.close()
+        broker.close()
+        _drop_prefix(redis_url, prefix)

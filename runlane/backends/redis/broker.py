@@ -57,9 +57,18 @@ class RedisBroker:
         self.heartbeat_timeout = heartbeat_timeout
         self._fetch = self.client.register_script(_FETCH)
         self._recover = self.client.register_script(_RECOVER)
-        self.store = store if store is not None and store.prefix == self.prefix else None
-        if self.store is not None:
-            self.store.direct = self.prefix
+        self.store: RedisStore | None = None
+        if store is not None:
+            self.pair(store)
+
+    def pair(self, store: object) -> None:
+        """Work hand in hand with the Redis store on this very prefix: it pushes admitted runs
+        onto these lists itself, and fetches start the attempts they deliver. Any other store
+        is left alone (runs then reach this broker through the engine's outbox)."""
+        prefix = getattr(store, "prefix", None)
+        if self.store is None and prefix == self.prefix and hasattr(store, "fetch_start"):
+            self.store = store  # type: ignore[assignment]
+            store.direct = self.prefix  # type: ignore[attr-defined]
 
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         if not dispatches:
@@ -133,19 +142,23 @@ class RedisConsumer:
 
     def _reclaim(self, start: StartRequest | None) -> list[Delivery]:
         """After a fetch whose reply was lost, the in-flight deliveries no thread here holds:
-        an attempt that fetch started for us is adopted (returned, to run here); any other
-        delivery goes back to the front of its list (else it would wait for redelivery)."""
+        with fetch-and-start, each is an attempt started for us, adopted (returned, to run
+        here) unless it ended meanwhile; a plain fetch's go back to the front of their lists
+        (else they would wait for redelivery)."""
         client = self.broker.client
         items = client.hgetall(self._inflight)
         with self._lock:
             orphans = {rid: msg for rid, msg in items.items() if rid not in self._handed}
         adopted = []
-        store = self.broker.store
+        store = self.broker.store if start is not None else None
         for run_id, msg in orphans.items():
-            started = store.adopt(run_id, self.worker_id) if store and start else None
-            if started is not None:
-                d = Dispatch(*json.loads(msg))
-                adopted.append(Delivery(d, msg, started=started, ack_ref=self.worker_id))
+            if store is not None:  # only a started delivery enters in-flight: adopt it or drop it
+                started = store.adopt(run_id, self.worker_id)
+                if started is None:  # finished, canceled or reaped meanwhile
+                    client.hdel(self._inflight, run_id)
+                else:
+                    d = Dispatch(*json.loads(msg))
+                    adopted.append(Delivery(d, msg, started=started, ack_ref=self.worker_id))
                 continue
             task = json.loads(msg)[1]
             pipe = client.pipeline(transaction=True)

@@ -55,6 +55,11 @@ def _enc(value: str) -> str:
     return f"{len(value)}:{value}"
 
 
+def _hash(flat: list[str]) -> dict[str, str]:
+    """A hash as Lua returns HGETALL (field, value, field, value, ...) → dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _id_bound(ms: int, high: bool) -> str:
     out = []
     for _ in range(10):
@@ -397,11 +402,11 @@ class RedisStore:
         )
         if got is None:
             return None
-        return self._started(*got)
+        started, flat, md = got
+        return self._started(started, _hash(flat), md)
 
-    def _started(self, got: dict[str, Any], flat: list[str], md: str | None) -> StartedAttempt:
-        """A StartedAttempt from a start's reply: what it returned and the run's hash."""
-        h = dict(zip(flat[::2], flat[1::2], strict=True))
+    def _started(self, got: dict[str, Any], h: dict[str, str], md: str | None) -> StartedAttempt:
+        """A StartedAttempt from what a start returned and the run's hash."""
         payload = h.get("payload")
         if h.get("payload_blob"):
             payload = self.client.get(self._k(f"blob:{h['id']}:payload"))
@@ -444,7 +449,9 @@ class RedisStore:
             attempt_ids=[ids.attempt_id() for _ in range(max_count + 2)],
             now=now,
         )
-        return [(msg, self._started(got, flat, md)) for msg, got, flat, md in out], bool(more)
+        return [(msg, self._started(got, _hash(flat), md)) for msg, got, flat, md in out], bool(
+            more
+        )
 
     @_translate
     def adopt(self, run_id: str, worker_id: str) -> StartedAttempt | None:
@@ -471,8 +478,7 @@ class RedisStore:
             "used_ms": at.get("duration_ms") or 0,
             "max_duration": int(float(md_value)) if md_value not in (None, "") else None,
         }
-        flat = [x for pair in h.items() for x in pair]
-        return self._started(got, flat, md)
+        return self._started(got, h, md)
 
     def _apply_metadata(
         self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
