@@ -36,6 +36,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _harness as h
 import redis
+
+try:
+    import psutil
+except ImportError:  # CPU of the worker processes is then not reported
+    psutil = None
 
 from runlane.core import runtime as _runtime
 from runlane.core.models import RunStatus
@@ -110,6 +116,15 @@ else:
 def rl_noop(payload):
     return None
 '''
+
+
+@dataclass
+class Round:
+    enqueue: float  # seconds to enqueue the tasks
+    total: float  # seconds from the first enqueue to the last completion
+    producer_cpu: float  # CPU seconds of this process while it enqueued
+    worker_cpu: float  # CPU seconds of the worker command's processes over the round
+    redis_cpu: float  # CPU seconds of the Redis server over the round
 
 
 def pika_url(url: str) -> str:
@@ -180,20 +195,48 @@ class Setup:
             return rt.store.count_runs([RunStatus.COMPLETED]).get("COMPLETED", 0)
         return int(self.redis.get(f"{self.prefix}:done") or 0)
 
-    def round(self, n: int, *, warmup: bool = False) -> tuple[float, float]:
-        """(seconds to enqueue n tasks, seconds until all n ran)."""
+    def round(self, n: int, *, warmup: bool = False) -> Round:
+        """Enqueue n tasks and wait until all n ran; with the CPU each side used."""
         before = self.done()
         send = self.enqueue()
+        cpu = self.cpu()
         start = time.perf_counter()
         for _ in range(n):
             send()
         enqueued = time.perf_counter() - start
+        producer = self.cpu()
         deadline = time.monotonic() + (120 if warmup else self.args.timeout)
         while self.done() - before < n:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{self.framework}/{self.mode}: timed out; see {self.tmp}")
             time.sleep(0.002)
-        return enqueued, time.perf_counter() - start
+        total = time.perf_counter() - start
+        after = self.cpu()
+        return Round(
+            enqueue=enqueued,
+            total=total,
+            producer_cpu=producer[0] - cpu[0],
+            worker_cpu=after[1] - cpu[1],
+            redis_cpu=after[2] - cpu[2],
+        )
+
+    def cpu(self) -> tuple[float, float, float]:
+        """CPU seconds used so far by this process, the worker command (with its pool
+        processes) and the Redis server (server-wide: exact only when nothing else uses it)."""
+        own = sum(os.times()[:2])
+        workers = 0.0
+        if psutil is not None and self.proc is not None:
+            try:
+                root = psutil.Process(self.proc.pid)
+                for p in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        workers += t.user + t.system
+            except psutil.Error:
+                pass
+        info = self.redis.info("cpu")
+        server = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return own, workers, server
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -275,16 +318,26 @@ def main() -> None:
                 with setup(args, framework, mode, tmp) as s:
                     for _ in range(args.rounds):
                         rounds.append(s.round(args.runs))
-                enqueue = statistics.median(e for e, _ in rounds) / args.runs * 1000
-                total = statistics.median(t for _, t in rounds)
-                cost[mode] = total / args.runs * 1000
+
+                def med(field: str, rs: list[Round] = rounds) -> float:
+                    """The median over the rounds, in ms a task."""
+                    return statistics.median(getattr(r, field) for r in rs) * 1000 / args.runs
+
+                cost[mode] = med("total")
                 label = f"{framework} raw" if mode == "raw" else f"runlane over {framework}"
-                spread = ", ".join(f"{t / args.runs * 1000:.3f}" for _, t in rounds)
+                spread = ", ".join(f"{r.total * 1000 / args.runs:.3f}" for r in rounds)
                 results += [
                     h.Measurement(framework, f"{label}: per-task cost", cost[mode], "ms",
                                   f"rounds: {spread} ms"),
-                    h.Measurement(framework, f"{label}: throughput", args.runs / total, "runs/s"),
-                    h.Measurement(framework, f"{label}: enqueue per task", enqueue, "ms"),
+                    h.Measurement(framework, f"{label}: throughput", 1000 / cost[mode], "runs/s"),
+                    h.Measurement(framework, f"{label}: enqueue per task", med("enqueue"), "ms"),
+                    h.Measurement(framework, f"{label}: CPU a task, enqueuing process",
+                                  med("producer_cpu"), "ms"),
+                    h.Measurement(framework, f"{label}: CPU a task, worker processes",
+                                  med("worker_cpu"), "ms",
+                                  "" if psutil else "psutil not installed: not measured"),
+                    h.Measurement(framework, f"{label}: CPU a task, Redis server",
+                                  med("redis_cpu"), "ms", "server-wide"),
                 ]  # fmt: skip
             results.append(
                 h.Measurement(

@@ -170,10 +170,21 @@ class Engine:
         if fresh:
             self.register(fresh)
 
-    def _dispatch(self, created: Sequence[Created], news: Sequence[NewRun]) -> None:
-        """Send what the store admitted (creating runs may admit them at once)."""
-        if any(not c.cached and c.status is RunStatus.QUEUED for c in created):
-            self.send_ready()
+    def _create(
+        self,
+        news: list[NewRun],
+        now: float,
+        batch_id: str | None,
+        parent_id: str | None,
+        wait: WaitSpec | None = None,
+    ) -> list[Created]:
+        """Create runs and send what the store admitted in the same transition."""
+        ready: list[Dispatch] = []
+        created = self.rt.store.create_runs(
+            news, now=now, batch_id=batch_id, parent_id=parent_id, wait=wait, ready=ready
+        )
+        self.send(ready)
+        return created
 
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         """Hand QUEUED runs to the broker. A failure here loses nothing: the runs stay QUEUED
@@ -214,9 +225,7 @@ class Engine:
         active = context.current()
         if active is None or active.waits is None:
             parent = active.run_id if active else None
-            created = self.rt.store.create_runs(news, now=now, batch_id=batch_id, parent_id=parent)
-            self._dispatch(created, news)
-            return created, None, -1
+            return self._create(news, now, batch_id, parent), None, -1
         digest = fingerprint(kind, [payload_digest(n.task_identifier, n.payload) for n in news])
         index, recorded = active.waits.take(kind, digest)
         if recorded is not None:
@@ -235,11 +244,7 @@ class Engine:
             fingerprint=digest,
             batch_id=batch_id,
         )
-        created = self.rt.store.create_runs(
-            news, now=now, batch_id=batch_id, parent_id=active.run_id, wait=wait
-        )
-        self._dispatch(created, news)
-        return created, None, index
+        return self._create(news, now, batch_id, active.run_id, wait), None, index
 
     def _prepare_items(
         self,

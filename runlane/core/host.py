@@ -21,7 +21,7 @@ from runlane.core.context import ActiveRun
 from runlane.core.executor import ActiveRuns, Executor, flush_active, timed_out_error
 from runlane.core.interrupt import CANCEL, TIMEOUT
 from runlane.core.models import AttemptStatus, RunStatus
-from runlane.core.types import AttemptOutcome
+from runlane.core.types import AttemptOutcome, Dispatch
 
 log = logging.getLogger("runlane.worker")
 
@@ -217,6 +217,7 @@ class Host:
         control = active.control
         assert control is not None
         self.abandoned.add(control.thread_id)
+        ready: list[Dispatch] = []
         if control.reason == TIMEOUT:
             rt.store.finish_attempt(
                 active.run_id,
@@ -228,10 +229,13 @@ class Host:
                     metadata_ops=active.metadata.take_pending(),
                 ),
                 now=rt.now(),
+                ready=ready,
             )
         else:  # canceled: stop waiting for the blocked call, give its slots back
-            rt.store.release_canceled(active.run_id, active.ctx.attempt.number, now=rt.now())
-        rt.engine.send_ready()
+            rt.store.release_canceled(
+                active.run_id, active.ctx.attempt.number, now=rt.now(), ready=ready
+            )
+        rt.engine.send(ready)
         log.warning(
             "run %s is blocked after being interrupted (%s); its slot goes to a new thread",
             active.run_id,

@@ -86,6 +86,9 @@ class Created:
     task_identifier: str
 
 
+TAKE_LIMIT = 1000  # dispatches taken from a store's outbox at once
+
+
 @dataclass(frozen=True)
 class Dispatch:
     """The only thing a broker carries: execute this run now."""
@@ -162,9 +165,14 @@ class Store(Protocol):
         batch_id: str | None = None,
         parent_id: str | None = None,
         wait: WaitSpec | None = None,
+        ready: list[Dispatch] | None = None,
     ) -> list[Created]:
         """Create all runs (or none), honouring idempotency keys, in one transaction; with
-        ``wait``, also the parent's waitpoint on them (trigger_and_wait)."""
+        ``wait``, also the parent's waitpoint on them (trigger_and_wait). ``ready``: the
+        caller sends what the transition admitted: the outbox (``take_ready``) is emptied
+        into this list in the same transition (a store that pushes admitted runs onto its
+        own broker adds nothing). ``finish_attempt``, ``suspend`` and ``release_canceled``
+        take it too."""
         ...
 
     # reads
@@ -217,7 +225,9 @@ class Store(Protocol):
         many."""
         ...
 
-    def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:
+    def release_canceled(
+        self, run_id: str, attempt: int, *, now: float, ready: list[Dispatch] | None = None
+    ) -> None:
         """A run canceled while executing: its attempt has stopped, its slots are free."""
         ...
 
@@ -254,6 +264,7 @@ class Store(Protocol):
         *,
         now: float,
         ack: str | None = None,
+        ready: list[Dispatch] | None = None,
     ) -> bool:
         """Record the attempt's end, guarded by (EXECUTING, attempt number); False when the
         run changed meanwhile (nothing recorded). ``ack``: a delivery's ``ack_ref`` the store
@@ -287,6 +298,7 @@ class Store(Protocol):
         metadata_ops: Sequence[dict[str, Any]] = (),
         attempt_ms: int | None = None,
         ack: str | None = None,
+        ready: list[Dispatch] | None = None,
     ) -> RunStatus | None:
         """EXECUTING → FROZEN on a waitpoint (QUEUED at once if it is already resolved);
         ``ack`` as in ``finish_attempt``."""

@@ -7,6 +7,7 @@ local now = a.now
 local env_limit = a.env_limit
 if env_limit == NULL then env_limit = nil end
 if a.direct and a.direct ~= NULL then DIRECT = a.direct end
+if a.take and a.take ~= NULL then TAKE = a.take end
 
 local function s(v) if v == nil or v == NULL then return false end return v end
 
@@ -229,7 +230,7 @@ if cmd == "create_runs" then
     create_waitpoint(a.wait, ids, now)
   end
   admit_new(now, env_limit, subqueues)
-  return cjson.encode(out)
+  return reply(cjson.encode(out))
 
 elseif cmd == "register_tasks" then
   local queues = {}
@@ -439,7 +440,7 @@ elseif cmd == "finish_attempt" then
     finalized({id}, now)
   end
   admit_after(now, env_limit, {}, q and {q, freed_ck or ""} or nil)
-  return "1"
+  return reply("1")
 
 elseif cmd == "transition" then
   local id = a.run_id
@@ -493,18 +494,10 @@ elseif cmd == "suspend" then
   local queues = {}
   if q then queues[1] = q end
   admit_after(now, env_limit, queues)
-  return cjson.encode(status)
+  return reply(cjson.encode(status))
 
 elseif cmd == "take_ready" then
-  local out = {}
-  for _ = 1, a.limit do
-    local id = redis.call("LPOP", k("ready"))
-    if not id then break end
-    if get(id, "status") == "QUEUED" then
-      out[#out + 1] = {id, get(id, "task"), get(id, "queue"), s(get(id, "machine")) or NULL}
-    end
-  end
-  return json_list(out)
+  return json_list(take_outbox(a.limit))
 
 elseif cmd == "cancel" then
   local root = a.run_id
@@ -565,7 +558,7 @@ elseif cmd == "release_canceled" then
   local queues = {}
   if q then queues[1] = q end
   admit_after(now, env_limit, queues)
-  return "1"
+  return reply("1")
 
 elseif cmd == "heartbeat" then
   local lost = {}

@@ -29,7 +29,8 @@
 --   wpr:<id>:<attempt>  hash   wait index -> when it resolved
 --   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child
 --   ready               list   admitted runs to send to the broker (the outbox; unused when
---                              the native broker shares the prefix: see DIRECT)
+--                              the native broker shares the prefix: see DIRECT; emptied into
+--                              the reply of the transition that filled it: see TAKE)
 --   bq:<task>           list   native broker: JSON [run id, task, queue, machine] to execute
 --   sig:<task>          list   native broker: wake-up tokens for workers blocked on bq:<task>
 --   inflight:<worker>   hash   native broker: run id -> delivery, until its result is recorded
@@ -122,6 +123,28 @@ local function ready(id)
   else
     redis.call("RPUSH", k("ready"), id)
   end
+end
+
+-- TAKE (set by the caller): a transition that may admit runs also empties the outbox into its
+-- reply, so the caller sends them at once without another round trip (take_outbox)
+local TAKE = false
+
+local function take_outbox(limit)
+  local out = {}
+  local ids = redis.call("LRANGE", k("ready"), 0, limit - 1)
+  if #ids == 0 then return out end
+  redis.call("LTRIM", k("ready"), #ids, -1)
+  for _, id in ipairs(ids) do
+    local f = redis.call("HMGET", rk(id), "status", "task", "queue", "machine")
+    if f[1] == "QUEUED" then out[#out + 1] = {id, f[2], f[3], f[4] or NULL} end
+  end
+  return out
+end
+
+local function reply(value)
+  -- the command's reply, with the outbox when the caller takes it: {reply, JSON dispatches}
+  if not TAKE then return value end
+  return {value, json_list(take_outbox(TAKE))}
 end
 
 local function paused(p, untilv, now)

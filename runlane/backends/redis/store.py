@@ -23,6 +23,7 @@ from runlane.core.logs import LogEntry
 from runlane.core.metadata import apply_ops, check_size
 from runlane.core.models import Batch, PausedKey, QueueInfo, Run, RunStatus, TaskRunError
 from runlane.core.types import (
+    TAKE_LIMIT,
     AttemptOutcome,
     Created,
     Dispatch,
@@ -131,11 +132,20 @@ class RedisStore:
         """True when admitted runs go straight onto the native broker's lists (no outbox)."""
         return self.direct is not None
 
-    def _call(self, command: str, **args: Any) -> Any:
+    def _call(self, command: str, ready: list[Dispatch] | None = None, **args: Any) -> Any:
+        """Run one command. ``ready``: the caller sends what the transition admitted; the
+        outbox comes back in the same reply and is appended to it (unless the store pushes
+        admitted runs onto its native broker itself)."""
         args.setdefault("env_limit", self.concurrency_limit)
         args.setdefault("retention", self.retention)
         args["direct"] = self.direct
+        take = ready is not None and self.direct is None
+        if take:
+            args["take"] = TAKE_LIMIT
         raw = self._script(keys=[self.prefix], args=[command, json.dumps(args)])
+        if take and isinstance(raw, list):
+            raw, taken = raw
+            ready.extend(Dispatch(*row) for row in json.loads(taken))  # type: ignore[union-attr]
         return json.loads(raw)
 
     # ------------------------------------------------------------------ creation
@@ -148,6 +158,7 @@ class RedisStore:
         batch_id: str | None = None,
         parent_id: str | None = None,
         wait: WaitSpec | None = None,
+        ready: list[Dispatch] | None = None,
     ) -> list[Created]:
         payloads = []
         for new in runs:
@@ -158,6 +169,7 @@ class RedisStore:
             payloads.append(d)
         out = self._call(
             "create_runs",
+            ready,
             runs=payloads,
             now=now,
             batch_id=batch_id,
@@ -511,11 +523,13 @@ class RedisStore:
         *,
         now: float,
         ack: str | None = None,
+        ready: list[Dispatch] | None = None,
     ) -> bool:
         if outcome.metadata_ops:
             self._apply_metadata(run_id, outcome.metadata_ops, None)
         done = self._call(
             "finish_attempt",
+            ready,
             run_id=run_id,
             attempt=attempt_number,
             now=now,
@@ -651,11 +665,13 @@ class RedisStore:
         metadata_ops: Sequence[dict[str, Any]] = (),
         attempt_ms: int | None = None,
         ack: str | None = None,
+        ready: list[Dispatch] | None = None,
     ) -> RunStatus | None:
         if metadata_ops:
             self._apply_metadata(run_id, metadata_ops, None)
         got = self._call(
             "suspend",
+            ready,
             run_id=run_id,
             attempt=attempt,
             index=index,
@@ -690,8 +706,10 @@ class RedisStore:
         return int(self._call("purge", now=now, limit=limit))
 
     @_translate
-    def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:
-        self._call("release_canceled", run_id=run_id, attempt=attempt, now=now)
+    def release_canceled(
+        self, run_id: str, attempt: int, *, now: float, ready: list[Dispatch] | None = None
+    ) -> None:
+        self._call("release_canceled", ready, run_id=run_id, attempt=attempt, now=now)
 
     @_translate
     def reap(self, *, now: float, limit: int) -> list[str]:

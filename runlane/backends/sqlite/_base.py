@@ -18,6 +18,7 @@ from runlane.core.models import (
     Run,
     RunStatus,
 )
+from runlane.core.types import TAKE_LIMIT, Dispatch
 from runlane.errors import StoreError
 
 _translate = translating(sqlite3.Error, lambda verb, exc: f"SQLite store error in {verb}: {exc}")
@@ -83,6 +84,32 @@ class _Base:
             (ckey, now, self.environment, run_id),
         )
         admission.enqueue(conn, self.environment, run_id, queue, ckey)
+
+    def _take(self, conn: sqlite3.Connection, limit: int) -> list[Dispatch]:
+        """Empty the outbox (up to ``limit``) in the caller's write transaction: the runs
+        still QUEUED, to send."""
+        env = self.environment
+        ids_ = [
+            r[0]
+            for r in conn.execute(
+                "SELECT run_id FROM rl_ready WHERE env=? LIMIT ?", (env, limit)
+            ).fetchall()
+        ]
+        if not ids_:
+            return []
+        marks = ", ".join("?" for _ in ids_)
+        conn.execute(f"DELETE FROM rl_ready WHERE env=? AND run_id IN ({marks})", (env, *ids_))
+        found = conn.execute(
+            f"SELECT id, task, queue, machine FROM rl_runs WHERE env=? AND status='QUEUED' "
+            f"AND id IN ({marks})",
+            (env, *ids_),
+        ).fetchall()
+        return [Dispatch(r[0], r[1], r[2], r[3]) for r in found]
+
+    def _hand_back(self, conn: sqlite3.Connection, ready: list[Dispatch] | None) -> None:
+        """A transition whose caller sends what it admitted: the outbox, taken now."""
+        if ready is not None:
+            ready.extend(self._take(conn, TAKE_LIMIT))
 
     def _admit(
         self, conn: sqlite3.Connection, now: float, changed: Collection[str | tuple[str, str]]

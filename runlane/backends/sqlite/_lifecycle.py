@@ -270,6 +270,7 @@ class _Lifecycle(_Base):
         *,
         now: float,
         ack: str | None = None,  # the local broker acks apart
+        ready: list[Dispatch] | None = None,
     ) -> bool:
         env = self.environment
         with self.db.write() as conn:
@@ -325,6 +326,7 @@ class _Lifecycle(_Base):
                 self._finalized(conn, [run_id], now, queues)
             else:
                 self._admit(conn, now, queues)
+            self._hand_back(conn, ready)
             return True
 
     @_translate
@@ -407,7 +409,9 @@ class _Lifecycle(_Base):
             return [r["id"] for r in rows]
 
     @_translate
-    def release_canceled(self, run_id: str, attempt: int, *, now: float) -> None:
+    def release_canceled(
+        self, run_id: str, attempt: int, *, now: float, ready: list[Dispatch] | None = None
+    ) -> None:
         """The attempt of a run canceled while executing has stopped: free its slots."""
         with self.db.write() as conn:
             row = conn.execute(
@@ -422,6 +426,7 @@ class _Lifecycle(_Base):
                 (self.environment, run_id),
             )
             self._admit(conn, now, queues)
+            self._hand_back(conn, ready)
 
     @_translate
     def take_ready(self, *, limit: int) -> list[Dispatch]:
@@ -433,22 +438,7 @@ class _Lifecycle(_Base):
         ):
             return []  # the common case costs no write transaction
         with self.db.write() as conn:
-            rows = conn.execute(
-                "SELECT run_id FROM rl_ready WHERE env=? LIMIT ?", (self.environment, limit)
-            ).fetchall()
-            ids_ = [r[0] for r in rows]
-            if not ids_:
-                return []
-            conn.execute(
-                f"DELETE FROM rl_ready WHERE env=? AND run_id IN ({', '.join('?' for _ in ids_)})",
-                (self.environment, *ids_),
-            )
-            found = conn.execute(
-                f"SELECT id, task, queue, machine FROM rl_runs WHERE env=? AND status='QUEUED' "
-                f"AND id IN ({', '.join('?' for _ in ids_)})",
-                (self.environment, *ids_),
-            ).fetchall()
-        return [Dispatch(r[0], r[1], r[2], r[3]) for r in found]
+            return self._take(conn, limit)
 
     @_translate
     def cancel(self, run_id: str, *, now: float, error: TaskRunError) -> Run | None:

@@ -14,6 +14,7 @@ from runlane.core.models import (
     RunStatus,
 )
 from runlane.core.types import (
+    Dispatch,
     Waitpoint,
     WaitSpec,
 )
@@ -39,6 +40,7 @@ class _Waiting(_Base):
         metadata_ops: Sequence[dict[str, Any]] = (),
         attempt_ms: int | None = None,
         ack: str | None = None,  # the local broker acks apart
+        ready: list[Dispatch] | None = None,
     ) -> RunStatus | None:
         """EXECUTING → FROZEN on waitpoint ``index``; straight back to QUEUED (resumed) when it
         is already resolved. None when the attempt no longer holds the run."""
@@ -79,4 +81,5 @@ class _Waiting(_Base):
                 (elapsed_ms, env, run_id, attempt),
             )
             self._admit(conn, now, queues)  # lends the slot, or resumes at once when resolved
+            self._hand_back(conn, ready)
             return status

@@ -21,6 +21,7 @@ from runlane.core.models import (
 )
 from runlane.core.types import (
     Created,
+    Dispatch,
     NewRun,
     WaitSpec,
 )
@@ -74,6 +75,7 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
         batch_id: str | None = None,
         parent_id: str | None = None,
         wait: WaitSpec | None = None,
+        ready: list[Dispatch] | None = None,
     ) -> list[Created]:
         env = self.environment
         out: list[Created] = []
@@ -165,4 +167,5 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
             if wait is not None:
                 waits.create(conn, env, wait, [c.run_id for c in out], now)
             self._admit(conn, now, {c.queue for c in out})
+            self._hand_back(conn, ready)
         return out
