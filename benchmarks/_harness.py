@@ -285,7 +285,7 @@ def _format(value: float, unit: str) -> str:
     if unit in ("runs/s", "ops/s"):
         return f"{value:,.0f} {unit}"
     if unit == "ms":
-        return f"{value:,.1f} ms"
+        return f"{value:,.2f} ms" if value < 10 else f"{value:,.1f} ms"
     if unit == "x":
         return f"{value:.2f}x"
     if unit == "MiB":

@@ -66,6 +66,9 @@ class CeleryUnderTest:
                     unacked_restore_interval=1,
                     unacked_restore_throttle=1,
                 )
+        if not self.redis:  # the worker's event loop wakes every second (AMQP heartbeat
+            # checks), so a stopping test worker notices at once rather than after ~10 s
+            self.app.conf.update(broker_heartbeat=10, broker_heartbeat_checkrate=10)
         self.app.conf.update(
             broker_transport_options=options,
             task_default_queue=f"{self.prefix}.default",

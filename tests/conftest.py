@@ -94,9 +94,10 @@ def redis_url() -> Iterator[str]:
 
 
 # The contract suite: these modules run on every store with runlane's own worker, and on the
-# Celery and Dramatiq adapters with real workers over real brokers. To stay within the time
-# budget each adapter runs the suite on one store and one broker (together they cover both
-# stores and both brokers); tests/test_adapters_e2e.py covers the other combinations.
+# Celery and Dramatiq adapters with real workers over both real brokers, Redis and RabbitMQ.
+# Each adapter meets each store once (a store does not depend on the broker that carries the
+# runs); tests/test_adapter_workers.py runs `celery worker` / `dramatiq` commands on every
+# framework x broker pair.
 CONTRACT_MODULES = {
     "test_smoke",
     "test_trigger",
@@ -109,6 +110,8 @@ CONTRACT_MODULES = {
 }
 ADAPTER_MATRIX = [  # (store, worker kind, the framework's broker)
     ("redis", "celery", "redis"),
+    ("sqlite", "celery", "rabbitmq"),
+    ("redis", "dramatiq", "redis"),
     ("sqlite", "dramatiq", "rabbitmq"),
 ]
 

@@ -188,6 +188,7 @@ if cmd == "create_runs" then
       end
       if r.status ~= "DELAYED" then
         fields.queued_at = now
+        fields.queue_ts = now
         if s(r.ttl) then fields.ttl_expires_at = now + r.ttl end
       end
       local flat = {}  -- a new hash: only the fields that have a value
@@ -208,8 +209,10 @@ if cmd == "create_runs" then
       else
         if s(r.ttl) then redis.call("ZADD", k("ttl"), now + r.ttl, id) end
         if r.status == "QUEUED" then
-          enqueue(id, now, r.queue, fields.ckey)
-          subqueues[#subqueues + 1] = {r.queue, fields.ckey}
+          if not admit_at_once(id, r.queue, fields.ckey, now, env_limit) then
+            enqueue(id, now, r.queue, fields.ckey)
+            subqueues[#subqueues + 1] = {r.queue, fields.ckey}
+          end
         else
           redis.call("SADD", k("wfd:" .. enc(r.task)), id)
         end

@@ -166,11 +166,10 @@ local function sq_member(q, ck) return cjson.encode({q, ck}) end
 
 local function enqueue(id, now, new_q, new_ck)
   -- the run is QUEUED; it waits in its sub-queue for admission (keeping its place if it had
-  -- one). new_q, new_ck: a run just created there (its hash already says admitted 0)
+  -- one). new_q, new_ck: a run just created there (its hash already says admitted 0 and
+  -- queue_ts now)
   local q, ck, ts = new_q, new_ck, now
-  if new_q then
-    redis.call("HSET", rk(id), "queue_ts", ts)
-  else
+  if not new_q then
     local f = redis.call("HMGET", rk(id), "queue", "ckey", "queue_ts")
     q, ck, ts = f[1], f[2] or "", tonumber(f[3]) or now
     redis.call("HSET", rk(id), "admitted", 0, "queue_ts", ts)
@@ -182,6 +181,30 @@ local function enqueue(id, now, new_q, new_ck)
     local seq = redis.call("HGET", k("sq:" .. enc(q) .. ":" .. enc(ck)), "served") or "0"
     redis.call("ZADD", k("rr"), tonumber(seq), m)
   end
+end
+
+local function admit_at_once(id, q, ck, now, env_limit)
+  -- a run just created QUEUED takes its slots at once when nothing waits in its sub-queue,
+  -- neither queue nor key is paused, the key has room, and no total or environment limit
+  -- makes sub-queues compete: what admit() would do, without passing through the waiting
+  -- set and the round robin (which only orders competing sub-queues)
+  if env_limit ~= nil and env_limit ~= NULL then return false end
+  local qk = k("queue:" .. enc(q))
+  local qh = redis.call("HMGET", qk, "limit", "total", "paused", "until", "running")
+  if qh[2] or paused(qh[3], qh[4], now) then return false end
+  local sqk = k("sq:" .. enc(q) .. ":" .. enc(ck))
+  local sh = redis.call("HMGET", sqk, "running", "paused", "until")
+  if paused(sh[2], sh[3], now) then return false end
+  local limit = tonumber(qh[1])
+  if limit ~= nil and tonumber(sh[1] or "0") >= limit then return false end
+  if redis.call("EXISTS", k("sqw:" .. enc(q) .. ":" .. enc(ck))) == 1 then return false end
+  if not qh[5] then upsert_queue(q, nil, nil, false) end
+  redis.call("HSET", k("slot:" .. id), "queue", q, "ckey", ck, "holds_queue", 1, "holds_env", 1)
+  redis.call("HINCRBY", sqk, "running", 1)
+  redis.call("HINCRBY", qk, "running", 1)
+  counter("running", 1)
+  ready(id)
+  return true
 end
 
 local function leave_waiting(id)
