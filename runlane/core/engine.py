@@ -30,7 +30,15 @@ from runlane.core.options import (
     validate_task_id,
 )
 from runlane.core.task import Task, default_queue_name
-from runlane.core.types import Created, Dispatch, NewRun, RegisteredTask, Waitpoint, WaitSpec
+from runlane.core.types import (
+    TAKE_LIMIT,
+    Created,
+    Dispatch,
+    NewRun,
+    RegisteredTask,
+    Waitpoint,
+    WaitSpec,
+)
 from runlane.core.waits import await_waitpoint, fingerprint, payload_digest
 from runlane.errors import (
     InvalidOptionError,
@@ -374,9 +382,9 @@ class Engine:
         if not always and getattr(self.rt.store, "dispatches_itself", False):
             return
         while True:
-            ready = self.rt.store.take_ready(limit=1000)
+            ready = self.rt.store.take_ready(limit=TAKE_LIMIT)
             self.send(ready)
-            if len(ready) < 1000:
+            if len(ready) < TAKE_LIMIT:
                 return
 
     # ------------------------------------------------------------------ runs operations

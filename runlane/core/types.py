@@ -169,9 +169,9 @@ class Store(Protocol):
     ) -> list[Created]:
         """Create all runs (or none), honouring idempotency keys, in one transaction; with
         ``wait``, also the parent's waitpoint on them (trigger_and_wait). ``ready``: the
-        caller sends what the transition admitted: the outbox (``take_ready``) is emptied
-        into this list in the same transition (a store that pushes admitted runs onto its
-        own broker adds nothing). ``finish_attempt``, ``suspend`` and ``release_canceled``
+        caller sends what the transition admitted, which the store appends to this list
+        instead of its outbox (``take_ready``); a store that pushes admitted runs onto its
+        own broker adds nothing. ``finish_attempt``, ``suspend`` and ``release_canceled``
         take it too."""
         ...
 

@@ -29,8 +29,8 @@
 --   wpr:<id>:<attempt>  hash   wait index -> when it resolved
 --   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child
 --   ready               list   admitted runs to send to the broker (the outbox; unused when
---                              the native broker shares the prefix: see DIRECT; emptied into
---                              the reply of the transition that filled it: see TAKE)
+--                              the native broker shares the prefix or the caller takes what
+--                              it admitted: see DIRECT and TAKE)
 --   bq:<task>           list   native broker: JSON [run id, task, queue, machine] to execute
 --   sig:<task>          list   native broker: wake-up tokens for workers blocked on bq:<task>
 --   inflight:<worker>   hash   native broker: run id -> delivery, until its result is recorded
@@ -106,10 +106,15 @@ local function counter(name, delta)
   return redis.call("INCRBY", k(name), delta)
 end
 
--- With the native Redis broker (DIRECT = its key prefix, normally P itself; set by the
--- caller), an admitted run goes straight onto its task's broker list in the transition that
--- admitted it; otherwise into the "ready" outbox that the engine drains into the broker.
+-- Where an admitted run goes, in the transition that admitted it:
+-- - DIRECT (the native Redis broker's key prefix, normally P itself; set by the caller): onto
+--   its task's broker list;
+-- - TAKE (the caller sends what the call admitted, through another broker): into the call's
+--   reply (see reply), so no second round trip takes it from an outbox;
+-- - otherwise into the "ready" outbox, which the engine drains into the broker (take_ready).
 local DIRECT = false
+local TAKE = false
+local TAKEN = {}
 
 local function ready(id)
   redis.call("HSET", rk(id), "admitted", 1)
@@ -120,20 +125,16 @@ local function ready(id)
     -- wake one worker blocked on this task's list (a bounded pile of tokens)
     local sk = DIRECT .. "sig:" .. tk
     if redis.call("LLEN", sk) < 32 then redis.call("RPUSH", sk, 1) end
+  elseif TAKE then
+    TAKEN[#TAKEN + 1] = id
   else
     redis.call("RPUSH", k("ready"), id)
   end
 end
 
--- TAKE (set by the caller): a transition that may admit runs also empties the outbox into its
--- reply, so the caller sends them at once without another round trip (take_outbox)
-local TAKE = false
-
-local function take_outbox(limit)
+local function dispatches(ids)
+  -- [id, task, queue, machine] of the runs among ids that are still QUEUED
   local out = {}
-  local ids = redis.call("LRANGE", k("ready"), 0, limit - 1)
-  if #ids == 0 then return out end
-  redis.call("LTRIM", k("ready"), #ids, -1)
   for _, id in ipairs(ids) do
     local f = redis.call("HMGET", rk(id), "status", "task", "queue", "machine")
     if f[1] == "QUEUED" then out[#out + 1] = {id, f[2], f[3], f[4] or NULL} end
@@ -141,10 +142,16 @@ local function take_outbox(limit)
   return out
 end
 
+local function take_outbox(limit)
+  local ids = redis.call("LRANGE", k("ready"), 0, limit - 1)
+  if #ids > 0 then redis.call("LTRIM", k("ready"), #ids, -1) end
+  return dispatches(ids)
+end
+
 local function reply(value)
-  -- the command's reply, with the outbox when the caller takes it: {reply, JSON dispatches}
+  -- the command's reply; with TAKE, {reply, JSON dispatches of the runs it admitted}
   if not TAKE then return value end
-  return {value, json_list(take_outbox(TAKE))}
+  return {value, json_list(dispatches(TAKEN))}
 end
 
 local function paused(p, untilv, now)
@@ -513,7 +520,7 @@ local function finalized(ids, now)
   for _, child in ipairs(ids) do
     local wk = k("waiters:" .. child)
     local refs = redis.call("SMEMBERS", wk)
-    redis.call("DEL", wk)
+    if #refs > 0 then redis.call("DEL", wk) end
     for _, ref in ipairs(refs) do
       local run_id, attempt, idx = string.match(ref, "^(.-)|(%d+)|(%d+)$")
       local left = redis.call("HINCRBY", k("wpn:" .. run_id .. ":" .. attempt), idx, -1)

@@ -23,7 +23,6 @@ from runlane.core.logs import LogEntry
 from runlane.core.metadata import apply_ops, check_size
 from runlane.core.models import Batch, PausedKey, QueueInfo, Run, RunStatus, TaskRunError
 from runlane.core.types import (
-    TAKE_LIMIT,
     AttemptOutcome,
     Created,
     Dispatch,
@@ -133,15 +132,15 @@ class RedisStore:
         return self.direct is not None
 
     def _call(self, command: str, ready: list[Dispatch] | None = None, **args: Any) -> Any:
-        """Run one command. ``ready``: the caller sends what the transition admitted; the
-        outbox comes back in the same reply and is appended to it (unless the store pushes
-        admitted runs onto its native broker itself)."""
+        """Run one command. ``ready``: the caller sends what the transition admitted, which
+        comes back in the same reply and is appended to it (unless the store pushes admitted
+        runs onto its native broker itself)."""
         args.setdefault("env_limit", self.concurrency_limit)
         args.setdefault("retention", self.retention)
         args["direct"] = self.direct
         take = ready is not None and self.direct is None
         if take:
-            args["take"] = TAKE_LIMIT
+            args["take"] = True
         raw = self._script(keys=[self.prefix], args=[command, json.dumps(args)])
         if take and isinstance(raw, list):
             raw, taken = raw
