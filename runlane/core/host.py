@@ -106,14 +106,19 @@ class Host:
         lease_ttl = max(5.0, interval * 20)
         last_redeliver = time.monotonic()
         last_flush = last_status = 0.0
+        # a process that is not the leader tries for the lease every lease_ttl / 5 seconds, not
+        # every tick: a fleet of worker processes does not poll the store for it 4 times a second
+        next_claim, claim_every = 0.0, lease_ttl / 5
         failures = 0
         while not self._stop.is_set():
-            if self.engine:
+            if self.engine and (self.is_leader or time.monotonic() >= next_claim):
                 try:
                     self.is_leader = rt.store.acquire_lease(
                         ENGINE_LEASE, self.id, ttl=lease_ttl, now=rt.now()
                     )
-                    if self.is_leader:
+                    if not self.is_leader:
+                        next_claim = time.monotonic() + claim_every
+                    else:
                         redeliver = time.monotonic() - last_redeliver >= REDELIVER_EVERY
                         if redeliver:
                             last_redeliver = time.monotonic()
