@@ -138,13 +138,13 @@ class RedisStore:
         args.setdefault("env_limit", self.concurrency_limit)
         args.setdefault("retention", self.retention)
         args["direct"] = self.direct
-        take = ready is not None and self.direct is None
-        if take:
+        take = ready if self.direct is None else None
+        if take is not None:
             args["take"] = True
         raw = self._script(keys=[self.prefix], args=[command, json.dumps(args)])
-        if take and isinstance(raw, list):
+        if take is not None and isinstance(raw, list):
             raw, taken = raw
-            ready.extend(Dispatch(*row) for row in json.loads(taken))  # type: ignore[union-attr]
+            take.extend(Dispatch(*row) for row in json.loads(taken))
         return json.loads(raw)
 
     # ------------------------------------------------------------------ creation
