@@ -767,3 +767,43 @@ def test_a_redis_broker_built_by_hand_takes_the_same_fast_path(redis_url):
             old.close()
         broker.close()
         _drop_prefix(redis_url, prefix)
+
+
+def test_a_fetch_whose_clock_was_read_before_the_run_was_queued_does_not_date_its_start_earlier(
+    redis_url,
+):
+    """A worker reads its clock, then its fetch reaches Redis after a run was queued meanwhile
+    (the trigger read its clock later): the start takes the run's queued time, so a run never
+    starts before it was created."""
+    url, prefix = _private(redis_url)
+    clock = runlane.FakeClock()
+    rt = runlane.configure(store=url, clock=clock)
+    try:
+
+        @runlane.task(id="dated")
+        def dated(payload):
+            return payload
+
+        handle = dated.trigger({})
+        queued = runlane.runs.retrieve(handle).created_at
+        got, _ = rt.store.fetch_start(
+            worker_id="w1",
+            tasks=["dated"],
+            queues=None,
+            max_count=1,
+            heartbeat_ms=30_000,
+            lease_until=time.time() + 30,
+            default_max_attempts={"dated": 1},
+            now=clock.now() - 5,  # read before the trigger read its own
+        )
+        assert [started.run.id for _, started in got] == [handle.id]
+        run = runlane.runs.retrieve(handle)
+        assert run.status == "EXECUTING"
+        assert run.started_at == queued
+        # the attempt's time is kept to 0.1 ms (Redis's JSON encoder writes 14 digits)
+        assert abs((run.attempts[0].started_at - queued).total_seconds()) < 0.001
+    finally:
+        old = runtime.install(None)
+        if old is not None:
+            old.close()
+        _drop_prefix(redis_url, prefix)

@@ -99,8 +99,13 @@ end
 local function start(id, worker_id, known, lease_until, default_max_attempts, attempt_id)
   -- an admitted QUEUED run -> EXECUTING: a new attempt, or the suspended one resumed
   local f = redis.call("HMGET", rk(id), "status", "admitted", "task", "resume", "attempt_count",
-                       "machine", "max_attempts", "started_at", "max_duration")
+                       "machine", "max_attempts", "started_at", "max_duration", "updated_at")
   if f[1] ~= "QUEUED" or f[2] ~= "1" or not known[f[3]] then return nil end
+  -- a fetch reads its clock before its call reaches Redis, where a run queued meanwhile may
+  -- wait: the start is not dated before the run was queued
+  local t = now
+  local queued = tonumber(f[10])
+  if queued and queued > t then t = queued end
   local number, started_at, used_ms
   local resumed = f[4] == "1"
   local ak = k("att:" .. id)
@@ -113,14 +118,14 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
     attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
   else
     number = tonumber(f[5] or "0") + 1
-    started_at, used_ms = now, 0
+    started_at, used_ms = t, 0
     redis.call("HSET", ak, tostring(number), cjson.encode({
-      id = attempt_id, number = number, status = "EXECUTING", started_at = now,
+      id = attempt_id, number = number, status = "EXECUTING", started_at = t,
       worker_id = worker_id, machine = f[6] or NULL, duration_ms = 0}))
   end
-  set_status(id, "EXECUTING", now, "QUEUED")
+  set_status(id, "EXECUTING", t, "QUEUED")
   local sets = {"attempt_count", number, "worker_id", worker_id, "resume", 0,
-                "segment_started_at", now, "attempts_allowed", f[7] or default_max_attempts}
+                "segment_started_at", t, "attempts_allowed", f[7] or default_max_attempts}
   if s(lease_until) then
     sets[#sets + 1] = "lease_until"
     sets[#sets + 1] = lease_until
@@ -128,7 +133,7 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   end
   if not f[8] then
     sets[#sets + 1] = "started_at"
-    sets[#sets + 1] = now
+    sets[#sets + 1] = t
   end
   redis.call("HSET", rk(id), unpack(sets))
   if s(lease_until) then redis.call("HDEL", rk(id), "ttl_expires_at")

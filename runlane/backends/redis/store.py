@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from runlane.backends._translate import translating
+from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.rows import as_list, attempts_of, to_run, waitpoint_of
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
@@ -92,6 +93,7 @@ class RedisStore:
             self.client = redis.Redis.from_url(url, decode_responses=True)
             self._owns = True
         self._script = self.client.register_script(_SCRIPT)
+        self._lane = ScriptLane(self.client, self._script)
         # the key prefix of the native Redis broker paired with this store (set by the broker,
         # configure(broker="redis")): admission pushes runs onto its lists in the same
         # transition, and its fetch starts the attempts at once
@@ -120,6 +122,7 @@ class RedisStore:
         return cls(clean, environment, prefix=prefix, concurrency_limit=concurrency_limit)
 
     def close(self) -> None:
+        self._lane.close()
         if self._owns:
             self.client.close()
 
@@ -141,7 +144,7 @@ class RedisStore:
         take = ready if self.direct is None else None
         if take is not None:
             args["take"] = True
-        raw = self._script(keys=[self.prefix], args=[command, json.dumps(args)])
+        raw = self._lane(self.prefix, command, json.dumps(args))
         if take is not None and isinstance(raw, list):
             raw, taken = raw
             take.extend(Dispatch(*row) for row in json.loads(taken))

@@ -1,0 +1,115 @@
+"""The Redis store's transitions run on a connection of each thread's own (ScriptLane): they
+survive a lost connection and a script Redis does not know, a forked child never shares its
+parent's socket, and closing the store closes them."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from runlane.backends.redis.lane import ScriptLane
+from runlane.backends.redis.store import RedisStore
+
+redis = pytest.importorskip("redis")
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisStore]:
+    prefix = f"rltest-{uuid.uuid4().hex[:12]}"
+    s = RedisStore(redis_url, "dev", prefix=prefix)
+    try:
+        yield s
+    finally:
+        s.close()
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+        client.close()
+
+
+def _claim(store: RedisStore, owner: str) -> bool:
+    return store.acquire_lease("lane", owner, ttl=30, now=time.time())
+
+
+def _lane_client_id(store: RedisStore) -> int:
+    conn = store._lane._connection()
+    conn.send_command("CLIENT", "ID")
+    return int(conn.read_response())
+
+
+def test_each_thread_has_its_own_connection(store):
+    assert _claim(store, "a")
+    mine = _lane_client_id(store)
+    theirs: list[int] = []
+    thread = threading.Thread(target=lambda: theirs.append(_lane_client_id(store)))
+    thread.start()
+    thread.join()
+    assert theirs and theirs[0] != mine
+    assert _lane_client_id(store) == mine  # kept for the next call of this thread
+
+
+def test_a_killed_connection_is_replaced_and_the_call_goes_through(store, redis_url):
+    assert _claim(store, "a")
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        assert admin.client_kill_filter(_id=_lane_client_id(store)) == 1
+    finally:
+        admin.close()
+    assert _claim(store, "a")  # the same owner renews: the transition ran once more
+    assert not _claim(store, "b")
+
+
+def test_a_script_redis_does_not_know_yet_is_loaded(redis_url):
+    """As after a Redis restart or SCRIPT FLUSH (not done here: this Redis may be shared)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        script = client.register_script(f"-- {uuid.uuid4().hex}\nreturn ARGV[1] .. KEYS[1]")
+        assert client.script_exists(script.sha) == [False]
+        lane = ScriptLane(client, script)
+        assert lane("k", "v") == "vk"
+        assert client.script_exists(script.sha) == [True] and lane("k", "w") == "wk"
+        lane.close()
+    finally:
+        client.close()
+
+
+def test_a_forked_child_opens_its_own_connection(store):
+    assert _claim(store, "parent")
+    parent_id = _lane_client_id(store)
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: its calls must not go through the parent's socket
+        code = 1
+        try:
+            ok = _claim(store, "parent") and _lane_client_id(store) != parent_id
+            code = 0 if ok else 2
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(code)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(read, 1) == bytes([0]) and os.waitstatus_to_exitcode(status) == 0
+    os.close(read)
+    assert _lane_client_id(store) == parent_id and _claim(store, "parent")
+
+
+def test_closing_the_store_closes_the_connections(redis_url):
+    prefix = f"rltest-{uuid.uuid4().hex[:12]}"
+    s = RedisStore(redis_url, "dev", prefix=prefix)
+    assert _claim(s, "a")
+    conn = s._lane._connection()
+    assert conn.is_connected
+    s.close()
+    assert not conn.is_connected
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.delete(key)
+    client.close()
