@@ -301,3 +301,43 @@ def test_pickle_is_what_the_canary_detects(tmp_path):
     canary = tmp_path / "canary"
     pickle.loads(pickle.dumps(Canary(str(canary))))
     assert canary.read_text() == "unpickled"
+
+
+def test_celery_publish_signals_see_runlane_messages(harness):
+    """runlane publishes without apply_async's per-call bookkeeping, but through Celery's own
+    message path: publish signals (used by tracing and monitoring) see every dispatch."""
+    from celery import signals
+
+    seen: list[tuple[Any, Any]] = []
+
+    def before(sender=None, headers=None, routing_key=None, **kwargs):
+        seen.append((sender, headers["shadow"], headers["id"], routing_key))
+
+    signals.before_task_publish.connect(before, weak=False)
+    try:
+
+        @runlane.task(id="signalled")
+        def signalled(payload):
+            return payload
+
+        signalled.trigger({"n": 1})
+    finally:
+        signals.before_task_publish.disconnect(before)
+    [(sender, shadow, message_id, routing_key)] = seen
+    assert sender == TASK_NAME and shadow == "runlane:signalled"
+    assert message_id and routing_key == harness.prefix
+
+
+def test_celery_eager_mode_executes_the_run_at_trigger_time(harness):
+    """task_always_eager (Celery's test mode) is honoured: the dispatch runs in this process."""
+    harness.app.conf.task_always_eager = True
+
+    @runlane.task(id="eager")
+    def eager(payload):
+        return {"doubled": payload["n"] * 2}
+
+    try:
+        run = runlane.runs.retrieve(eager.trigger({"n": 21}))
+    finally:
+        celery_worker.process.stop()  # the host the eager execution started in this process
+    assert run.status == "COMPLETED" and run.output == {"doubled": 42}
