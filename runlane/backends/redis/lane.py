@@ -4,8 +4,8 @@ Every state change is one EVALSHA. Sent through redis-py's client, each call als
 connection out of the pool and back in (checking the process id under a lock), filters its
 arguments, records metrics and wraps itself in a retry: about 40 µs of CPU, a third of a
 transition's cost on the client, paid three times per run. ``ScriptLane`` keeps one
-connection per thread instead, made with the pool's settings but outside the pool, and checked
-against the process id so that a forked child never shares its parent's socket. Whatever goes
+connection per thread instead, made with the pool's settings but outside the pool, and made
+anew after a fork so that a forked child never shares its parent's socket. Whatever goes
 wrong (a lost connection, the script missing after a restart or ``SCRIPT FLUSH``) is retried
 through redis-py's own path, with its reconnects and retries, exactly as before.
 """
@@ -20,6 +20,19 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+# forks seen by this process: a connection made before a fork is not used after it (counted
+# at fork time, so a call does not pay a getpid() system call to find out)
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
 
 class ScriptLane:
     def __init__(self, client: redis.Redis, script: Script) -> None:
@@ -31,11 +44,10 @@ class ScriptLane:
     def _connection(self) -> Any:
         local = self._local
         conn = getattr(local, "conn", None)
-        pid = os.getpid()
-        if conn is None or local.pid != pid:
+        if conn is None or local.forks != _forks:
             pool = self.client.connection_pool
             conn = pool.connection_class(**pool.connection_kwargs)
-            local.conn, local.pid = conn, pid  # a thread's end drops it (and its socket)
+            local.conn, local.forks = conn, _forks  # a thread's end drops it (and its socket)
             self._open.add(conn)
         return conn
 
