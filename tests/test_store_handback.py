@@ -1,0 +1,114 @@
+"""A transition whose caller sends what it admitted (``ready=``) hands those runs back in the
+same call, on both stores, so a trigger or a finished attempt needs no second call to read the
+outbox; without ``ready=`` they wait in the outbox for ``take_ready``. Stores are used directly
+here, apart from any broker (the Redis store unpaired, as under Celery or Dramatiq)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runlane.backends.redis.store import RedisStore
+from runlane.backends.sqlite.store import SQLiteStore
+from runlane.core import ids
+from runlane.core.models import AttemptStatus, RunStatus
+from runlane.core.types import AttemptOutcome, Dispatch, NewRun, RegisteredTask
+
+pytestmark = pytest.mark.parametrize("kind", ["sqlite", "redis"])
+
+
+@pytest.fixture
+def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    made: list[tuple[Any, str | None]] = []
+
+    def make(kind: str) -> Any:
+        if kind == "sqlite":
+            store: Any = SQLiteStore(tmp_path / "runlane.db", "dev")
+            made.append((store, None))
+        else:
+            url = request.getfixturevalue("redis_url")
+            prefix = f"rltest-{uuid.uuid4().hex[:12]}"
+            store = RedisStore(url, "dev", prefix=prefix)
+            made.append((store, prefix))
+        store.register_tasks([RegisteredTask("t", "q", concurrency_limit=1)], now=time.time())
+        return store
+
+    yield make
+    for store, prefix in made:
+        if prefix is not None:
+            for key in store.client.scan_iter(match=f"{prefix}:*", count=1000):
+                store.client.delete(key)
+        store.close()
+
+
+def _new(now: float) -> NewRun:
+    return NewRun(
+        id=ids.run_id(),
+        task_identifier="t",
+        status=RunStatus.QUEUED,
+        payload="null",
+        created_at=now,
+        queue="q",
+    )
+
+
+def _start(store: Any, run_id: str, now: float) -> None:
+    started = store.start_attempt(
+        run_id, worker_id="w", now=now, known_tasks={"t"}, lease_until=time.time() + 30
+    )
+    assert started is not None and started.attempt_number == 1
+
+
+def _done() -> AttemptOutcome:
+    return AttemptOutcome(
+        attempt_status=AttemptStatus.COMPLETED.value,
+        run_status=RunStatus.COMPLETED,
+        output="null",
+    )
+
+
+def test_a_transition_hands_back_the_runs_it_admitted(kind, make_store):
+    store = make_store(kind)
+    now = time.time()
+    first, second = _new(now), _new(now)
+    ready: list[Dispatch] = []
+    store.create_runs([first, second], now=now, ready=ready)
+    assert [d.run_id for d in ready] == [first.id]  # limit 1: the second one waits
+    assert ready[0] == Dispatch(first.id, "t", "q", None)
+    _start(store, first.id, now)
+    ready = []
+    assert store.finish_attempt(first.id, 1, _done(), now=now, ready=ready)
+    assert [d.run_id for d in ready] == [second.id]  # the freed slot, in the same call
+    assert store.take_ready(limit=100) == []  # nothing went through the outbox
+
+
+def test_without_ready_the_admitted_runs_wait_in_the_outbox(kind, make_store):
+    store = make_store(kind)
+    now = time.time()
+    first, second = _new(now), _new(now)
+    store.create_runs([first, second], now=now)
+    assert [d.run_id for d in store.take_ready(limit=100)] == [first.id]
+    _start(store, first.id, now)
+    assert store.finish_attempt(first.id, 1, _done(), now=now)
+    assert [d.run_id for d in store.take_ready(limit=100)] == [second.id]
+    assert store.take_ready(limit=100) == []
+
+
+def test_a_canceled_run_whose_attempt_stopped_hands_back_the_next(kind, make_store):
+    from runlane.core.models import TaskRunError
+
+    store = make_store(kind)
+    now = time.time()
+    first, second = _new(now), _new(now)
+    store.create_runs([first, second], now=now, ready=[])
+    _start(store, first.id, now)
+    store.cancel(first.id, now=now, error=TaskRunError(name="Error", message="Canceled"))
+    assert store.take_ready(limit=100) == []  # the executing attempt keeps its slot
+    ready: list[Dispatch] = []
+    store.release_canceled(first.id, 1, now=now, ready=ready)
+    assert [d.run_id for d in ready] == [second.id]
