@@ -125,6 +125,7 @@ class Round:
     producer_cpu: float  # CPU seconds of this process while it enqueued
     worker_cpu: float  # CPU seconds of the worker command's processes over the round
     redis_cpu: float  # CPU seconds of the Redis server over the round
+    rabbitmq_cpu: float | None  # CPU seconds of a local RabbitMQ (None: not measured)
 
 
 def pika_url(url: str) -> str:
@@ -218,11 +219,13 @@ class Setup:
             producer_cpu=producer[0] - cpu[0],
             worker_cpu=after[1] - cpu[1],
             redis_cpu=after[2] - cpu[2],
+            rabbitmq_cpu=None if after[3] is None or cpu[3] is None else after[3] - cpu[3],
         )
 
-    def cpu(self) -> tuple[float, float, float]:
+    def cpu(self) -> tuple[float, float, float, float | None]:
         """CPU seconds used so far by this process, the worker command (with its pool
-        processes) and the Redis server (server-wide: exact only when nothing else uses it)."""
+        processes), the Redis server and, with the RabbitMQ broker, a RabbitMQ server on this
+        machine (both server-wide: exact only when nothing else uses them)."""
         own = sum(os.times()[:2])
         workers = 0.0
         if psutil is not None and self.proc is not None:
@@ -236,7 +239,14 @@ class Setup:
                 pass
         info = self.redis.info("cpu")
         server = float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-        return own, workers, server
+        rabbitmq = None
+        if psutil is not None and self.args.broker == "rabbitmq":
+            for p in psutil.process_iter(["name"]):  # the Erlang VM that runs RabbitMQ
+                if p.info["name"] == "beam.smp":
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        rabbitmq = (rabbitmq or 0.0) + t.user + t.system
+        return own, workers, server, rabbitmq
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -339,6 +349,11 @@ def main() -> None:
                     h.Measurement(framework, f"{label}: CPU a task, Redis server",
                                   med("redis_cpu"), "ms", "server-wide"),
                 ]  # fmt: skip
+                if all(r.rabbitmq_cpu is not None for r in rounds):
+                    results.append(
+                        h.Measurement(framework, f"{label}: CPU a task, RabbitMQ server",
+                                      med("rabbitmq_cpu"), "ms", "server-wide, this machine")
+                    )  # fmt: skip
             results.append(
                 h.Measurement(
                     framework,
