@@ -15,6 +15,7 @@ import pytest
 
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.store import RedisStore
+from tests.adapters import delete_redis_prefix
 
 redis = pytest.importorskip("redis")
 
@@ -27,10 +28,7 @@ def store(redis_url: str) -> Iterator[RedisStore]:
         yield s
     finally:
         s.close()
-        client = redis.Redis.from_url(redis_url)
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
-        client.close()
+        delete_redis_prefix(redis_url, prefix)
 
 
 def _claim(store: RedisStore, owner: str) -> bool:
@@ -109,7 +107,4 @@ def test_closing_the_store_closes_the_connections(redis_url):
     assert conn.is_connected
     s.close()
     assert not conn.is_connected
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        client.delete(key)
-    client.close()
+    delete_redis_prefix(redis_url, prefix)

@@ -18,13 +18,14 @@ from runlane.backends.sqlite.store import SQLiteStore
 from runlane.core import ids
 from runlane.core.models import AttemptStatus, RunStatus
 from runlane.core.types import AttemptOutcome, Dispatch, NewRun, RegisteredTask
+from tests.adapters import delete_redis_prefix
 
 pytestmark = pytest.mark.parametrize("kind", ["sqlite", "redis"])
 
 
 @pytest.fixture
 def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    made: list[tuple[Any, str | None]] = []
+    made: list[tuple[Any, tuple[str, str] | None]] = []
 
     def make(kind: str) -> Any:
         if kind == "sqlite":
@@ -34,16 +35,15 @@ def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
             url = request.getfixturevalue("redis_url")
             prefix = f"rltest-{uuid.uuid4().hex[:12]}"
             store = RedisStore(url, "dev", prefix=prefix)
-            made.append((store, prefix))
+            made.append((store, (url, prefix)))
         store.register_tasks([RegisteredTask("t", "q", concurrency_limit=1)], now=time.time())
         return store
 
     yield make
-    for store, prefix in made:
-        if prefix is not None:
-            for key in store.client.scan_iter(match=f"{prefix}:*", count=1000):
-                store.client.delete(key)
+    for store, redis_prefix in made:
         store.close()
+        if redis_prefix is not None:
+            delete_redis_prefix(*redis_prefix)
 
 
 def _new(now: float) -> NewRun:

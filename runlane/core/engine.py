@@ -7,9 +7,10 @@ Every state change goes through one guarded store verb; the broker only ever car
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runlane.core import context, ids, jsonvalue, tracing
@@ -187,12 +188,18 @@ class Engine:
         wait: WaitSpec | None = None,
     ) -> list[Created]:
         """Create runs and send what the store admitted in the same transition."""
+        with self.sending() as ready:
+            return self.rt.store.create_runs(
+                news, now=now, batch_id=batch_id, parent_id=parent_id, wait=wait, ready=ready
+            )
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[list[Dispatch]]:
+        """``with engine.sending() as ready: store.<transition>(..., ready=ready)``: the runs
+        the transition admitted are sent once it has been recorded (not if it raised)."""
         ready: list[Dispatch] = []
-        created = self.rt.store.create_runs(
-            news, now=now, batch_id=batch_id, parent_id=parent_id, wait=wait, ready=ready
-        )
+        yield ready
         self.send(ready)
-        return created
 
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         """Hand QUEUED runs to the broker. A failure here loses nothing: the runs stay QUEUED

@@ -310,20 +310,19 @@ class Executor:
         rt = self.rt
         self._flush_side(active)
         ack = delivery.ack_ref if delivery is not None else None
-        ready: list[Dispatch] = []  # resolved meanwhile: continue at once; or a lent slot
-        rt.store.suspend(
-            started.run.id,
-            started.attempt_number,
-            index,
-            now=rt.now(),
-            metadata_ops=active.metadata.take_pending(),
-            attempt_ms=int(active.control.elapsed() * 1000) if active.control else None,
-            ack=ack,
-            ready=ready,
-        )
+        with rt.engine.sending() as ready:  # resolved meanwhile: resume at once; a lent slot
+            rt.store.suspend(
+                started.run.id,
+                started.attempt_number,
+                index,
+                now=rt.now(),
+                metadata_ops=active.metadata.take_pending(),
+                attempt_ms=int(active.control.elapsed() * 1000) if active.control else None,
+                ack=ack,
+                ready=ready,
+            )
         if delivery is not None and ack is not None:
             delivery.settled = True
-        rt.engine.send(ready)
 
     def _flush_side(self, active: ActiveRun) -> None:
         """Logs and parent/root metadata of an attempt that is ending or suspending."""
@@ -386,24 +385,22 @@ class Executor:
                     started.run.id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
                 )
             # the attempt has stopped: the slots it kept while stopping are free now
-            ready: list[Dispatch] = []
-            rt.store.release_canceled(
-                started.run.id, started.attempt_number, now=rt.now(), ready=ready
-            )
-            rt.engine.send(ready)
+            with rt.engine.sending() as ready:
+                rt.store.release_canceled(
+                    started.run.id, started.attempt_number, now=rt.now(), ready=ready
+                )
             return
         attempt_ms = int(active.control.elapsed() * 1000) if active.control else None
         outcome = AttemptOutcome(
             **{**outcome.__dict__, "metadata_ops": ops, "attempt_ms": attempt_ms}
         )
         ack = delivery.ack_ref if delivery is not None else None
-        ready: list[Dispatch] = []  # the slot it freed may admit a run; a parent may resume
-        recorded = rt.store.finish_attempt(
-            started.run.id, started.attempt_number, outcome, now=rt.now(), ack=ack, ready=ready
-        )
+        with rt.engine.sending() as ready:  # the freed slot may admit a run; a parent resume
+            recorded = rt.store.finish_attempt(
+                started.run.id, started.attempt_number, outcome, now=rt.now(), ack=ack, ready=ready
+            )
         if delivery is not None and ack is not None:
             delivery.settled = True
-        rt.engine.send(ready)
         if not recorded:
             log.info(
                 "run %s changed while attempt %d ran; its result was not recorded",

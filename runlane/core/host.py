@@ -21,7 +21,7 @@ from runlane.core.context import ActiveRun
 from runlane.core.executor import ActiveRuns, Executor, flush_active, timed_out_error
 from runlane.core.interrupt import CANCEL, TIMEOUT
 from runlane.core.models import AttemptStatus, RunStatus
-from runlane.core.types import AttemptOutcome, Dispatch
+from runlane.core.types import AttemptOutcome
 
 log = logging.getLogger("runlane.worker")
 
@@ -222,25 +222,24 @@ class Host:
         control = active.control
         assert control is not None
         self.abandoned.add(control.thread_id)
-        ready: list[Dispatch] = []
-        if control.reason == TIMEOUT:
-            rt.store.finish_attempt(
-                active.run_id,
-                active.ctx.attempt.number,
-                AttemptOutcome(
-                    attempt_status=AttemptStatus.TIMED_OUT.value,
-                    run_status=RunStatus.TIMED_OUT,
-                    error=timed_out_error(active.ctx.run.max_duration),
-                    metadata_ops=active.metadata.take_pending(),
-                ),
-                now=rt.now(),
-                ready=ready,
-            )
-        else:  # canceled: stop waiting for the blocked call, give its slots back
-            rt.store.release_canceled(
-                active.run_id, active.ctx.attempt.number, now=rt.now(), ready=ready
-            )
-        rt.engine.send(ready)
+        with rt.engine.sending() as ready:
+            if control.reason == TIMEOUT:
+                rt.store.finish_attempt(
+                    active.run_id,
+                    active.ctx.attempt.number,
+                    AttemptOutcome(
+                        attempt_status=AttemptStatus.TIMED_OUT.value,
+                        run_status=RunStatus.TIMED_OUT,
+                        error=timed_out_error(active.ctx.run.max_duration),
+                        metadata_ops=active.metadata.take_pending(),
+                    ),
+                    now=rt.now(),
+                    ready=ready,
+                )
+            else:  # canceled: stop waiting for the blocked call, give its slots back
+                rt.store.release_canceled(
+                    active.run_id, active.ctx.attempt.number, now=rt.now(), ready=ready
+                )
         log.warning(
             "run %s is blocked after being interrupted (%s); its slot goes to a new thread",
             active.run_id,

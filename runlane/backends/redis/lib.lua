@@ -190,6 +190,18 @@ local function enqueue(id, now, new_q, new_ck)
   end
 end
 
+local function grant(ids, q, ck, qk, sqk)
+  -- these runs take a slot of sub-queue (q, ck), of its queue and of the environment, and go
+  -- to the broker; returns the environment's running count
+  for _, id in ipairs(ids) do
+    redis.call("HSET", k("slot:" .. id), "queue", q, "ckey", ck, "holds_queue", 1, "holds_env", 1)
+    ready(id)
+  end
+  redis.call("HINCRBY", sqk, "running", #ids)
+  redis.call("HINCRBY", qk, "running", #ids)
+  return counter("running", #ids)
+end
+
 local function admit_at_once(id, q, ck, now, env_limit)
   -- a run just created QUEUED takes its slots at once when nothing waits in its sub-queue,
   -- neither queue nor key is paused, the key has room, and no total or environment limit
@@ -206,11 +218,7 @@ local function admit_at_once(id, q, ck, now, env_limit)
   if limit ~= nil and tonumber(sh[1] or "0") >= limit then return false end
   if redis.call("EXISTS", k("sqw:" .. enc(q) .. ":" .. enc(ck))) == 1 then return false end
   if not qh[5] then upsert_queue(q, nil, nil, false) end
-  redis.call("HSET", k("slot:" .. id), "queue", q, "ckey", ck, "holds_queue", 1, "holds_env", 1)
-  redis.call("HINCRBY", sqk, "running", 1)
-  redis.call("HINCRBY", qk, "running", 1)
-  counter("running", 1)
-  ready(id)
+  grant({id}, q, ck, qk, sqk)
   return true
 end
 
@@ -349,18 +357,11 @@ local function admit(now, env_limit, queues, only)
         local take = room
         if contended then take = 1 end
         local ids = redis.call("ZRANGE", c.wk, 0, take - 1)
-        for _, id in ipairs(ids) do
-          redis.call("ZREM", c.wk, id)
-          redis.call("HSET", k("slot:" .. id), "queue", c.q, "ckey", c.ck, "holds_queue", 1,
-                     "holds_env", 1)
-          ready(id)
-        end
+        for _, id in ipairs(ids) do redis.call("ZREM", c.wk, id) end
+        running = grant(ids, c.q, c.ck, c.qk, c.sqk)
         local n = #ids
         local seq = counter("n:served", 1)
-        redis.call("HINCRBY", c.sqk, "running", n)
         redis.call("HSET", c.sqk, "served", seq)
-        redis.call("HINCRBY", c.qk, "running", n)
-        running = counter("running", n)
         c.running = c.running + n
         admitted = admitted + n
         progress = true
