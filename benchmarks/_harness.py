@@ -12,6 +12,7 @@ Nothing here imports pytest: the benchmarks are plain scripts.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import cProfile
 import os
@@ -19,6 +20,7 @@ import platform
 import pstats
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -325,3 +327,85 @@ def print_results(
         )
         last = m.section
     console.print(table)
+
+
+class Profiler:
+    """py-spy attached to worker processes while they work (sampling, so they are barely
+    slowed), twice per process: ``--gil`` (the thread holding the GIL: where the Python
+    CPU goes) and wall-clock (every thread not idle, waiting for Redis included). The raw
+    samples are summed into own-time and total-time tables."""
+
+    MODES = {"cpu": ["--gil"], "wall": []}
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.files: dict[tuple[str, str], list[Path]] = {}  # (label, mode) → raw files
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @contextlib.contextmanager
+    def attached(self, pids: list[int], label: str) -> Iterator[None]:
+        py_spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+        for pid in pids:
+            for mode, flags in self.MODES.items():
+                path = self.folder / f"{label}-{pid}-{mode}.txt"
+                self.files.setdefault((label, mode), []).append(path)
+                argv = [py_spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(path)]
+                self.procs.append(
+                    subprocess.Popen(
+                        argv + flags, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    )
+                )
+        time.sleep(1.0)  # py-spy attaches
+        try:
+            yield
+        finally:
+            for proc in self.procs:
+                proc.send_signal(signal.SIGINT)
+            for proc in self.procs:
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            self.procs = []
+
+    def report(self, top: int = 25) -> None:
+        for (label, mode), files in self.files.items():
+            own: collections.Counter[str] = collections.Counter()
+            total: collections.Counter[str] = collections.Counter()
+            samples = 0
+            for path in files:
+                if not path.exists():
+                    continue
+                for line in path.read_text().splitlines():
+                    stack, _, count = line.rpartition(" ")
+                    if not stack or not count.isdigit():
+                        continue
+                    n = int(count)
+                    frames = [_frame(f) for f in stack.split(";")]
+                    samples += n
+                    own[frames[-1]] += n
+                    for name in set(frames):
+                        total[name] += n
+            if not samples:
+                print(f"no py-spy {mode} samples of {label} in {self.folder}")
+                continue
+            what = "holding the GIL" if mode == "cpu" else "wall clock, threads not idle"
+            print(f"\npy-spy {mode} ({what}), {label} workers: {samples:,} samples")
+            print(f"  files: {', '.join(str(p) for p in files)}")
+            for title, counter in (("own time", own), ("total time (incl. callees)", total)):
+                print(f"  top {top} by {title}:")
+                for name, n in counter.most_common(top):
+                    print(f"    {100 * n / samples:5.1f}%  {name}")
+
+
+def _frame(text: str) -> str:
+    """``func (path/file.py:123)`` → ``path/file.py:func`` shortened to the package path."""
+    func, _, where = text.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    else:
+        path = path.split("/work/main/", 1)[-1]
+    return f"{path}:{func}"

@@ -3,7 +3,7 @@ same broker, the same worker command and settings, measured in the same run.
 
     python benchmarks/bench_adapters.py [--broker redis|rabbitmq] [--store redis|sqlite]
         [--runs N] [--rounds R] [--concurrency C] [--celery-pool prefork|threads]
-        [--frameworks celery,dramatiq] [--redis-url URL] [--amqp-url URL]
+        [--frameworks celery,dramatiq] [--redis-url URL] [--amqp-url URL] [--profile DIR]
 
 For each framework, two worker setups are started one after the other with the framework's own
 command (``celery -A … worker -P POOL -c C``, ``dramatiq … --processes 1 --threads C``), each on
@@ -248,6 +248,13 @@ class Setup:
                         rabbitmq = (rabbitmq or 0.0) + t.user + t.system
         return own, workers, server, rabbitmq
 
+    def pids(self) -> list[int]:
+        """The worker command's processes (its pool's children included)."""
+        if psutil is None or self.proc is None:
+            return [] if self.proc is None else [self.proc.pid]
+        root = psutil.Process(self.proc.pid)
+        return [p.pid for p in [root, *root.children(recursive=True)]]
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -314,7 +321,18 @@ def main() -> None:
         "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
     )
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="attach py-spy to the workers during their rounds; raw stacks in DIR",
+    )
     args = parser.parse_args()
+    profiler = None
+    if args.profile:
+        if shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:
+            parser.error("--profile needs py-spy: pip install py-spy")
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        profiler = h.Profiler(Path(args.profile).resolve())
 
     tmp = Path(tempfile.mkdtemp(prefix="rlb-adapters-"))
     (tmp / "rlb_tasks.py").write_text(MODULE)
@@ -326,8 +344,12 @@ def main() -> None:
             for mode in ("raw", "runlane"):
                 rounds = []
                 with setup(args, framework, mode, tmp) as s:
-                    for _ in range(args.rounds):
-                        rounds.append(s.round(args.runs))
+                    attached: Any = contextlib.nullcontext()
+                    if profiler is not None:
+                        attached = profiler.attached(s.pids(), f"{framework}-{mode}")
+                    with attached:
+                        for _ in range(args.rounds):
+                            rounds.append(s.round(args.runs))
 
                 def med(field: str, rs: list[Round] = rounds) -> float:
                     """The median over the rounds, in ms a task."""
@@ -364,6 +386,8 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if profiler is not None:
+        profiler.report()
     h.print_results(
         "runlane over Celery and Dramatiq vs the raw frameworks",
         results,

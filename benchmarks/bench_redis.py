@@ -31,7 +31,6 @@ py-spy to the runlane workers during the drain. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import importlib
 import importlib.metadata
@@ -744,90 +743,6 @@ class Workers:
 # ---------------------------------------------------------------------------- profiling
 
 
-class Profiler:
-    """py-spy attached to the runlane workers during their drain (sampling, so the drain is
-    barely slowed), twice per process: ``--gil`` (the thread holding the GIL: where the Python
-    CPU goes) and wall-clock (every thread not idle, waiting for Redis included). The raw
-    samples are summed into own-time and total-time tables."""
-
-    MODES = {"cpu": ["--gil"], "wall": []}
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.files: dict[str, list[Path]] = {mode: [] for mode in self.MODES}
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    @contextlib.contextmanager
-    def attached(self, pids: list[int], label: str) -> Iterator[None]:
-        py_spy = executable("py-spy")
-        for pid in pids:
-            for mode, flags in self.MODES.items():
-                path = self.folder / f"runlane-{label}-{pid}-{mode}.txt"
-                self.files[mode].append(path)
-                argv = [py_spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(path)]
-                self.procs.append(
-                    subprocess.Popen(
-                        argv + flags, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-                    )
-                )
-        time.sleep(1.0)  # py-spy attaches
-        try:
-            yield
-        finally:
-            for proc in self.procs:
-                proc.send_signal(signal.SIGINT)
-            for proc in self.procs:
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            self.procs = []
-
-    def report(self, top: int = 25) -> None:
-        for mode, files in self.files.items():
-            own: collections.Counter[str] = collections.Counter()
-            total: collections.Counter[str] = collections.Counter()
-            samples = 0
-            for path in files:
-                if not path.exists():
-                    continue
-                for line in path.read_text().splitlines():
-                    stack, _, count = line.rpartition(" ")
-                    if not stack or not count.isdigit():
-                        continue
-                    n = int(count)
-                    frames = [_frame(f) for f in stack.split(";")]
-                    samples += n
-                    own[frames[-1]] += n
-                    for name in set(frames):
-                        total[name] += n
-            if not samples:
-                print(f"no py-spy {mode} samples in {self.folder}")
-                continue
-            what = "holding the GIL" if mode == "cpu" else "wall clock, threads not idle"
-            print(
-                f"\npy-spy {mode} ({what}), runlane workers during the drain: {samples:,} samples"
-            )
-            print(f"  files: {', '.join(str(p) for p in files)}")
-            for title, counter in (("own time", own), ("total time (incl. callees)", total)):
-                print(f"  top {top} by {title}:")
-                for name, n in counter.most_common(top):
-                    print(f"    {100 * n / samples:5.1f}%  {name}")
-
-
-def _frame(text: str) -> str:
-    """``func (path/file.py:123)`` → ``path/file.py:func`` shortened to the package path."""
-    func, _, where = text.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    for marker in ("site-packages/", "lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-            break
-    else:
-        path = path.split("/work/main/", 1)[-1]
-    return f"{path}:{func}"
-
-
 # ---------------------------------------------------------------------------- one system
 
 
@@ -848,7 +763,7 @@ def redis_counters(client: redis.Redis) -> dict[str, float]:
     }
 
 
-def measure(system: System, args: argparse.Namespace, profiler: Profiler | None) -> Result:
+def measure(system: System, args: argparse.Namespace, profiler: h.Profiler | None) -> Result:
     result = Result()
     system.setup()
     workers = Workers(system, args.workers, args.concurrency)
@@ -882,7 +797,7 @@ def measure(system: System, args: argparse.Namespace, profiler: Profiler | None)
         base = system.completed()
         pairs = system.staged_pairs()
         profiling = (
-            profiler.attached([p.pid for p in workers.procs], "drain")
+            profiler.attached([p.pid for p in workers.procs], "runlane-drain")
             if profiler is not None and isinstance(system, RunlaneSystem)
             else contextlib.nullcontext()
         )
@@ -1137,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
         ):
             parser.error("--profile needs py-spy: pip install py-spy")
         Path(args.profile).mkdir(parents=True, exist_ok=True)
-        profiler = Profiler(Path(args.profile).resolve())
+        profiler = h.Profiler(Path(args.profile).resolve())
 
     client = redis.Redis.from_url(args.redis_url)
     try:
@@ -1177,7 +1092,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_system(
     system: System,
     args: argparse.Namespace,
-    profiler: Profiler | None,
+    profiler: h.Profiler | None,
     results: dict[str, Result],
     commands: dict[str, str],
 ) -> bool:

@@ -108,3 +108,56 @@ def test_closing_the_store_closes_the_connections(redis_url):
     s.close()
     assert not conn.is_connected
     delete_redis_prefix(redis_url, prefix)
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+@pytest.mark.parametrize("decode", [True, False])
+def test_replies_are_read_from_the_socket_in_both_protocols(redis_url, protocol, decode):
+    """The lane parses the script's reply itself: strings, nil, integers, nested arrays, a
+    reply larger than one read, and an error that leaves the connection usable."""
+    client = redis.Redis.from_url(redis_url, decode_responses=decode, protocol=protocol)
+    try:
+        script = client.register_script(
+            f"-- {uuid.uuid4().hex}\n"
+            "if ARGV[1] == 'nil' then return nil end\n"
+            "if ARGV[1] == 'int' then return 42 end\n"
+            "if ARGV[1] == 'big' then return string.rep('x', 300000) .. KEYS[1] end\n"
+            "if ARGV[1] == 'err' then return redis.error_reply('runlane: refused') end\n"
+            "if ARGV[1] == 'boom' then return redis.call('INCR', KEYS[1] .. 'no', 'x') end\n"
+            "return {ARGV[1], {'é', 7}, ''}"
+        )
+        lane = ScriptLane(client, script)
+        text = (lambda s: s) if decode else (lambda s: s.encode())
+        assert lane("k", "list") == [text("list"), [text("é"), 7], text("")]
+        assert lane("k", "nil") is None
+        assert lane("k", "int") == 42
+        assert lane("k", "big") == text("x" * 300000 + "k")
+        with pytest.raises(redis.exceptions.ResponseError, match="runlane: refused"):
+            lane("k", "err")
+        with pytest.raises(redis.exceptions.ResponseError):
+            lane("k", "boom")
+        assert lane("k", "int") == 42  # the same connection, still in step
+        lane.close()
+    finally:
+        client.close()
+
+
+def test_an_interrupted_call_drops_its_connection(store, monkeypatch):
+    """An exception raised mid-call (a cancel or a time limit interrupting the thread) may
+    leave a reply unread: the connection is not used again."""
+    assert _claim(store, "a")
+    conn = store._lane._connection()
+    reader = store._lane._local.reader
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupted(self, sock):
+        raise Interrupted
+
+    monkeypatch.setattr(type(reader), "read", interrupted)
+    with pytest.raises(Interrupted):
+        _claim(store, "a")
+    assert not conn.is_connected
+    monkeypatch.undo()
+    assert _claim(store, "a") and not _claim(store, "b")
