@@ -69,7 +69,7 @@ def test_a_script_redis_does_not_know_yet_is_loaded(redis_url):
     try:
         script = client.register_script(f"-- {uuid.uuid4().hex}\nreturn ARGV[1] .. KEYS[1]")
         assert client.script_exists(script.sha) == [False]
-        lane = ScriptLane(client, script)
+        lane = ScriptLane(client, {}, script)
         assert lane("k", "v") == "vk"
         assert client.script_exists(script.sha) == [True] and lane("k", "w") == "wk"
         lane.close()
@@ -126,7 +126,7 @@ def test_replies_are_read_from_the_socket_in_both_protocols(redis_url, protocol,
             "if ARGV[1] == 'boom' then return redis.call('INCR', KEYS[1] .. 'no', 'x') end\n"
             "return {ARGV[1], {'é', 7}, ''}"
         )
-        lane = ScriptLane(client, script)
+        lane = ScriptLane(client, {}, script)
         text = (lambda s: s) if decode else (lambda s: s.encode())
         assert lane("k", "list") == [text("list"), [text("é"), 7], text("")]
         assert lane("k", "nil") is None

@@ -12,9 +12,9 @@ if a.take and a.take ~= NULL then TAKE = a.take end
 local function s(v) if v == nil or v == NULL then return false end return v end
 
 local function index_run(id, r)
-  redis.call("ZADD", k("ix:all"), 0, id)
-  redis.call("ZADD", k("ix:task:" .. enc(r.task)), 0, id)
-  redis.call("ZADD", k("ix:q:" .. enc(r.queue)), 0, id)
+  redis.call("ZADD", k("ix:all"), "0", id)
+  redis.call("ZADD", k("ix:task:" .. enc(r.task)), "0", id)
+  redis.call("ZADD", k("ix:q:" .. enc(r.queue)), "0", id)
   for _, tag in ipairs(r.tags) do redis.call("ZADD", k("ix:tag:" .. enc(tag)), 0, id) end
   if s(r.batch_id) then redis.call("ZADD", k("ix:batch:" .. r.batch_id), 0, id) end
   if s(r.schedule_id) then redis.call("ZADD", k("ix:sched:" .. r.schedule_id), 0, id) end
@@ -124,8 +124,9 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
       worker_id = worker_id, machine = f[6] or NULL, duration_ms = 0}))
   end
   set_status(id, "EXECUTING", t, "QUEUED")
-  local sets = {"attempt_count", number, "worker_id", worker_id, "resume", 0,
-                "segment_started_at", t, "attempts_allowed", f[7] or default_max_attempts}
+  local sets = {"attempt_count", N(number), "worker_id", worker_id, "resume", "0",
+                "segment_started_at", N(t), "attempts_allowed",
+                f[7] or N(default_max_attempts)}
   if s(lease_until) then
     sets[#sets + 1] = "lease_until"
     sets[#sets + 1] = lease_until
@@ -133,7 +134,7 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   end
   if not f[8] then
     sets[#sets + 1] = "started_at"
-    sets[#sets + 1] = t
+    sets[#sets + 1] = N(t)
   end
   redis.call("HSET", rk(id), unpack(sets))
   if s(lease_until) then redis.call("HDEL", rk(id), "ttl_expires_at")
@@ -200,12 +201,12 @@ if cmd == "create_runs" then
       for name, v in pairs(fields) do
         if v ~= false and v ~= NULL then
           flat[#flat + 1] = name
-          flat[#flat + 1] = v
+          flat[#flat + 1] = N(v)
         end
       end
       redis.call("HSET", rk(id), unpack(flat))
       redis.call("SET", k("md:" .. id), r.metadata)
-      redis.call("ZADD", k("ix:st:" .. r.status), 0, id)
+      redis.call("ZADD", k("ix:st:" .. r.status), "0", id)
       index_run(id, r)
       if s(r.parent_id) then redis.call("SADD", k("children:" .. r.parent_id), id) end
       if r.queue_defined then upsert_queue(r.queue, r.queue_limit, r.queue_total_limit, true) end
@@ -346,8 +347,9 @@ elseif cmd == "start_attempt" then
   local st = start(a.run_id, a.worker_id, known, a.lease_until, a.default_max_attempts,
                    a.attempt_id)
   if not st then return "null" end
-  return cjson.encode({st, redis.call("HGETALL", rk(a.run_id)),
-                       redis.call("GET", k("md:" .. a.run_id)) or NULL})
+  -- the run's hash and metadata as they are (a reply array), not re-encoded as JSON
+  return {cjson.encode(st), redis.call("HGETALL", rk(a.run_id)),
+          redis.call("GET", k("md:" .. a.run_id))}
 
 elseif cmd == "fetch_start" then
   -- the native broker's reliable fetch and start_attempt in one call: pop deliveries of the

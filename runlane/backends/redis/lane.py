@@ -52,8 +52,10 @@ class _RespReader:
 
     __slots__ = ("decode", "parse_error")
 
-    def __init__(self, conn: Any) -> None:
-        self.decode = bool(getattr(getattr(conn, "encoder", None), "decode_responses", False))
+    def __init__(self, conn: Any, decode: bool | None = None) -> None:
+        if decode is None:
+            decode = bool(getattr(getattr(conn, "encoder", None), "decode_responses", False))
+        self.decode = decode
         parser = getattr(conn, "_parser", None)
         self.parse_error = getattr(parser, "parse_error", None) or redis.exceptions.ResponseError
 
@@ -125,6 +127,17 @@ class _RespReader:
         raise redis.exceptions.ConnectionError(f"unknown Redis reply type {chr(kind)!r}")
 
 
+def _recode(value: Any, decode: bool) -> Any:
+    """A reply read by redis-py, its strings made ``str`` (decode) or ``bytes``."""
+    if isinstance(value, list):
+        return [_recode(v, decode) for v in value]
+    if decode and isinstance(value, bytes):
+        return value.decode()
+    if not decode and isinstance(value, str):
+        return value.encode()
+    return value
+
+
 def _pack(args: tuple[str, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -134,9 +147,23 @@ def _pack(args: tuple[str, ...]) -> bytes:
 
 
 class ScriptLane:
-    def __init__(self, client: redis.Redis, script: Script) -> None:
+    """Calls of the store's scripts: ``lane(key, command, argument)`` runs the script of
+    ``command`` (``scripts``; the ``program`` for a command it does not name)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        scripts: dict[str, Script],
+        program: Script,
+        *,
+        decode: bool | None = None,
+    ) -> None:
+        """``decode``: strings in replies as ``str`` (True) or ``bytes`` (False) whatever the
+        client does; None: as the client does."""
         self.client = client
-        self.script = script
+        self.scripts = scripts
+        self.program = program
+        self.decode = decode
         self._local = threading.local()
         self._open: weakref.WeakSet[Any] = weakref.WeakSet()  # to close with the store
 
@@ -147,19 +174,21 @@ class ScriptLane:
             pool = self.client.connection_pool
             conn = pool.connection_class(**pool.connection_kwargs)
             local.conn, local.forks = conn, _forks  # a thread's end drops it (and its socket)
-            local.reader = _RespReader(conn)
+            local.reader = _RespReader(conn, self.decode)
             self._open.add(conn)
         return conn
 
-    def __call__(self, key: str, *args: str) -> Any:
-        """EVALSHA of the script with one key and ``args``; its reply."""
+    def __call__(self, key: str, command: str, *args: str) -> Any:
+        """EVALSHA of the script of ``command`` with one key and ``command, *args``."""
+        script = self.scripts.get(command, self.program)
+        args = (command, *args)
         conn = self._connection()
         try:
             sock = getattr(conn, "_sock", None)
             if sock is None:
                 conn.connect()  # redis-py's handshake: TLS, AUTH, SELECT, HELLO
                 sock = conn._sock
-            sock.sendall(_pack(("EVALSHA", self.script.sha, "1", key, *args)))
+            sock.sendall(_pack(("EVALSHA", script.sha, "1", key, *args)))
             return self._local.reader.read(sock)
         except redis.exceptions.NoScriptError:
             pass  # loaded again below
@@ -170,7 +199,8 @@ class ScriptLane:
         except BaseException:
             conn.disconnect()  # interrupted mid-call (a cancel, a time limit): out of step
             raise
-        return self.script(keys=[key], args=list(args))
+        reply = script(keys=[key], args=list(args))
+        return reply if self.decode is None else _recode(reply, self.decode)
 
     def close(self) -> None:
         for conn in list(self._open):

@@ -49,6 +49,20 @@ local function rk(id) return P .. "run:" .. id end
 local FINAL = {COMPLETED=true, CANCELED=true, FAILED=true, CRASHED=true, INTERRUPTED=true,
                SYSTEM_FAILURE=true, EXPIRED=true, TIMED_OUT=true}
 
+-- A number handed to redis.call is formatted by Redis with snprintf("%.17g"), a few thousand
+-- instructions each time; N() formats it once (integers with "%d", the same text) and keeps
+-- the last one, as most numbers a call stores are its own clock.
+local last_n, last_s = nil, nil
+local function N(x)
+  if type(x) ~= "number" then return x end
+  if x ~= last_n then
+    if x == math.floor(x) and x > -1e15 and x < 1e15 then last_s = string.format("%d", x)
+    else last_s = string.format("%.17g", x) end
+    last_n = x
+  end
+  return last_s
+end
+
 local function json_list(t)
   -- cjson encodes an empty Lua table as {}: a list reply must stay a JSON list
   if #t == 0 then return "[]" end
@@ -71,7 +85,7 @@ local function hset(id, fields)
       dels[#dels + 1] = f
     else
       sets[#sets + 1] = f
-      sets[#sets + 1] = v
+      sets[#sets + 1] = N(v)
     end
   end
   if #sets > 0 then redis.call("HSET", rk(id), unpack(sets)) end
@@ -79,7 +93,8 @@ local function hset(id, fields)
 end
 
 local function publish(id, status, now, first)
-  local msg = cjson.encode({id = id, status = status, at = now})
+  -- ids and statuses are runlane's own words: no JSON escaping needed
+  local msg = '{"id":"' .. id .. '","status":"' .. status .. '","at":' .. N(now) .. '}'
   redis.call("PUBLISH", k("changes"), msg)
   local ek = k("events:" .. id)
   redis.call("XADD", ek, "MAXLEN", "~", 100, "*", "status", status)
@@ -91,13 +106,13 @@ local function set_status(id, status, now, old)
   -- old: the status the caller already read (saves a read)
   if old == nil then old = get(id, "status") end
   if old == status then
-    redis.call("HSET", rk(id), "updated_at", now)
+    redis.call("HSET", rk(id), "updated_at", N(now))
     publish(id, status, now)
     return
   end
   if old then redis.call("ZREM", k("ix:st:" .. old), id) end
-  redis.call("ZADD", k("ix:st:" .. status), 0, id)
-  redis.call("HSET", rk(id), "status", status, "updated_at", now)
+  redis.call("ZADD", k("ix:st:" .. status), "0", id)
+  redis.call("HSET", rk(id), "status", status, "updated_at", N(now))
   publish(id, status, now)
 end
 
@@ -117,7 +132,7 @@ local TAKE = false
 local TAKEN = {}
 
 local function ready(id)
-  redis.call("HSET", rk(id), "admitted", 1)
+  redis.call("HSET", rk(id), "admitted", "1")
   if DIRECT then
     local f = redis.call("HMGET", rk(id), "task", "queue", "machine")
     local tk = enc(f[1])
@@ -179,10 +194,10 @@ local function enqueue(id, now, new_q, new_ck)
   if not new_q then
     local f = redis.call("HMGET", rk(id), "queue", "ckey", "queue_ts")
     q, ck, ts = f[1], f[2] or "", tonumber(f[3]) or now
-    redis.call("HSET", rk(id), "admitted", 0, "queue_ts", ts)
+    redis.call("HSET", rk(id), "admitted", "0", "queue_ts", N(ts))
   end
   upsert_queue(q, nil, nil, false)
-  redis.call("ZADD", k("sqw:" .. enc(q) .. ":" .. enc(ck)), ts, id)
+  redis.call("ZADD", k("sqw:" .. enc(q) .. ":" .. enc(ck)), N(ts), id)
   local m = sq_member(q, ck)
   if not redis.call("ZSCORE", k("rr"), m) then
     local seq = redis.call("HGET", k("sq:" .. enc(q) .. ":" .. enc(ck)), "served") or "0"
@@ -194,7 +209,7 @@ local function grant(ids, q, ck, qk, sqk)
   -- these runs take a slot of sub-queue (q, ck), of its queue and of the environment, and go
   -- to the broker; returns the environment's running count
   for _, id in ipairs(ids) do
-    redis.call("HSET", k("slot:" .. id), "queue", q, "ckey", ck, "holds_queue", 1, "holds_env", 1)
+    redis.call("HSET", k("slot:" .. id), "queue", q, "ckey", ck, "holds_queue", "1", "holds_env", "1")
     ready(id)
   end
   redis.call("HINCRBY", sqk, "running", #ids)

@@ -9,7 +9,6 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import asdict
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -18,6 +17,7 @@ import redis
 from runlane.backends._translate import translating
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.rows import as_list, attempts_of, to_run, waitpoint_of
+from runlane.backends.redis.scripts import PROGRAM, SCRIPTS
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
 from runlane.core.logs import LogEntry
@@ -36,9 +36,6 @@ from runlane.core.types import (
 )
 from runlane.errors import ConfigurationError
 
-_SCRIPT = "\n".join(
-    resources.files(__package__).joinpath(name).read_text() for name in ("lib.lua", "commands.lua")
-)
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -92,8 +89,12 @@ class RedisStore:
         else:
             self.client = redis.Redis.from_url(url, decode_responses=True)
             self._owns = True
-        self._script = self.client.register_script(_SCRIPT)
-        self._lane = ScriptLane(self.client, self._script)
+        self._lane = ScriptLane(
+            self.client,
+            {name: self.client.register_script(text) for name, text in SCRIPTS.items()},
+            self.client.register_script(PROGRAM),
+            decode=True,
+        )
         # the key prefix of the native Redis broker paired with this store (set by the broker,
         # configure(broker="redis")): admission pushes runs onto its lists in the same
         # transition, and its fetch starts the attempts at once
@@ -148,6 +149,8 @@ class RedisStore:
         if take is not None and isinstance(raw, list):
             raw, taken = raw
             take.extend(Dispatch(*row) for row in json.loads(taken))
+        if isinstance(raw, list):  # a reply array (start_attempt): as it came
+            return raw
         return json.loads(raw)
 
     # ------------------------------------------------------------------ creation
@@ -417,7 +420,7 @@ class RedisStore:
         if got is None:
             return None
         started, flat, md = got
-        return self._started(started, _hash(flat), md)
+        return self._started(json.loads(started), _hash(flat), md)
 
     def _started(self, got: dict[str, Any], h: dict[str, str], md: str | None) -> StartedAttempt:
         """A StartedAttempt from what a start returned and the run's hash."""
