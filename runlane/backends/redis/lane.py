@@ -95,10 +95,26 @@ class _RespReader:
             n = int(line)
             if n < 0:
                 return None, pos
-            out = []
+            out: list[Any] = []
+            append, find, decode = out.append, buf.find, self.decode
             for _ in range(n):
+                if buf[pos : pos + 1] == b"$":  # a bulk string (most elements): inline
+                    end = find(b"\r\n", pos)
+                    if end < 0:
+                        raise _Incomplete
+                    size = int(buf[pos + 1 : end])
+                    if size >= 0:
+                        start, pos = end + 2, end + 4 + size
+                        if len(buf) < pos:
+                            raise _Incomplete
+                        data = buf[start : pos - 2]
+                        append(data.decode() if decode else data)
+                        continue
+                    pos = end + 2
+                    append(None)
+                    continue
                 value, pos = self._parse(buf, pos)
-                out.append(value)
+                append(value)
             return out, pos
         if kind == 58:  # : integer
             return int(line), pos

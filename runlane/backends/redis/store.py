@@ -149,8 +149,6 @@ class RedisStore:
         if take is not None and isinstance(raw, list):
             raw, taken = raw
             take.extend(Dispatch(*row) for row in json.loads(taken))
-        if isinstance(raw, list):  # a reply array (start_attempt): as it came
-            return raw
         return json.loads(raw)
 
     # ------------------------------------------------------------------ creation
@@ -420,7 +418,7 @@ class RedisStore:
         if got is None:
             return None
         started, flat, md = got
-        return self._started(json.loads(started), _hash(flat), md)
+        return self._started(started, _hash(flat), md)
 
     def _started(self, got: dict[str, Any], h: dict[str, str], md: str | None) -> StartedAttempt:
         """A StartedAttempt from what a start returned and the run's hash."""
