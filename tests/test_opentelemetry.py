@@ -302,3 +302,60 @@ def test_import_runlane_does_not_import_opentelemetry() -> None:
     )
     env = {k: v for k, v in os.environ.items() if k != "RUNLANE_OTEL"}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, env=env)
+
+
+_GLOBAL_PROVIDER_CHECK = """
+from opentelemetry import context, propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from runlane.contrib.opentelemetry import OpenTelemetryTracing
+
+TRACE = "0af7651916cd43dd8448eb211c80319c"
+PARENT = {"traceparent": f"00-{TRACE}-b7ad6b7169203331-01"}
+t = OpenTelemetryTracing()  # the global provider: none set yet (no SDK configured)
+assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+# nothing would be recorded: no span objects, but an incoming trace is still carried
+with t.span("trigger x", {"runlane.task": "x"}) as span:
+    assert span is None and t.inject() is None
+with t.attempt_span("x attempt 1", {}, None) as span:
+    assert span is None and t.inject() is None
+token = context.attach(propagate.extract(PARENT))  # a trace arriving with a request
+try:
+    with t.span("trigger x", {}) as span:
+        assert t.inject()["traceparent"].split("-")[1] == TRACE
+finally:
+    context.detach(token)
+with t.attempt_span("x attempt 1", {}, PARENT) as span:  # a run triggered in that trace
+    assert t.inject()["traceparent"].split("-")[1] == TRACE
+
+# an SDK configured later is used from the next span on
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)
+with t.span("trigger x", {"runlane.task": "x"}) as span:
+    assert span is not None and span.is_recording()
+with t.attempt_span("x attempt 1", {}, None) as span:
+    assert span is not None and span.is_recording()
+assert [s.name for s in exporter.get_finished_spans()] == ["trigger x", "x attempt 1"]
+print("ok")
+"""
+
+
+def test_global_provider_without_an_sdk_records_nothing_and_carries_the_trace() -> None:
+    """Without a tracer provider set, spans are skipped (they would be no-ops) while a trace
+    arriving from outside still reaches the run; a provider set later is used at once. In a
+    process of its own: the global provider can be set once per process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_PROVIDER_CHECK],
+        check=True,
+        timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.stdout.strip() == "ok"

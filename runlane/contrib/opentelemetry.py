@@ -88,6 +88,7 @@ class OpenTelemetryTracing(tracing.Tracing):
         self._kind = SpanKind
         self._status = Status
         self._code = StatusCode
+        self._global = tracer_provider is None
         if tracer_provider is None:  # a proxy: follows trace.set_tracer_provider() done later
             self._tracer = trace.get_tracer(TRACER_NAME, __version__)
         else:
@@ -101,6 +102,9 @@ class OpenTelemetryTracing(tracing.Tracing):
     ) -> Iterator[Span]:
         # The parent is the run's stored context only: an attempt never joins whatever span
         # happens to be current on the worker thread; without a stored context it starts a trace.
+        if not parent and self._inert():  # no SDK and no trace to carry: nothing to record
+            yield None
+            return
         parent_ctx = self._propagate.extract(dict(parent or {}), context=self._context.Context())
         span = self._tracer.start_span(
             name,
@@ -119,7 +123,12 @@ class OpenTelemetryTracing(tracing.Tracing):
                 raise
 
     @contextlib.contextmanager
-    def span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Span]:
+    def span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Span | None]:
+        if self._inert():
+            # without an SDK the span would be a non-recording copy of the current one, which
+            # stays current instead: inject() carries the same trace to a triggered run
+            yield None
+            return
         span = self._tracer.start_span(str(name), attributes=attributes_of(attributes))
         with self._use(span):
             try:
@@ -172,6 +181,13 @@ class OpenTelemetryTracing(tracing.Tracing):
         return carrier or None
 
     # -- internals
+    def _inert(self) -> bool:
+        """No tracer provider is set (no SDK): every span would be a no-op. Checked at each
+        span, so a provider set later is used from then on."""
+        return self._global and isinstance(
+            self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
+        )
+
     @contextlib.contextmanager
     def _use(self, span: Span) -> Iterator[None]:
         """Make ``span`` current and end it; exceptions are recorded by the callers."""

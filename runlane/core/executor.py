@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,26 @@ if TYPE_CHECKING:
 log = logging.getLogger("runlane.executor")
 
 
+# a task's retry options parsed against the configured default, by task (read on every
+# attempt); an entry is used while the task's options and the default are the same objects
+_retries: weakref.WeakKeyDictionary[Task[Any], tuple[Any, RetryOptions, RetryOptions]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def task_retry(rt: Runtime, task: Task[Any]) -> RetryOptions:
+    """The task's retry options resolved against ``configure(retries=...)``'s default."""
+    base = rt.settings.retry_default
+    hit = _retries.get(task)
+    if hit is not None and hit[0] is task.retry_options and hit[1] is base:
+        return hit[2]
+    options = parse_retry(task.retry_options, base)
+    _retries[task] = (task.retry_options, base, options)
+    return options
+
+
 def effective_retry(rt: Runtime, task: Task[Any], run: Run) -> RetryOptions:
-    options = parse_retry(task.retry_options, rt.settings.retry_default)
+    options = task_retry(rt, task)
     if run.max_attempts is not None:
         options = RetryOptions(**{**options.__dict__, "max_attempts": max(1, run.max_attempts)})
     if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
@@ -53,7 +72,7 @@ def default_max_attempts(rt: Runtime, task: Task[Any]) -> int:
     """The attempts the reaper allows a run of this task if its worker dies mid-attempt."""
     if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
         return 1
-    return parse_retry(task.retry_options, rt.settings.retry_default).max_attempts
+    return task_retry(rt, task).max_attempts
 
 
 def effective_max_duration(rt: Runtime, task: Task[Any], stored: int | None) -> int | None:

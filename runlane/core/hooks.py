@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -43,8 +45,18 @@ def fit_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[tuple, 
     return args, kwargs
 
 
+# is_async of functions seen (asked on every attempt for the task and its hooks)
+_async: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
 def is_async(fn: Callable[..., Any]) -> bool:
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects
-    return inspect.iscoroutinefunction(call)
+    try:
+        return _async[fn]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
+        pass
+    found = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - callable objects
+    )
+    with contextlib.suppress(TypeError):
+        _async[fn] = found
+    return found
