@@ -621,3 +621,32 @@ def test_no_slot_leaks_when_a_resumed_run_waiting_for_an_env_slot_is_canceled(en
         finally:
             release.set()
     assert_no_slot_leaks(rt)
+
+
+def test_an_attempt_canceled_unnoticed_frees_its_slot_when_it_ends(env):
+    """The run is canceled while its attempt runs, and the attempt ends before the worker's
+    supervision noticed (no interrupt reached it): the store refuses its result, and its slot
+    is free at once (not after the lease lapses)."""
+    rt = env(lease_timeout=120)
+    go = threading.Event()
+    q = runlane.queue(name="unnoticed", concurrency_limit=1)
+
+    @runlane.task(id="unnoticed-cancel", queue=q)
+    def slow(payload):
+        go.wait(30)
+        return payload
+
+    with runlane.Worker(concurrency=2, fetch_timeout=0.1) as worker:
+        worker.host.supervise = lambda check_status=True: None  # no interrupt will come
+        try:
+            first = slow.trigger(1)
+            wait_status(first, "EXECUTING")
+            second = slow.trigger(2)  # waits for the queue's only slot
+            runlane.runs.cancel(first)
+            assert runlane.runs.retrieve(second).status == "QUEUED"
+        finally:
+            go.set()
+        assert wait_final(second, 30).output == 2
+        wait_for(lambda: len(worker.active) == 0)
+    assert runlane.runs.retrieve(first).status == "CANCELED"
+    assert_no_slot_leaks(rt)
