@@ -21,7 +21,7 @@ from runlane.core import jsonvalue
 from runlane.core.clock import to_timestamp
 from runlane.core.context import ActiveRun
 from runlane.core.errors_ser import serialize_exception
-from runlane.core.hooks import fit_call, is_async
+from runlane.core.hooks import accepts_positional, fit_call, is_async
 from runlane.core.interrupt import AttemptControl, AttemptInterrupted
 from runlane.core.models import TaskRunError
 from runlane.core.options import RetryOptions, parse_retry
@@ -113,11 +113,14 @@ async def _run_body(spec: AttemptSpec) -> Any:
 
     async def inner() -> Any:
         resumed = active.waits is not None and active.waits.last_recorded >= 0
-        if active.ctx.attempt.number == 1 and not resumed:  # once per run: not per retry,
+        if active.attempt_number == 1 and not resumed:  # once per run: not per retry,
             # and not again when a suspended attempt resumes
             for fn in _hooks(spec, "on_start"):
                 await _call(control, fn, spec.payload, active.ctx)
-        return await _call(control, spec.task.fn, spec.payload, active.ctx)
+        fn = spec.task.fn
+        if not accepts_positional(fn, 2):  # def task(payload): its context is never built
+            return await _call(control, fn, spec.payload)
+        return await _call(control, fn, spec.payload, active.ctx)
 
     chain: Callable[[], Awaitable[Any]] = inner
     for mw in reversed(_hooks(spec, "middleware")):  # the global middleware is outermost
@@ -208,7 +211,7 @@ async def _decide(spec: AttemptSpec, error: BaseException) -> AttemptEnd:
     recorded = serialize_exception(error)
     if isinstance(error, (AbortTaskRunError, TaskPayloadParsedError)):
         return AttemptEnd(error=recorded)
-    attempt = spec.active.ctx.attempt.number
+    attempt = spec.active.attempt_number
     options = spec.retry
     delay = backoff_delay_ms(options, attempt)
     now = spec.now()

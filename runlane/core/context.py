@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -109,31 +108,76 @@ ENVIRONMENT_TYPES = {
 }
 
 
-@dataclass
 class ActiveRun:
-    """Per-attempt mutable state behind the ContextVar."""
+    """Per-attempt mutable state behind the ContextVar.
 
-    ctx: Context
+    ``ctx`` is the attempt's :class:`Context`, given as is or built on first use by
+    ``make_ctx`` (with ``run_id`` and ``attempt_number`` given apart): most attempts of a
+    plain task never read it, and building it is an eighth of an attempt's own CPU."""
+
+    def __init__(
+        self,
+        ctx: Context | None = None,
+        runtime: Runtime | None = None,
+        metadata: MetadataState | None = None,
+        tags: list[str] | None = None,
+        logs: LogBuffer | None = None,
+        control: AttemptControl | None = None,
+        waits: WaitState | None = None,
+        busy: Callable[[], bool] | None = None,  # True when no executor slot here is free
+        remote_metadata: RemoteOps | None = None,
+        *,
+        make_ctx: Callable[[], Context] | None = None,
+        run_id: str | None = None,
+        attempt_number: int | None = None,
+    ) -> None:
+        if ctx is None:
+            if make_ctx is None or run_id is None or attempt_number is None:
+                raise TypeError("ActiveRun needs ctx, or make_ctx with run_id and attempt_number")
+            self._ctx: Context | None = None
+            self.run_id, self.attempt_number = run_id, attempt_number
+        else:
+            self._ctx = ctx
+            self.run_id, self.attempt_number = ctx.run.id, ctx.attempt.number
+        self._make_ctx = make_ctx
+        self._ctx_lock = threading.Lock()
+        self.runtime = runtime  # type: ignore[assignment]  # None only in unit tests
+        self.metadata = metadata  # type: ignore[assignment]
+        self.tags = tags if tags is not None else []
+        self.logs = logs
+        self.control = control
+        self.waits = waits
+        self.busy = busy
+        self.remote_metadata = remote_metadata if remote_metadata is not None else RemoteOps()
+        # held while pending updates are written, so a background flush never lands after the
+        # attempt's final write (an older ``set`` overwriting the final value)
+        self.flush_lock = threading.Lock()
+
     runtime: Runtime
     metadata: MetadataState
-    tags: list[str] = field(default_factory=list)
-    logs: LogBuffer | None = None
-    control: AttemptControl | None = None
-    waits: WaitState | None = None
-    busy: Callable[[], bool] | None = None  # True when no executor slot here is free
-    remote_metadata: RemoteOps = field(default_factory=RemoteOps)
-    # held while pending updates are written, so a background flush never lands after the
-    # attempt's final write (an older ``set`` overwriting the final value)
-    flush_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def run_id(self) -> str:
-        return self.ctx.run.id
+    def ctx(self) -> Context:
+        ctx = self._ctx
+        if ctx is None:  # built once, even when the supervisor asks at the same moment
+            with self._ctx_lock:
+                ctx = self._ctx
+                if ctx is None:
+                    assert self._make_ctx is not None
+                    ctx = self._ctx = self._make_ctx()
+        return ctx
+
+    @ctx.setter
+    def ctx(self, value: Context) -> None:
+        self._ctx = value
 
     @property
     def replaying(self) -> bool:
         """Re-running code that already ran before the attempt was suspended."""
         return self.waits is not None and self.waits.replaying
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun {self.run_id} attempt {self.attempt_number}>"
 
 
 _current: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(

@@ -253,7 +253,7 @@ class Engine:
             return created, recorded, index
         wait = WaitSpec(
             run_id=active.run_id,
-            attempt=active.ctx.attempt.number,
+            attempt=active.attempt_number,
             index=index,
             kind=kind,
             fingerprint=digest,
@@ -372,7 +372,7 @@ class Engine:
             self.rt.store.create_waitpoint(
                 WaitSpec(
                     run_id=active.run_id,
-                    attempt=active.ctx.attempt.number,
+                    attempt=active.attempt_number,
                     index=index,
                     kind="time",
                     fingerprint=fingerprint("time", []),

@@ -255,13 +255,16 @@ class Executor:
             return
         retry = effective_retry(rt, task, started.run)
         max_duration = effective_max_duration(rt, task, started.max_duration)
-        ctx = build_context(rt, task, started, self.worker_id, retry.max_attempts, max_duration)
         control = AttemptControl(max_duration, used=started.used_ms / 1000)
         replay_log = (
             rt.store.waitpoints(started.run.id, started.attempt_number) if started.resumed else []
         )
         active = ActiveRun(
-            ctx=ctx,
+            make_ctx=lambda: build_context(
+                rt, task, started, self.worker_id, retry.max_attempts, max_duration
+            ),
+            run_id=started.run.id,
+            attempt_number=started.attempt_number,
             runtime=rt,
             metadata=MetadataState(started.run.metadata, rt.settings.limits.metadata_bytes),
             tags=list(started.run.tags),

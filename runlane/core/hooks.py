@@ -31,6 +31,16 @@ def _shape(fn: Callable[..., Any]) -> tuple[int | None, frozenset[str] | None]:
     return positional, keywords
 
 
+def accepts_positional(fn: Callable[..., Any], n: int) -> bool:
+    """Whether ``fit_call`` would pass ``fn`` an ``n``-th positional argument (True when its
+    signature cannot be read)."""
+    try:
+        positional, _ = _shape(fn)
+    except TypeError:  # unhashable callable
+        return True
+    return positional is None or positional >= n
+
+
 def fit_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
     """The arguments to call ``fn`` with: extra positionals and unknown keywords dropped, so
     ``def on_success(payload, output)`` works as well as ``(payload, output, ctx)``."""

@@ -170,7 +170,7 @@ class Host:
             for active in actives:
                 status, attempt = statuses.get(active.run_id, (None, None))
                 if status is not None and (
-                    status is not RunStatus.EXECUTING or attempt != active.ctx.attempt.number
+                    status is not RunStatus.EXECUTING or attempt != active.attempt_number
                 ):
                     assert active.control is not None
                     active.control.interrupt(CANCEL)
@@ -197,7 +197,7 @@ class Host:
             return
         try:
             lost = rt.store.heartbeat(
-                {a.run_id: a.ctx.attempt.number for a in actives},
+                {a.run_id: a.attempt_number for a in actives},
                 worker_id=self.id,
                 lease_until=now + timeout,
                 now=now,
@@ -226,7 +226,7 @@ class Host:
             if control.reason == TIMEOUT:
                 rt.store.finish_attempt(
                     active.run_id,
-                    active.ctx.attempt.number,
+                    active.attempt_number,
                     AttemptOutcome(
                         attempt_status=AttemptStatus.TIMED_OUT.value,
                         run_status=RunStatus.TIMED_OUT,
@@ -238,7 +238,7 @@ class Host:
                 )
             else:  # canceled: stop waiting for the blocked call, give its slots back
                 rt.store.release_canceled(
-                    active.run_id, active.ctx.attempt.number, now=rt.now(), ready=ready
+                    active.run_id, active.attempt_number, now=rt.now(), ready=ready
                 )
         log.warning(
             "run %s is blocked after being interrupted (%s); its slot goes to a new thread",

@@ -43,9 +43,9 @@ def create(key: str | Sequence[str], scope: str = "run") -> IdempotencyKey:
     parts = _parts(key)
     active = context.current()
     if active is not None and scope == "run":
-        parts.append(active.ctx.run.id)
+        parts.append(active.run_id)
     elif active is not None and scope == "attempt":
-        parts += [active.ctx.run.id, str(active.ctx.attempt.number)]
+        parts += [active.run_id, str(active.attempt_number)]
     return IdempotencyKey(hashlib.sha256("-".join(parts).encode()).hexdigest())
 
 

@@ -87,7 +87,7 @@ def await_waitpoint(active: ActiveRun, index: int, resume_at: float | None = Non
     rt = active.runtime
     store = rt.store
     control = active.control
-    attempt = active.ctx.attempt.number
+    attempt = active.attempt_number
     window = rt.settings.wait_in_place
     if active.busy is not None and active.busy():
         window = 0.0  # every executor slot here is taken: free this one for the children now

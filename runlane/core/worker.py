@@ -141,7 +141,7 @@ class Worker:
         now = time.time()
         try:
             rt.store.heartbeat(
-                {a.run_id: a.ctx.attempt.number for a in actives},
+                {a.run_id: a.attempt_number for a in actives},
                 worker_id=self.id,
                 lease_until=now - 1.0,
                 now=now,
