@@ -59,10 +59,11 @@ def task_retry(rt: Runtime, task: Task[Any]) -> RetryOptions:
     return options
 
 
-def effective_retry(rt: Runtime, task: Task[Any], run: Run) -> RetryOptions:
+def effective_retry(rt: Runtime, task: Task[Any], max_attempts: int | None) -> RetryOptions:
+    """The task's retry options with the run's own ``max_attempts`` (a trigger option)."""
     options = task_retry(rt, task)
-    if run.max_attempts is not None:
-        options = RetryOptions(**{**options.__dict__, "max_attempts": max(1, run.max_attempts)})
+    if max_attempts is not None:
+        options = RetryOptions(**{**options.__dict__, "max_attempts": max(1, max_attempts)})
     if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
         options = RetryOptions(**{**options.__dict__, "max_attempts": 1})
     return options
@@ -253,29 +254,30 @@ class Executor:
             )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return
-        retry = effective_retry(rt, task, started.run)
+        brief = started.run_brief
+        retry = effective_retry(rt, task, brief.max_attempts)
         max_duration = effective_max_duration(rt, task, started.max_duration)
         control = AttemptControl(max_duration, used=started.used_ms / 1000)
         replay_log = (
-            rt.store.waitpoints(started.run.id, started.attempt_number) if started.resumed else []
+            rt.store.waitpoints(brief.id, started.attempt_number) if started.resumed else []
         )
         active = ActiveRun(
             make_ctx=lambda: build_context(
                 rt, task, started, self.worker_id, retry.max_attempts, max_duration
             ),
-            run_id=started.run.id,
+            run_id=brief.id,
             attempt_number=started.attempt_number,
             runtime=rt,
-            metadata=MetadataState(started.run.metadata, rt.settings.limits.metadata_bytes),
-            tags=list(started.run.tags),
-            logs=LogBuffer(started.run.id, started.attempt_number),
+            metadata=MetadataState(brief.metadata, rt.settings.limits.metadata_bytes),
+            tags=list(brief.tags),
+            logs=LogBuffer(brief.id, started.attempt_number),
             control=control,
             waits=WaitState(replay_log),
             busy=self.busy,
         )
         spec = AttemptSpec(
             task=task,
-            payload=started.run.payload,
+            payload=brief.payload,
             active=active,
             control=control,
             global_hooks=rt.settings.hooks,
@@ -287,7 +289,7 @@ class Executor:
         self.active.add(active)
         token = context.activate(active)
         attributes = {
-            "runlane.run_id": started.run.id,
+            "runlane.run_id": brief.id,
             "runlane.task": task.id,
             "runlane.attempt": started.attempt_number,
         }
@@ -334,7 +336,7 @@ class Executor:
         ack = delivery.ack_ref if delivery is not None else None
         with rt.engine.sending() as ready:  # resolved meanwhile: resume at once; a lent slot
             status = rt.store.suspend(
-                started.run.id,
+                started.run_id,
                 started.attempt_number,
                 index,
                 now=rt.now(),
@@ -406,12 +408,12 @@ class Executor:
         if outcome is None:
             if ops:  # the run was canceled: keep what it reported until then
                 rt.store.update_metadata(
-                    started.run.id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
+                    started.run_id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
                 )
             # the attempt has stopped: the slots it kept while stopping are free now
             with rt.engine.sending() as ready:
                 rt.store.release_canceled(
-                    started.run.id, started.attempt_number, now=rt.now(), ready=ready
+                    started.run_id, started.attempt_number, now=rt.now(), ready=ready
                 )
             return
         attempt_ms = int(active.control.elapsed() * 1000) if active.control else None
@@ -421,14 +423,14 @@ class Executor:
         ack = delivery.ack_ref if delivery is not None else None
         with rt.engine.sending() as ready:  # the freed slot may admit a run; a parent resume
             recorded = rt.store.finish_attempt(
-                started.run.id, started.attempt_number, outcome, now=rt.now(), ack=ack, ready=ready
+                started.run_id, started.attempt_number, outcome, now=rt.now(), ack=ack, ready=ready
             )
         if delivery is not None and ack is not None:
             delivery.settled = True
         if not recorded:
             log.info(
                 "run %s changed while attempt %d ran; its result was not recorded",
-                started.run.id,
+                started.run_id,
                 started.attempt_number,
             )
             self._release_if_canceled(started)
@@ -439,5 +441,5 @@ class Executor:
         rt = self.rt
         with rt.engine.sending() as ready:
             rt.store.release_canceled(
-                started.run.id, started.attempt_number, now=rt.now(), ready=ready
+                started.run_id, started.attempt_number, now=rt.now(), ready=ready
             )

@@ -100,8 +100,23 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
+class RunBrief:
+    """What executing an attempt needs of its run, without the whole :class:`Run`."""
+
+    id: str
+    payload: Any
+    tags: list[str]
+    metadata: dict[str, Any]
+    max_attempts: int | None
+
+
+@dataclass(frozen=True)
 class StartedAttempt:
-    run: Run  # status EXECUTING, with payload
+    """An attempt a store started. ``run`` is the run (status EXECUTING, with payload), or a
+    function that builds it (then ``brief`` holds what execution reads, so an attempt whose
+    context nobody asks for never builds the whole model)."""
+
+    source: Run | Callable[[], Run]
     attempt_id: str
     attempt_number: int
     started_at: float
@@ -109,6 +124,28 @@ class StartedAttempt:
     max_duration: int | None = None  # as stored: 0 = no limit, None = task/config decide
     resumed: bool = False  # continuing an attempt that was suspended on a wait
     used_ms: int = 0  # execution time this attempt already used before it was suspended
+    brief: RunBrief | None = None
+    _built: list[Run] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def run(self) -> Run:
+        source = self.source
+        if not callable(source):
+            return source
+        if not self._built:
+            self._built.append(source())
+        return self._built[0]
+
+    @property
+    def run_id(self) -> str:
+        return self.brief.id if self.brief is not None else self.run.id
+
+    @property
+    def run_brief(self) -> RunBrief:
+        if self.brief is not None:
+            return self.brief
+        run = self.run
+        return RunBrief(run.id, run.payload, list(run.tags), run.metadata, run.max_attempts)
 
 
 @dataclass(frozen=True)

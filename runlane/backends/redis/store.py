@@ -29,6 +29,7 @@ from runlane.core.types import (
     Dispatch,
     NewRun,
     RegisteredTask,
+    RunBrief,
     RunQuery,
     StartedAttempt,
     Waitpoint,
@@ -426,8 +427,16 @@ class RedisStore:
         if h.get("payload_blob"):
             payload = self.client.get(self._k(f"blob:{h['id']}:payload"))
         trace = h.get("trace_context")
+        max_attempts = h.get("max_attempts")
+        brief = RunBrief(
+            h["id"],
+            json.loads(payload) if payload else None,
+            json.loads(h.get("tags") or "[]") or [],
+            json.loads(md) if md else {},
+            int(float(max_attempts)) if max_attempts else None,
+        )
         return StartedAttempt(
-            to_run(h, self.environment, md, None, payload, None),
+            lambda: to_run(h, self.environment, md, None, payload, None),
             got["attempt_id"],
             int(got["number"]),
             float(got["started_at"]),
@@ -435,6 +444,7 @@ class RedisStore:
             got.get("max_duration"),
             resumed=bool(got["resumed"]),
             used_ms=int(got["used_ms"] or 0),
+            brief=brief,
         )
 
     @_translate
