@@ -4,6 +4,7 @@ same broker, the same worker command and settings, measured in the same run.
     python benchmarks/bench_adapters.py [--broker redis|rabbitmq] [--store redis|sqlite]
         [--runs N] [--rounds R] [--concurrency C] [--celery-pool prefork|threads]
         [--frameworks celery,dramatiq] [--redis-url URL] [--amqp-url URL] [--profile DIR]
+        [--interleave]
 
 For each framework, two worker setups are started one after the other with the framework's own
 command (``celery -A … worker -P POOL -c C``, ``dramatiq … --processes 1 --threads C``), each on
@@ -305,6 +306,32 @@ def setup(args: argparse.Namespace, framework: str, mode: str, tmp: Path) -> Ite
         s.stop()
 
 
+def one_after_the_other(
+    args: argparse.Namespace, framework: str, mode: str, tmp: Path, profiler: Any
+) -> list[Round]:
+    """The rounds of one setup, started and stopped on its own."""
+    rounds = []
+    with setup(args, framework, mode, tmp) as s:
+        attached: Any = contextlib.nullcontext()
+        if profiler is not None:
+            attached = profiler.attached(s.pids(), f"{framework}-{mode}")
+        with attached:
+            for _ in range(args.rounds):
+                rounds.append(s.round(args.runs))
+    return rounds
+
+
+def interleaved(args: argparse.Namespace, framework: str, tmp: Path) -> dict[str, list[Round]]:
+    """Both setups up at once, their rounds alternated (raw first, then runlane first, ...),
+    so that a machine whose speed drifts affects both alike."""
+    out: dict[str, list[Round]] = {"raw": [], "runlane": []}
+    with setup(args, framework, "raw", tmp) as raw, setup(args, framework, "runlane", tmp) as rl:
+        for i in range(args.rounds):
+            for s in (raw, rl) if i % 2 == 0 else (rl, raw):
+                out[s.mode].append(s.round(args.runs))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
@@ -322,12 +349,20 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="keep both setups up and alternate their rounds (fairer on a machine whose "
+        "speed drifts; each setup's idle workers then run beside the other's rounds)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="DIR",
         help="attach py-spy to the workers during their rounds; raw stacks in DIR",
     )
     args = parser.parse_args()
     profiler = None
+    if args.profile and args.interleave:
+        parser.error("--profile and --interleave do not go together")
     if args.profile:
         if shutil.which("py-spy", path=str(Path(sys.executable).parent)) is None:
             parser.error("--profile needs py-spy: pip install py-spy")
@@ -341,15 +376,14 @@ def main() -> None:
     try:
         for framework in args.frameworks.split(","):
             cost: dict[str, float] = {}
+            by_mode = (
+                interleaved(args, framework, tmp)
+                if args.interleave
+                else {mode: one_after_the_other(args, framework, mode, tmp, profiler)
+                      for mode in ("raw", "runlane")}
+            )  # fmt: skip
             for mode in ("raw", "runlane"):
-                rounds = []
-                with setup(args, framework, mode, tmp) as s:
-                    attached: Any = contextlib.nullcontext()
-                    if profiler is not None:
-                        attached = profiler.attached(s.pids(), f"{framework}-{mode}")
-                    with attached:
-                        for _ in range(args.rounds):
-                            rounds.append(s.round(args.runs))
+                rounds = by_mode[mode]
 
                 def med(field: str, rs: list[Round] = rounds) -> float:
                     """The median over the rounds, in ms a task."""
