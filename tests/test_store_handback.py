@@ -112,3 +112,30 @@ def test_a_canceled_run_whose_attempt_stopped_hands_back_the_next(kind, make_sto
     ready: list[Dispatch] = []
     store.release_canceled(first.id, 1, now=now, ready=ready)
     assert [d.run_id for d in ready] == [second.id]
+
+
+@pytest.mark.parametrize("ending", ["finish", "suspend"])
+def test_an_attempt_ending_after_its_run_was_canceled_frees_the_slot_in_that_call(
+    kind, make_store, ending
+):
+    """The worker did not interrupt the attempt in time: its end is refused (nothing
+    recorded) and, in the same transition, the slot it kept goes to the next run."""
+    from runlane.core.models import TaskRunError
+
+    store = make_store(kind)
+    now = time.time()
+    first, second = _new(now), _new(now)
+    store.create_runs([first, second], now=now, ready=[])
+    _start(store, first.id, now)
+    store.cancel(first.id, now=now, error=TaskRunError(name="Error", message="Canceled"))
+    ready: list[Dispatch] = []
+    if ending == "finish":
+        assert store.finish_attempt(first.id, 1, _done(), now=now, ready=ready) is False
+    else:  # refused before its waitpoint is looked at
+        assert store.suspend(first.id, 1, 0, now=now, ready=ready) is None
+    assert [d.run_id for d in ready] == [second.id]
+    assert store.get_run(first.id).status == RunStatus.CANCELED
+    # done once: a later release_canceled of the same attempt frees nothing more
+    again: list[Dispatch] = []
+    store.release_canceled(first.id, 1, now=now, ready=again)
+    assert again == []

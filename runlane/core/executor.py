@@ -335,7 +335,7 @@ class Executor:
         self._flush_side(active)
         ack = delivery.ack_ref if delivery is not None else None
         with rt.engine.sending() as ready:  # resolved meanwhile: resume at once; a lent slot
-            status = rt.store.suspend(
+            rt.store.suspend(
                 started.run_id,
                 started.attempt_number,
                 index,
@@ -347,8 +347,6 @@ class Executor:
             )
         if delivery is not None and ack is not None:
             delivery.settled = True
-        if status is None:  # not EXECUTING any more: canceled meanwhile, or taken away
-            self._release_if_canceled(started)
 
     def _flush_side(self, active: ActiveRun) -> None:
         """Logs and parent/root metadata of an attempt that is ending or suspending."""
@@ -432,14 +430,4 @@ class Executor:
                 "run %s changed while attempt %d ran; its result was not recorded",
                 started.run_id,
                 started.attempt_number,
-            )
-            self._release_if_canceled(started)
-
-    def _release_if_canceled(self, started: StartedAttempt) -> None:
-        """An attempt whose run was canceled before the worker noticed (no interrupt reached
-        it) ran to its end: its slots, kept while it ran, are free now."""
-        rt = self.rt
-        with rt.engine.sending() as ready:
-            rt.store.release_canceled(
-                started.run_id, started.attempt_number, now=rt.now(), ready=ready
             )

@@ -304,8 +304,10 @@ class Store(Protocol):
         ready: list[Dispatch] | None = None,
     ) -> bool:
         """Record the attempt's end, guarded by (EXECUTING, attempt number); False when the
-        run changed meanwhile (nothing recorded). ``ack``: a delivery's ``ack_ref`` the store
-        removes from its broker in the same transition, recorded or not."""
+        run changed meanwhile (nothing recorded; if it was canceled while this attempt ran,
+        the slots the attempt kept are freed, as by ``release_canceled``). ``ack``: a
+        delivery's ``ack_ref`` the store removes from its broker in the same transition,
+        recorded or not."""
         ...
 
     def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
@@ -338,7 +340,8 @@ class Store(Protocol):
         ready: list[Dispatch] | None = None,
     ) -> RunStatus | None:
         """EXECUTING → FROZEN on a waitpoint (QUEUED at once if it is already resolved);
-        ``ack`` as in ``finish_attempt``."""
+        None when the run changed meanwhile (slots freed as in ``finish_attempt``); ``ack`` as
+        in ``finish_attempt``."""
         ...
 
     def take_ready(self, *, limit: int) -> list[Dispatch]:

@@ -144,6 +144,19 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
           resumed = resumed, used_ms = used_ms, max_duration = tonumber(f[9]) or NULL}
 end
 
+local function release_stopped(id, status, count, attempt)
+  -- attempt `attempt` has stopped; if its run was canceled while it ran (status and attempt
+  -- count as read by the caller), the slots it kept while stopping are free now
+  if status ~= "CANCELED" or count ~= tostring(attempt) then return end
+  local q = release(id, false)
+  redis.call("HDEL", rk(id), "lease_until")
+  redis.call("ZREM", k("leases"), id)
+  redis.call("SREM", k("draining"), id)
+  local queues = {}
+  if q then queues[1] = q end
+  admit_after(now, env_limit, queues)
+end
+
 local function settle(id)
   -- the delivery that carried this run is done: its result is being recorded right here
   if s(a.ack) then redis.call("HDEL", k("inflight:" .. a.ack), id) end
@@ -404,7 +417,10 @@ elseif cmd == "finish_attempt" then
   settle(id)
   local r = redis.call("HMGET", rk(id), "status", "attempt_count", "duration_ms",
                        "segment_started_at")
-  if r[1] ~= "EXECUTING" or r[2] ~= tostring(a.attempt) then return "0" end
+  if r[1] ~= "EXECUTING" or r[2] ~= tostring(a.attempt) then
+    release_stopped(id, r[1], r[2], a.attempt)  -- canceled before the worker stopped it
+    return reply("0")
+  end
   local o = a.outcome
   local ak, n = k("att:" .. id), tostring(a.attempt)
   local raw = redis.call("HGET", ak, n)
@@ -481,8 +497,10 @@ elseif cmd == "transition" then
 elseif cmd == "suspend" then
   local id = a.run_id
   settle(id)
-  if get(id, "status") ~= "EXECUTING" or get(id, "attempt_count") ~= tostring(a.attempt) then
-    return "null"
+  local cur = redis.call("HMGET", rk(id), "status", "attempt_count")
+  if cur[1] ~= "EXECUTING" or cur[2] ~= tostring(a.attempt) then
+    release_stopped(id, cur[1], cur[2], a.attempt)  -- canceled before the worker stopped it
+    return reply("null")
   end
   local elapsed = executed_ms(id, a.attempt, now, a.attempt_ms)
   local q = release(id, true)
@@ -559,16 +577,9 @@ elseif cmd == "cancel" then
 
 elseif cmd == "release_canceled" then
   local id = a.run_id
-  if get(id, "status") ~= "CANCELED" or get(id, "attempt_count") ~= tostring(a.attempt) then
-    return "0"
-  end
-  local q = release(id, false)
-  redis.call("HDEL", rk(id), "lease_until")
-  redis.call("ZREM", k("leases"), id)
-  redis.call("SREM", k("draining"), id)
-  local queues = {}
-  if q then queues[1] = q end
-  admit_after(now, env_limit, queues)
+  local cur = redis.call("HMGET", rk(id), "status", "attempt_count")
+  if cur[1] ~= "CANCELED" or cur[2] ~= tostring(a.attempt) then return "0" end
+  release_stopped(id, cur[1], cur[2], a.attempt)
   return reply("1")
 
 elseif cmd == "heartbeat" then

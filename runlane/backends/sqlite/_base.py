@@ -135,6 +135,27 @@ class _Base:
         # always once with the queues (maybe none): resumed runs need only an env slot
         admission.admit(conn, env, now, None, queues)
 
+    def _release_stopped(
+        self,
+        conn: sqlite3.Connection,
+        run_id: str,
+        row: sqlite3.Row | tuple[Any, ...] | None,
+        attempt: int,
+        now: float,
+        ready: list[Dispatch] | None,
+    ) -> None:
+        """The attempt ``attempt`` has stopped. If its run was canceled while it ran (``row``:
+        the run's status and attempt count, read in this transaction), the slots it kept
+        while stopping are free now; otherwise nothing changes."""
+        if row is None or row[0] != "CANCELED" or row[1] != attempt:
+            return
+        queues = self._release(conn, run_id)
+        conn.execute(
+            "UPDATE rl_runs SET lease_until=NULL WHERE env=? AND id=?", (self.environment, run_id)
+        )
+        self._admit(conn, now, queues)
+        self._hand_back(conn, ready)
+
     def _release(
         self, conn: sqlite3.Connection, run_id: str, *, keep_queue_slot: bool = False
     ) -> set[str | tuple[str, str]]:

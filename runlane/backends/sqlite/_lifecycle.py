@@ -284,6 +284,8 @@ class _Lifecycle(_Base):
                 or row["status"] != "EXECUTING"
                 or row["attempt_count"] != attempt_number
             ):
+                # canceled before the worker stopped the attempt, which ran to its end
+                self._release_stopped(conn, run_id, row, attempt_number, now, ready)
                 return False
             elapsed_ms = self._executed_ms(
                 conn, run_id, attempt_number, row, now, outcome.attempt_ms
@@ -418,15 +420,7 @@ class _Lifecycle(_Base):
                 "SELECT status, attempt_count FROM rl_runs WHERE env=? AND id=?",
                 (self.environment, run_id),
             ).fetchone()
-            if row is None or row[0] != "CANCELED" or row[1] != attempt:
-                return
-            queues = self._release(conn, run_id)
-            conn.execute(
-                "UPDATE rl_runs SET lease_until=NULL WHERE env=? AND id=?",
-                (self.environment, run_id),
-            )
-            self._admit(conn, now, queues)
-            self._hand_back(conn, ready)
+            self._release_stopped(conn, run_id, row, attempt, now, ready)
 
     @_translate
     def take_ready(self, *, limit: int) -> list[Dispatch]:

@@ -52,6 +52,7 @@ class _Waiting(_Base):
                 (env, run_id),
             ).fetchone()
             if row is None or row["status"] != "EXECUTING" or row["attempt_count"] != attempt:
+                self._release_stopped(conn, run_id, row, attempt, now, ready)  # canceled
                 return None
             elapsed_ms = self._executed_ms(conn, run_id, attempt, row, now, attempt_ms)
             md = row["metadata"]
