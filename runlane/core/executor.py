@@ -254,7 +254,7 @@ class Executor:
             )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return
-        brief = started.run_brief
+        brief = started.brief
         retry = effective_retry(rt, task, brief.max_attempts)
         max_duration = effective_max_duration(rt, task, started.max_duration)
         control = AttemptControl(max_duration, used=started.used_ms / 1000)

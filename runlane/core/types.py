@@ -7,6 +7,7 @@ Times are epoch seconds (floats) passed in by the engine, so a fake clock drives
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -109,14 +110,19 @@ class RunBrief:
     metadata: dict[str, Any]
     max_attempts: int | None
 
+    @classmethod
+    def of(cls, run: Run) -> RunBrief:
+        return cls(run.id, run.payload, list(run.tags), run.metadata, run.max_attempts)
+
 
 @dataclass(frozen=True)
 class StartedAttempt:
-    """An attempt a store started. ``run`` is the run (status EXECUTING, with payload), or a
-    function that builds it (then ``brief`` holds what execution reads, so an attempt whose
-    context nobody asks for never builds the whole model)."""
+    """An attempt a store started: ``brief`` holds what execution reads of the run, and
+    ``run`` (status EXECUTING, with payload) is built by ``make_run`` on first use, so an
+    attempt whose context nobody asks for never builds the whole model."""
 
-    source: Run | Callable[[], Run]
+    brief: RunBrief
+    make_run: Callable[[], Run]
     attempt_id: str
     attempt_number: int
     started_at: float
@@ -124,28 +130,14 @@ class StartedAttempt:
     max_duration: int | None = None  # as stored: 0 = no limit, None = task/config decide
     resumed: bool = False  # continuing an attempt that was suspended on a wait
     used_ms: int = 0  # execution time this attempt already used before it was suspended
-    brief: RunBrief | None = None
-    _built: list[Run] = field(default_factory=list, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def run(self) -> Run:
-        source = self.source
-        if not callable(source):
-            return source
-        if not self._built:
-            self._built.append(source())
-        return self._built[0]
+        return self.make_run()
 
     @property
     def run_id(self) -> str:
-        return self.brief.id if self.brief is not None else self.run.id
-
-    @property
-    def run_brief(self) -> RunBrief:
-        if self.brief is not None:
-            return self.brief
-        run = self.run
-        return RunBrief(run.id, run.payload, list(run.tags), run.metadata, run.max_attempts)
+        return self.brief.id
 
 
 @dataclass(frozen=True)

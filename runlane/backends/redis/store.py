@@ -436,6 +436,7 @@ class RedisStore:
             int(float(max_attempts)) if max_attempts else None,
         )
         return StartedAttempt(
+            brief,
             lambda: to_run(h, self.environment, md, None, payload, None),
             got["attempt_id"],
             int(got["number"]),
@@ -444,7 +445,6 @@ class RedisStore:
             got.get("max_duration"),
             resumed=bool(got["resumed"]),
             used_ms=int(got["used_ms"] or 0),
-            brief=brief,
         )
 
     @_translate

@@ -25,6 +25,7 @@ from runlane.core.types import (
     AttemptOutcome,
     Dispatch,
     RegisteredTask,
+    RunBrief,
     StartedAttempt,
 )
 
@@ -251,7 +252,8 @@ class _Lifecycle(_Base):
         assert run is not None
         trace = json.loads(row["trace_context"]) if row["trace_context"] else None
         return StartedAttempt(
-            run,
+            RunBrief.of(run),
+            lambda: run,
             attempt_id,
             number,
             started_at,
