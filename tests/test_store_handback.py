@@ -16,7 +16,7 @@ import pytest
 from runlane.backends.redis.store import RedisStore
 from runlane.backends.sqlite.store import SQLiteStore
 from runlane.core import ids
-from runlane.core.models import AttemptStatus, RunStatus
+from runlane.core.models import AttemptStatus, RunStatus, TaskRunError
 from runlane.core.types import AttemptOutcome, Dispatch, NewRun, RegisteredTask
 from tests.adapters import delete_redis_prefix
 
@@ -99,15 +99,20 @@ def test_without_ready_the_admitted_runs_wait_in_the_outbox(kind, make_store):
     assert store.take_ready(limit=100) == []
 
 
-def test_a_canceled_run_whose_attempt_stopped_hands_back_the_next(kind, make_store):
-    from runlane.core.models import TaskRunError
-
-    store = make_store(kind)
-    now = time.time()
+def _canceled_while_running(store: Any, now: float) -> tuple[NewRun, NewRun]:
+    """Two runs of a limit-1 queue: the first started, then canceled while its attempt
+    runs (keeping its slot); the second waiting."""
     first, second = _new(now), _new(now)
     store.create_runs([first, second], now=now, ready=[])
     _start(store, first.id, now)
     store.cancel(first.id, now=now, error=TaskRunError(name="Error", message="Canceled"))
+    return first, second
+
+
+def test_a_canceled_run_whose_attempt_stopped_hands_back_the_next(kind, make_store):
+    store = make_store(kind)
+    now = time.time()
+    first, second = _canceled_while_running(store, now)
     assert store.take_ready(limit=100) == []  # the executing attempt keeps its slot
     ready: list[Dispatch] = []
     store.release_canceled(first.id, 1, now=now, ready=ready)
@@ -120,14 +125,9 @@ def test_an_attempt_ending_after_its_run_was_canceled_frees_the_slot_in_that_cal
 ):
     """The worker did not interrupt the attempt in time: its end is refused (nothing
     recorded) and, in the same transition, the slot it kept goes to the next run."""
-    from runlane.core.models import TaskRunError
-
     store = make_store(kind)
     now = time.time()
-    first, second = _new(now), _new(now)
-    store.create_runs([first, second], now=now, ready=[])
-    _start(store, first.id, now)
-    store.cancel(first.id, now=now, error=TaskRunError(name="Error", message="Canceled"))
+    first, second = _canceled_while_running(store, now)
     ready: list[Dispatch] = []
     if ending == "finish":
         assert store.finish_attempt(first.id, 1, _done(), now=now, ready=ready) is False
