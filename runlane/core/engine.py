@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from runlane.core import context, ids, jsonvalue, tracing
 from runlane.core.durations import parse_point_in_time
@@ -36,6 +36,9 @@ from runlane.core.types import (
     Created,
     Dispatch,
     NewRun,
+    Push,
+    PushingBroker,
+    RedisServer,
     RegisteredTask,
     Waitpoint,
     WaitSpec,
@@ -60,6 +63,9 @@ class Engine:
         self.rt = runtime
         self._registered: set[str] = set()
         self._last_purge = 0.0
+        # (broker, store) → the broker's Redis server when the store writes its messages
+        self._push_pair: tuple[Any, Any] | None = None
+        self._push_server: RedisServer | None = None
 
     # ------------------------------------------------------------------ trigger
     def _prepare(
@@ -187,11 +193,66 @@ class Engine:
         parent_id: str | None,
         wait: WaitSpec | None = None,
     ) -> list[Created]:
-        """Create runs and send what the store admitted in the same transition."""
+        """Create runs and send what the store admitted in the same transition (or, with a
+        broker on the store's own Redis server, let that transition write their messages)."""
+        push = self._push(news)
         with self.sending() as ready:
-            return self.rt.store.create_runs(
-                news, now=now, batch_id=batch_id, parent_id=parent_id, wait=wait, ready=ready
+            created = self.rt.store.create_runs(
+                news,
+                now=now,
+                batch_id=batch_id,
+                parent_id=parent_id,
+                wait=wait,
+                ready=ready,
+                push=push,
             )
+        if push is not None and push.done:
+            by_id = {n.id: n for n in news}
+            done = [by_id[i] for i in push.done if i in by_id]
+            try:
+                cast(PushingBroker, self.rt.broker).pushed(
+                    [Dispatch(n.id, n.task_identifier, n.queue, n.machine) for n in done]
+                )
+            except Exception:
+                log.exception("broker hook after %d pushed message(s) failed", len(done))
+        return created
+
+    def _push(self, news: Sequence[NewRun]) -> Push | None:
+        """The messages of the new QUEUED runs, for the store to write as it admits them,
+        when the broker keeps its messages on the store's own Redis server."""
+        broker, store = self.rt.broker, self.rt.store
+        if (
+            self._push_pair is None
+            or self._push_pair[0] is not broker
+            or (self._push_pair[1] is not store)
+        ):
+            server = None
+            if isinstance(broker, PushingBroker):
+                try:
+                    server = broker.redis_server()
+                    if server is not None and not store.delivers_to(server):
+                        server = None
+                except Exception:
+                    log.exception("cannot tell where the broker keeps its messages")
+                    server = None
+            self._push_pair, self._push_server = (broker, store), server
+        server = self._push_server
+        if server is None:
+            return None
+        queued = [
+            Dispatch(n.id, n.task_identifier, n.queue, n.machine)
+            for n in news
+            if n.status is RunStatus.QUEUED
+        ]
+        if not queued:
+            return None
+        try:
+            commands = cast(PushingBroker, broker).push_commands(queued)
+        except Exception:  # the messages are sent the usual way instead
+            log.exception("preparing %d message(s) failed", len(queued))
+            return None
+        found = {d.run_id: c for d, c in zip(queued, commands, strict=True) if c is not None}
+        return Push(found, server.db) if found else None
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[list[Dispatch]]:

@@ -101,6 +101,44 @@ class Dispatch:
 
 
 @dataclass(frozen=True)
+class RedisServer:
+    """A Redis server and database, as a client connects to it: where a broker keeps its
+    messages. A Redis store on the same server and credentials can write a run's message in
+    the transition that admits the run (see :class:`Push`)."""
+
+    host: str | None  # None for a Unix socket
+    port: int | None
+    path: str | None  # the Unix socket
+    db: int
+    username: str | None
+    password: str | None
+    ssl: bool
+
+    def same_server(self, other: RedisServer) -> bool:
+        """Same server, credentials and transport (the database may differ)."""
+
+        def where(s: RedisServer) -> tuple[Any, ...]:
+            host = s.host.lower() if s.host else None
+            if host in ("localhost", "127.0.0.1"):
+                host = "127.0.0.1"
+            return (host, s.port, s.path, s.username or None, s.password or None, s.ssl)
+
+        return where(self) == where(other)
+
+
+@dataclass
+class Push:
+    """Messages a store may write itself, in the transition that admits their runs: by run id,
+    the Redis commands that deliver it (``[["LPUSH", key, message]]``), into database
+    ``db``. The store lists the runs it delivered in ``done``; the others come back in
+    ``ready`` as usual, for the broker to send."""
+
+    commands: dict[str, list[list[str]]]
+    db: int
+    done: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RunBrief:
     """What executing an attempt needs of its run, without the whole :class:`Run`."""
 
@@ -195,13 +233,19 @@ class Store(Protocol):
         parent_id: str | None = None,
         wait: WaitSpec | None = None,
         ready: list[Dispatch] | None = None,
+        push: Push | None = None,
     ) -> list[Created]:
         """Create all runs (or none), honouring idempotency keys, in one transaction; with
         ``wait``, also the parent's waitpoint on them (trigger_and_wait). ``ready``: the
         caller sends what the transition admitted, which the store appends to this list
         instead of its outbox (``take_ready``); a store that pushes admitted runs onto its
         own broker adds nothing. ``finish_attempt``, ``suspend`` and ``release_canceled``
-        take it too."""
+        take it too. ``push``: messages of the new runs that the store may write itself
+        (only a store for which ``delivers_to`` is true does)."""
+        ...
+
+    def delivers_to(self, server: RedisServer) -> bool:
+        """Whether this store can write a broker's messages on ``server`` (``Push``)."""
         ...
 
     # reads
@@ -378,6 +422,26 @@ class Store(Protocol):
 class Broker(Protocol):
     def send(self, dispatches: Sequence[Dispatch]) -> None: ...
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PushingBroker(Broker, Protocol):
+    """A broker whose messages a Redis store on the same server may write itself, in the
+    transition that admits a run: one round trip for a trigger instead of two, and no
+    client library in between (Celery and Dramatiq on Redis)."""
+
+    def redis_server(self) -> RedisServer | None:
+        """The Redis server of the broker's messages (None: not on Redis, or settings that
+        need the framework's own publishing, such as publish signals)."""
+        ...
+
+    def push_commands(self, dispatches: Sequence[Dispatch]) -> list[list[list[str]] | None]:
+        """For each dispatch, the Redis commands that deliver its message (None: send it)."""
+        ...
+
+    def pushed(self, dispatches: Sequence[Dispatch]) -> None:
+        """These messages were written by the store (what the framework does after a send)."""
+        ...
 
 
 @dataclass

@@ -10,15 +10,19 @@ leader-elected engine loops inside the worker, so no other process is needed.
 
 from __future__ import annotations
 
+import base64
+import json
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 
 import celery
+from celery import signals
 from kombu.utils.uuid import uuid
 
 from runlane.backends._hosting import sender_environment
+from runlane.backends._pushing import server_of_kombu
 from runlane.backends._routing import Routes
-from runlane.core.types import Dispatch
+from runlane.core.types import Dispatch, RedisServer
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 TASK_NAME = "runlane.execute"
@@ -55,6 +59,8 @@ class CeleryBroker:
 
         self.task = worker.register(app)
         brokers[app] = self
+        self._key_prefix = ""  # kombu's global_keyprefix (redis_server reads it)
+        self._targets: dict[str, tuple[str, int] | bool] = {}  # queue → (list key, mode)
 
     @property
     def queues(self) -> list[str]:
@@ -93,6 +99,96 @@ class CeleryBroker:
                     kwargsrepr="{}",
                 )
                 amqp.send_task_message(producer, TASK_NAME, message, queue=queue, serializer="json")
+
+    # ---------------------------------------------------------------- pushed messages
+    def redis_server(self) -> RedisServer | None:
+        """The Redis server of the app's broker, when a Redis store on it may write runlane's
+        messages itself (:class:`~runlane.core.types.Push`): Celery's task protocol 2,
+        not eager, no message compression. Publish signals and sent events are checked at
+        each send (``push_commands``)."""
+        conf = self.app.conf
+        if conf.task_always_eager or int(conf.task_protocol or 2) != 2 or conf.task_compression:
+            return None
+        with self.app.connection_for_write() as conn:
+            server = server_of_kombu(conn)
+            options = dict(conn.transport_options or {})
+        steps = options.get("priority_steps")
+        if server is None or (steps is not None and (not steps or steps[0] != 0)):
+            return None  # a priority-0 message would not go to the queue's own list
+        self._key_prefix = str(options.get("global_keyprefix") or "")
+        return server
+
+    def _push_target(self, name: str) -> tuple[str, int] | None:
+        """The Redis list of Celery queue ``name`` and its delivery mode, when a message
+        sent to that queue is a plain push onto it (a direct exchange)."""
+        target = self._targets.get(name)
+        if target is None:
+            try:
+                queue = self.app.amqp.queues[name]  # what send_task_message resolves
+            except KeyError:
+                return None  # not a queue of the app: the usual send reports it
+            exchange = queue.exchange
+            if getattr(exchange, "type", "direct") != "direct":
+                self._targets[name] = False
+                return None
+            mode = getattr(exchange, "delivery_mode", None)
+            mode = mode or self.app.conf.task_default_delivery_mode
+            mode = {"persistent": 2, "transient": 1}.get(mode, mode) or 2
+            target = self._targets[name] = (self._key_prefix + name, int(mode))
+        return target or None
+
+    def push_commands(self, dispatches: Sequence[Dispatch]) -> list[list[list[str]] | None]:
+        """Each run's Celery message as kombu's Redis transport writes it (its JSON envelope
+        with the base64 body, LPUSHed onto the queue's list), for the store to write. None
+        (sent the usual way) while publish signals have receivers or sent events are on,
+        and for queues whose exchange is not direct."""
+        if (
+            signals.before_task_publish.receivers
+            or signals.after_task_publish.receivers
+            or self.app.conf.task_send_sent_event
+        ):
+            return [None] * len(dispatches)
+        environment = sender_environment(self)
+        create = self.app.amqp.create_task_message
+        out: list[list[list[str]] | None] = []
+        for d in dispatches:
+            name = self.routing.route(d)
+            target = self._push_target(name)
+            if target is None:
+                out.append(None)
+                continue
+            key, mode = target
+            args = (d.run_id, d.task_identifier, d.queue, d.machine, environment)
+            task_id = uuid()
+            headers, properties, body, _ = create(
+                task_id,
+                TASK_NAME,
+                args,
+                {},
+                shadow=f"runlane:{d.task_identifier}",
+                ignore_result=True,
+                argsrepr=repr(args),
+                kwargsrepr="{}",
+            )
+            properties.update(
+                delivery_mode=mode,
+                delivery_info={"exchange": "", "routing_key": name},
+                priority=0,
+                body_encoding="base64",
+                delivery_tag=uuid(),
+            )
+            envelope = {
+                "body": base64.b64encode(json.dumps(body).encode()).decode(),
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": headers,
+                "properties": properties,
+            }
+            out.append([["LPUSH", key, json.dumps(envelope)]])
+        return out
+
+    def pushed(self, dispatches: Sequence[Dispatch]) -> None:
+        """Nothing to do: messages are only pushed while no publish signal has receivers."""
 
     def pending(self) -> int:
         """Messages waiting in runlane's Celery queues (not counting those a worker holds).

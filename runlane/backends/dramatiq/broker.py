@@ -11,16 +11,19 @@ owns both.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
+from uuid import uuid4
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.encoder import JSONEncoder
 
 from runlane.backends._hosting import sender_environment
+from runlane.backends._pushing import server_of_client
 from runlane.backends._routing import Routes
-from runlane.core.types import Dispatch
+from runlane.core.types import Dispatch, RedisServer
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 ACTOR_NAME = "runlane_execute"
@@ -72,6 +75,7 @@ class DramatiqBroker:
         )(execute)
         for name in self.routing.names:
             broker.declare_queue(name)
+        self._pending = threading.local()
         if not any(isinstance(m, RunlaneMiddleware) for m in broker.middleware):
             broker.add_middleware(RunlaneMiddleware())
 
@@ -90,6 +94,43 @@ class DramatiqBroker:
             if queue != message.queue_name:
                 message = message.copy(queue_name=queue)
             self.broker.enqueue(message)
+
+    # ---------------------------------------------------------------- pushed messages
+    def redis_server(self) -> RedisServer | None:
+        """The Redis server of a Dramatiq ``RedisBroker``, whose messages a Redis store on
+        it may write itself (:class:`~runlane.core.types.Push`)."""
+        if type(self.broker).__module__ != "dramatiq.brokers.redis":
+            return None
+        return server_of_client(getattr(self.broker, "client", None))
+
+    def push_commands(self, dispatches: Sequence[Dispatch]) -> list[list[list[str]] | None]:
+        """Each run's message as ``RedisBroker.enqueue`` writes it (into the queue's
+        messages hash, its id onto the queue's list), after the broker's ``before_enqueue``
+        middleware hooks; ``pushed`` runs the ``after_enqueue`` ones."""
+        environment = sender_environment(self)
+        namespace = self.broker.namespace  # type: ignore[attr-defined]
+        out: list[list[list[str]] | None] = []
+        # this thread's messages until pushed() (a trigger's create comes in between)
+        messages = self._pending.messages = {}
+        for d in dispatches:
+            queue = self.routing.route(d)
+            redis_id = str(uuid4())
+            message = self.actor.message(
+                d.run_id, d.task_identifier, d.queue, d.machine, environment
+            ).copy(queue_name=queue, options={"redis_message_id": redis_id})
+            self.broker.emit_before("enqueue", message, None)
+            messages[d.run_id] = message
+            key = f"{namespace}:{queue}"
+            data = message.encode().decode()
+            out.append([["HSET", key + ".msgs", redis_id, data], ["RPUSH", key, redis_id]])
+        return out
+
+    def pushed(self, dispatches: Sequence[Dispatch]) -> None:
+        messages = getattr(self._pending, "messages", {})
+        for d in dispatches:
+            message = messages.pop(d.run_id, None)
+            if message is not None:
+                self.broker.emit_after("enqueue", message, None)
 
     def pending(self) -> int:
         """Messages waiting in runlane's Dramatiq queues (RabbitMQ, Redis and stub brokers)."""

@@ -8,6 +8,17 @@ local env_limit = a.env_limit
 if env_limit == NULL then env_limit = nil end
 if a.direct and a.direct ~= NULL then DIRECT = a.direct end
 if a.take and a.take ~= NULL then TAKE = a.take end
+if TAKE and a.push and a.push ~= NULL then
+  PUSH = a.push
+  for _, cmds in pairs(PUSH) do  -- checked before anything is written
+    for _, c in ipairs(cmds) do
+      if not PUSHABLE[c[1]] then
+        return redis.error_reply("runlane: a pushed message may not use " .. tostring(c[1]))
+      end
+    end
+  end
+end
+if PUSH and a.push_db and a.push_db ~= NULL then PUSH_DB = a.push_db end
 
 local function s(v) if v == nil or v == NULL then return false end return v end
 

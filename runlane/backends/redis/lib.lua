@@ -130,6 +130,13 @@ end
 local DIRECT = false
 local TAKE = false
 local TAKEN = {}
+-- PUSH (with TAKE): run id -> the Redis commands that write its message onto the caller's
+-- broker (Celery or Dramatiq on this server, database PUSH_DB when set); an admitted run that
+-- has them is delivered by this call, at its end, and listed in its reply
+local PUSH = false
+local PUSH_DB = false
+local PUSHED = {}
+local PUSHABLE = {LPUSH = true, RPUSH = true, HSET = true}
 
 local function ready(id)
   redis.call("HSET", rk(id), "admitted", "1")
@@ -141,7 +148,8 @@ local function ready(id)
     local sk = DIRECT .. "sig:" .. tk
     if redis.call("LLEN", sk) < 32 then redis.call("RPUSH", sk, 1) end
   elseif TAKE then
-    TAKEN[#TAKEN + 1] = id
+    if PUSH and PUSH[id] then PUSHED[#PUSHED + 1] = id
+    else TAKEN[#TAKEN + 1] = id end
   else
     redis.call("RPUSH", k("ready"), id)
   end
@@ -164,9 +172,20 @@ local function take_outbox(limit)
 end
 
 local function reply(value)
-  -- the command's reply; with TAKE, {reply, JSON dispatches of the runs it admitted}
+  -- the command's reply; with TAKE, {reply, JSON dispatches of the runs it admitted for the
+  -- caller to send, JSON ids of those whose messages it wrote itself}
   if not TAKE then return value end
-  return {value, json_list(dispatches(TAKEN))}
+  local taken = json_list(dispatches(TAKEN))
+  if #PUSHED > 0 then
+    -- last: a SELECT (the broker's database) would send any later store call astray
+    if PUSH_DB then redis.call("SELECT", PUSH_DB) end
+    for _, id in ipairs(PUSHED) do
+      for _, c in ipairs(PUSH[id]) do
+        redis.call(unpack(c))
+      end
+    end
+  end
+  return {value, taken, json_list(PUSHED)}
 end
 
 local function paused(p, untilv, now)

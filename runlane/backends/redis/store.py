@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
+from runlane.backends._pushing import server_of_client
 from runlane.backends._translate import translating
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.rows import as_list, attempts_of, to_run, waitpoint_of
@@ -28,6 +29,8 @@ from runlane.core.types import (
     Created,
     Dispatch,
     NewRun,
+    Push,
+    RedisServer,
     RegisteredTask,
     RunBrief,
     RunQuery,
@@ -96,6 +99,7 @@ class RedisStore:
             self.client.register_script(PROGRAM),
             decode=True,
         )
+        self._db = int(self.client.connection_pool.connection_kwargs.get("db") or 0)
         # the key prefix of the native Redis broker paired with this store (set by the broker,
         # configure(broker="redis")): admission pushes runs onto its lists in the same
         # transition, and its fetch starts the attempts at once
@@ -136,20 +140,40 @@ class RedisStore:
         """True when admitted runs go straight onto the native broker's lists (no outbox)."""
         return self.direct is not None
 
-    def _call(self, command: str, ready: list[Dispatch] | None = None, **args: Any) -> Any:
+    def delivers_to(self, server: RedisServer) -> bool:
+        """True when ``server`` is this store's own Redis server, reached with the same
+        credentials (its messages can then be written in the store's transitions). Not
+        with Redis Cluster, whose scripts reach only their own slot."""
+        mine = server_of_client(self.client)
+        return mine is not None and mine.same_server(server)
+
+    def _call(
+        self,
+        command: str,
+        ready: list[Dispatch] | None = None,
+        push: Push | None = None,
+        **args: Any,
+    ) -> Any:
         """Run one command. ``ready``: the caller sends what the transition admitted, which
         comes back in the same reply and is appended to it (unless the store pushes admitted
-        runs onto its native broker itself)."""
+        runs onto its native broker itself). ``push``: the messages of runs the transition
+        may admit, which it writes itself (their ids come back in ``push.done``)."""
         args.setdefault("env_limit", self.concurrency_limit)
         args.setdefault("retention", self.retention)
         args["direct"] = self.direct
         take = ready if self.direct is None else None
         if take is not None:
             args["take"] = True
+            if push is not None and push.commands:
+                args["push"] = push.commands
+                if push.db != self._db:
+                    args["push_db"] = push.db
         raw = self._lane(self.prefix, command, json.dumps(args))
         if take is not None and isinstance(raw, list):
-            raw, taken = raw
+            raw, taken, pushed = raw
             take.extend(Dispatch(*row) for row in json.loads(taken))
+            if push is not None and pushed != "[]":
+                push.done.extend(json.loads(pushed))
         return json.loads(raw)
 
     # ------------------------------------------------------------------ creation
@@ -163,6 +187,7 @@ class RedisStore:
         parent_id: str | None = None,
         wait: WaitSpec | None = None,
         ready: list[Dispatch] | None = None,
+        push: Push | None = None,
     ) -> list[Created]:
         payloads = []
         for new in runs:
@@ -174,6 +199,7 @@ class RedisStore:
         out = self._call(
             "create_runs",
             ready,
+            push,
             runs=payloads,
             now=now,
             batch_id=batch_id,

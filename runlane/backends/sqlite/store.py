@@ -23,6 +23,8 @@ from runlane.core.types import (
     Created,
     Dispatch,
     NewRun,
+    Push,
+    RedisServer,
     WaitSpec,
 )
 from runlane.errors import ConfigurationError
@@ -66,6 +68,10 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
             self._closed = True
             release_database(self.db)
 
+    def delivers_to(self, server: RedisServer) -> bool:
+        """A SQLite store writes no broker's messages."""
+        return False
+
     @_translate
     def create_runs(
         self,
@@ -76,7 +82,9 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
         parent_id: str | None = None,
         wait: WaitSpec | None = None,
         ready: list[Dispatch] | None = None,
+        push: Push | None = None,
     ) -> list[Created]:
+        # push: never delivered here (delivers_to is false); admitted runs go to ready
         env = self.environment
         out: list[Created] = []
         with self.db.write() as conn:
