@@ -122,15 +122,15 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   local ak = k("att:" .. id)
   if resumed then
     number = tonumber(f[5])
-    local at = cjson.decode(redis.call("HGET", ak, tostring(number)))
+    local at = cjson.decode(redis.call("HGET", ak, N(number)))
     at.status = "EXECUTING"
     at.worker_id = worker_id
-    redis.call("HSET", ak, tostring(number), cjson.encode(at))
+    redis.call("HSET", ak, N(number), cjson.encode(at))
     attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
   else
     number = tonumber(f[5] or "0") + 1
     started_at, used_ms = t, 0
-    redis.call("HSET", ak, tostring(number), cjson.encode({
+    redis.call("HSET", ak, N(number), cjson.encode({
       id = attempt_id, number = number, status = "EXECUTING", started_at = t,
       worker_id = worker_id, machine = f[6] or NULL, duration_ms = 0}))
   end
@@ -158,7 +158,7 @@ end
 local function release_stopped(id, status, count, attempt)
   -- attempt `attempt` has stopped; if its run was canceled while it ran (status and attempt
   -- count as read by the caller), the slots it kept while stopping are free now
-  if status ~= "CANCELED" or count ~= tostring(attempt) then return end
+  if status ~= "CANCELED" or count ~= N(attempt) then return end
   local q = release(id, false)
   redis.call("HDEL", rk(id), "lease_until")
   redis.call("ZREM", k("leases"), id)
@@ -247,7 +247,7 @@ if cmd == "create_runs" then
           redis.call("SADD", k("wfd:" .. enc(r.task)), id)
         end
       end
-      publish(id, r.status, now, true)
+      publish(id, r.status, now)
       out[#out + 1] = {id, false, r.status, r.queue}
     end
   end
@@ -428,12 +428,12 @@ elseif cmd == "finish_attempt" then
   settle(id)
   local r = redis.call("HMGET", rk(id), "status", "attempt_count", "duration_ms",
                        "segment_started_at")
-  if r[1] ~= "EXECUTING" or r[2] ~= tostring(a.attempt) then
+  if r[1] ~= "EXECUTING" or r[2] ~= N(a.attempt) then
     release_stopped(id, r[1], r[2], a.attempt)  -- canceled before the worker stopped it
     return reply("0")
   end
   local o = a.outcome
-  local ak, n = k("att:" .. id), tostring(a.attempt)
+  local ak, n = k("att:" .. id), N(a.attempt)
   local raw = redis.call("HGET", ak, n)
   local at = raw and cjson.decode(raw) or nil
   local elapsed  -- execution time of this stretch: the attempt's own measure when given
@@ -509,7 +509,7 @@ elseif cmd == "suspend" then
   local id = a.run_id
   settle(id)
   local cur = redis.call("HMGET", rk(id), "status", "attempt_count")
-  if cur[1] ~= "EXECUTING" or cur[2] ~= tostring(a.attempt) then
+  if cur[1] ~= "EXECUTING" or cur[2] ~= N(a.attempt) then
     release_stopped(id, cur[1], cur[2], a.attempt)  -- canceled before the worker stopped it
     return reply("null")
   end
@@ -677,7 +677,7 @@ elseif cmd == "purge" then
                    k("wpr:" .. id .. ":" .. n))
       end
       redis.call("DEL", rk(id), k("att:" .. id), k("md:" .. id), k("logs:" .. id),
-                 k("events:" .. id), k("children:" .. id), k("ix:parent:" .. id),
+                 k("children:" .. id), k("ix:parent:" .. id),
                  k("blob:" .. id .. ":payload"), k("blob:" .. id .. ":output"))
     end
   end

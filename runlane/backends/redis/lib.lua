@@ -37,13 +37,22 @@
 --   wk:<worker>         string native broker: the worker's heartbeat (PX); workers  set
 --   logs:<id>           list   log entries (JSON)
 --   lease:<name>        string leader lease owner (PX)
---   changes             pub/sub channel of run changes; events:<id> stream of one run's changes
+--   changes             pub/sub channel of run changes (a subscriber reads a run's state after
+--                       subscribing, so it misses no change)
 
 local P = KEYS[1]
 local NULL = cjson.null
 
 local function k(name) return P .. name end
-local function enc(s) return #s .. ":" .. s end
+local ENC = {}  -- a call encodes the same few names many times
+local function enc(s)
+  local e = ENC[s]
+  if not e then
+    e = string.format("%d:", #s) .. s  -- "%d": a number concatenated goes through "%.14g"
+    ENC[s] = e
+  end
+  return e
+end
 local function rk(id) return P .. "run:" .. id end
 
 local FINAL = {COMPLETED=true, CANCELED=true, FAILED=true, CRASHED=true, INTERRUPTED=true,
@@ -92,14 +101,10 @@ local function hset(id, fields)
   if #dels > 0 then redis.call("HDEL", rk(id), unpack(dels)) end
 end
 
-local function publish(id, status, now, first)
+local function publish(id, status, now)
   -- ids and statuses are runlane's own words: no JSON escaping needed
   local msg = '{"id":"' .. id .. '","status":"' .. status .. '","at":' .. N(now) .. '}'
   redis.call("PUBLISH", k("changes"), msg)
-  local ek = k("events:" .. id)
-  redis.call("XADD", ek, "MAXLEN", "~", 100, "*", "status", status)
-  -- the stream lives a day after the run's creation and after its end
-  if first or FINAL[status] then redis.call("EXPIRE", ek, 86400) end
 end
 
 local function set_status(id, status, now, old)

@@ -191,10 +191,13 @@ class RedisStore:
     ) -> list[Created]:
         payloads = []
         for new in runs:
-            d = dict(vars(new))  # shallow: every value is JSON-ready (asdict deep-copies)
+            # shallow (asdict deep-copies): every value is JSON-ready; fields left unset are
+            # left out (less for the script to decode; it reads them as absent)
+            d = {k: v for k, v in vars(new).items() if v is not None}
             d["task"] = d.pop("task_identifier")
             d["status"] = new.status.value
-            d["trace_context"] = json.dumps(new.trace_context) if new.trace_context else None
+            if new.trace_context:
+                d["trace_context"] = json.dumps(new.trace_context)
             payloads.append(d)
         out = self._call(
             "create_runs",
