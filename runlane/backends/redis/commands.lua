@@ -1,24 +1,31 @@
 -- runlane Redis store: the commands (ARGV[1] names one, ARGV[2] is its JSON argument).
 -- Each call is one atomic transition; guards check the run's current status (and attempt).
 
-local cmd = ARGV[1]
-local a = cjson.decode(ARGV[2])
-local now = a.now
-local env_limit = a.env_limit
-if env_limit == NULL then env_limit = nil end
-if a.direct and a.direct ~= NULL then DIRECT = a.direct end
-if a.take and a.take ~= NULL then TAKE = a.take end
-if TAKE and a.push and a.push ~= NULL then
-  PUSH = a.push
-  for _, cmds in pairs(PUSH) do  -- checked before anything is written
-    for _, c in ipairs(cmds) do
-      if not PUSHABLE[c[1]] then
-        return redis.error_reply("runlane: a pushed message may not use " .. tostring(c[1]))
+local cmd, a, now, env_limit  -- the call's command, argument, clock and environment cap
+
+local function begin(keys, argv)
+  -- set up one call; returns an error reply for an argument refused before any write
+  reset_call(keys[1])
+  cmd = argv[1]
+  a = cjson.decode(argv[2])
+  now = a.now
+  env_limit = a.env_limit
+  if env_limit == NULL then env_limit = nil end
+  if a.direct and a.direct ~= NULL then DIRECT = a.direct end
+  if a.take and a.take ~= NULL then TAKE = a.take end
+  if TAKE and a.push and a.push ~= NULL then
+    PUSH = a.push
+    for _, cmds in pairs(PUSH) do  -- checked before anything is written
+      for _, c in ipairs(cmds) do
+        if not PUSHABLE[c[1]] then
+          return redis.error_reply("runlane: a pushed message may not use " .. tostring(c[1]))
+        end
       end
     end
   end
+  if PUSH and a.push_db and a.push_db ~= NULL then PUSH_DB = a.push_db end
+  return nil
 end
-if PUSH and a.push_db and a.push_db ~= NULL then PUSH_DB = a.push_db end
 
 local function s(v) if v == nil or v == NULL then return false end return v end
 

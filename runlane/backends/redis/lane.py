@@ -27,6 +27,8 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from runlane.backends.redis.scripts import Library
+
 # forks seen by this process: a connection made before a fork is not used after it (counted
 # at fork time, so a call does not pay a getpid() system call to find out)
 _forks = 0
@@ -154,6 +156,10 @@ def _recode(value: Any, decode: bool) -> Any:
     return value
 
 
+def _missing_function(exc: redis.exceptions.ResponseError) -> bool:
+    return "function not found" in str(exc).lower()
+
+
 def _pack(args: tuple[str, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -173,13 +179,20 @@ class ScriptLane:
         program: Script,
         *,
         decode: bool | None = None,
+        library: Library | None = None,
     ) -> None:
         """``decode``: strings in replies as ``str`` (True) or ``bytes`` (False) whatever the
-        client does; None: as the client does."""
+        client does; None: as the client does. ``library``: the same commands as a Redis
+        function library, used instead of the scripts where the server has functions (Redis
+        7 and later) and this client may load them."""
         self.client = client
         self.scripts = scripts
         self.program = program
         self.decode = decode
+        self.library = library
+        # FCALL the library (True), EVALSHA the scripts (False), or not known yet (None: the
+        # first call finds out)
+        self.functions: bool | None = None if library is not None else False
         self._local = threading.local()
         self._open: weakref.WeakSet[Any] = weakref.WeakSet()  # to close with the store
 
@@ -195,28 +208,72 @@ class ScriptLane:
         return conn
 
     def __call__(self, key: str, command: str, *args: str) -> Any:
-        """EVALSHA of the script of ``command`` with one key and ``command, *args``."""
+        """FCALL of the library's function, or EVALSHA of the script of ``command``, with one
+        key and ``command, *args``."""
         script = self.scripts.get(command, self.program)
         args = (command, *args)
+        functions = self.functions
+        if functions:
+            assert self.library is not None
+            call = ("FCALL", self.library.function, "1", key, *args)
+        elif functions is None:  # the first call: find out which
+            self._load()
+            return self(key, *args)
+        else:
+            call = ("EVALSHA", script.sha, "1", key, *args)
         conn = self._connection()
         try:
             sock = getattr(conn, "_sock", None)
             if sock is None:
                 conn.connect()  # redis-py's handshake: TLS, AUTH, SELECT, HELLO
                 sock = conn._sock
-            sock.sendall(_pack(("EVALSHA", script.sha, "1", key, *args)))
+            sock.sendall(_pack(call))
             return self._local.reader.read(sock)
         except redis.exceptions.NoScriptError:
             pass  # loaded again below
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
             conn.disconnect()  # redis-py retries as it would have: a lost reply is sent again
-        except redis.exceptions.ResponseError:
-            raise  # the script's own error: the connection is in step
+        except redis.exceptions.ResponseError as exc:
+            if not (functions and _missing_function(exc)):
+                raise  # the script's own error: the connection is in step
+            # the library is gone (a restart without persistence, FUNCTION FLUSH): loaded
+            # again below
         except BaseException:
             conn.disconnect()  # interrupted mid-call (a cancel, a time limit): out of step
             raise
-        reply = script(keys=[key], args=list(args))
+        return self._slow(script, key, args)
+
+    def _slow(self, script: Script, key: str, args: tuple[str, ...]) -> Any:
+        """The call through redis-py, with its reconnects and retries; the library (or the
+        script) is loaded again when the server no longer has it."""
+        if self.functions:
+            assert self.library is not None
+            try:
+                reply = self.client.fcall(self.library.function, 1, key, *args)
+            except redis.exceptions.ResponseError as exc:
+                if not _missing_function(exc):
+                    raise
+                self._load()
+                return self._slow(script, key, args)
+        else:
+            reply = script(keys=[key], args=list(args))
         return reply if self.decode is None else _recode(reply, self.decode)
+
+    def _load(self) -> None:
+        """Load the library where the server has functions and this client may load them;
+        otherwise the scripts serve every call."""
+        assert self.library is not None
+        try:
+            self.client.function_load(self.library.text, replace=True)
+        except redis.exceptions.NoPermissionError:
+            self.functions = False  # not allowed to load functions: EVALSHA from now on
+            return
+        except redis.exceptions.ResponseError as exc:
+            if "unknown command" not in str(exc).lower():
+                raise  # a library the server refuses is a bug, not a reason to fall back
+            self.functions = False  # no functions before Redis 7: EVALSHA from now on
+            return
+        self.functions = True
 
     def close(self) -> None:
         for conn in list(self._open):

@@ -40,8 +40,8 @@
 --   changes             pub/sub channel of run changes (a subscriber reads a run's state after
 --                       subscribing, so it misses no change)
 
-local P = KEYS[1]
-local NULL = cjson.null
+local P  -- the call's KEYS[1] (set by reset_call: the same code serves every call)
+local NULL  -- cjson.null (set by reset_call: a library cannot reach cjson while it loads)
 
 local function k(name) return P .. name end
 local ENC = {}  -- a call encodes the same few names many times
@@ -142,6 +142,15 @@ local PUSH = false
 local PUSH_DB = false
 local PUSHED = {}
 local PUSHABLE = {LPUSH = true, RPUSH = true, HSET = true}
+
+local function reset_call(key)
+  -- the state of one call: loaded as a Redis function library, this code is set up once and
+  -- then serves every call, so nothing may carry over from the previous one
+  P, NULL = key, cjson.null
+  ENC, last_n, last_s = {}, nil, nil
+  DIRECT, TAKE, TAKEN = false, false, {}
+  PUSH, PUSH_DB, PUSHED = false, false, {}
+end
 
 local function ready(id)
   redis.call("HSET", rk(id), "admitted", "1")

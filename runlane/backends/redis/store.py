@@ -18,7 +18,7 @@ from runlane.backends._pushing import server_of_client
 from runlane.backends._translate import translating
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.rows import as_list, attempts_of, to_run, waitpoint_of
-from runlane.backends.redis.scripts import PROGRAM, SCRIPTS
+from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
 from runlane.core.logs import LogEntry
@@ -98,6 +98,7 @@ class RedisStore:
             {name: self.client.register_script(text) for name, text in SCRIPTS.items()},
             self.client.register_script(PROGRAM),
             decode=True,
+            library=LIBRARY,
         )
         self._db = int(self.client.connection_pool.connection_kwargs.get("db") or 0)
         # the key prefix of the native Redis broker paired with this store (set by the broker,
