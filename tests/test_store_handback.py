@@ -17,7 +17,7 @@ from runlane.backends.redis.store import RedisStore
 from runlane.backends.sqlite.store import SQLiteStore
 from runlane.core import ids
 from runlane.core.models import AttemptStatus, RunStatus, TaskRunError
-from runlane.core.types import AttemptOutcome, Dispatch, NewRun, RegisteredTask
+from runlane.core.types import AttemptOutcome, Dispatch, NewRun, RegisteredTask, WaitSpec
 from tests.adapters import delete_redis_prefix
 
 pytestmark = pytest.mark.parametrize("kind", ["sqlite", "redis"])
@@ -139,3 +139,32 @@ def test_an_attempt_ending_after_its_run_was_canceled_frees_the_slot_in_that_cal
     again: list[Dispatch] = []
     store.release_canceled(first.id, 1, now=now, ready=again)
     assert again == []
+
+
+def test_a_child_finishing_hands_back_its_resumed_parent(kind, make_store):
+    """trigger_and_wait: the parent, frozen on its child, is resumed and handed back by the
+    child's own finish (no engine tick in between), on a queue without a limit."""
+    store = make_store(kind)
+    store.register_tasks([RegisteredTask("u", "free")], now=time.time())
+    now = time.time()
+    parent = _new(now)
+    parent.task_identifier, parent.queue = "u", "free"
+    store.create_runs([parent], now=now, ready=[])
+    started = store.start_attempt(
+        parent.id, worker_id="w", now=now, known_tasks={"u"}, lease_until=time.time() + 30
+    )
+    assert started is not None
+    child = _new(now)
+    child.task_identifier, child.queue, child.parent_id = "u", "free", parent.id
+    wait = WaitSpec(parent.id, 1, 0, "run", "fp")
+    store.create_runs([child], now=now, parent_id=parent.id, wait=wait, ready=[])
+    assert store.suspend(parent.id, 1, 0, now=now, ready=[]) == RunStatus.FROZEN
+    started = store.start_attempt(
+        child.id, worker_id="w", now=now, known_tasks={"u"}, lease_until=time.time() + 30
+    )
+    assert started is not None
+    ready: list[Dispatch] = []
+    assert store.finish_attempt(child.id, 1, _done(), now=now, ready=ready)
+    assert [d.run_id for d in ready] == [parent.id]
+    assert store.get_run(parent.id).status == RunStatus.QUEUED
+    assert store.take_ready(limit=100) == []

@@ -104,7 +104,7 @@ end
 
 local function retain(id, t)
   if a.retention and a.retention ~= NULL then  -- a finished run is kept this long
-    redis.call("ZADD", k("gc"), t + a.retention, id)
+    redis.call("ZADD", k("gc"), N(t + a.retention), id)
   end
 end
 
@@ -116,8 +116,10 @@ end
 
 local function start(id, worker_id, known, lease_until, default_max_attempts, attempt_id)
   -- an admitted QUEUED run -> EXECUTING: a new attempt, or the suspended one resumed
-  local f = redis.call("HMGET", rk(id), "status", "admitted", "task", "resume", "attempt_count",
-                       "machine", "max_attempts", "started_at", "max_duration", "updated_at")
+  local key = rk(id)
+  local f = redis.call("HMGET", key, "status", "admitted", "task", "resume", "attempt_count",
+                       "machine", "max_attempts", "started_at", "max_duration", "updated_at",
+                       "ttl_expires_at")
   if f[1] ~= "QUEUED" or f[2] ~= "1" or not known[f[3]] then return nil end
   -- a fetch reads its clock before its call reaches Redis, where a run queued meanwhile may
   -- wait: the start is not dated before the run was queued
@@ -141,23 +143,26 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
       id = attempt_id, number = number, status = "EXECUTING", started_at = t,
       worker_id = worker_id, machine = f[6] or NULL, duration_ms = 0}))
   end
-  set_status(id, "EXECUTING", t, "QUEUED")
-  local sets = {"attempt_count", N(number), "worker_id", worker_id, "resume", "0",
-                "segment_started_at", N(t), "attempts_allowed",
-                f[7] or N(default_max_attempts)}
+  local sets = {"status", "EXECUTING", "updated_at", N(t), "attempt_count", N(number),
+                "worker_id", worker_id, "resume", "0", "segment_started_at", N(t),
+                "attempts_allowed", f[7] or N(default_max_attempts)}
   if s(lease_until) then
+    local lease = N(lease_until)
     sets[#sets + 1] = "lease_until"
-    sets[#sets + 1] = lease_until
-    redis.call("ZADD", k("leases"), lease_until, id)
+    sets[#sets + 1] = lease
+    redis.call("ZADD", k("leases"), lease, id)
   end
   if not f[8] then
     sets[#sets + 1] = "started_at"
     sets[#sets + 1] = N(t)
   end
-  redis.call("HSET", rk(id), unpack(sets))
-  if s(lease_until) then redis.call("HDEL", rk(id), "ttl_expires_at")
-  else redis.call("HDEL", rk(id), "ttl_expires_at", "lease_until") end
-  redis.call("ZREM", k("ttl"), id)
+  redis.call("HSET", key, unpack(sets))
+  move_status(id, "EXECUTING", t, "QUEUED")
+  if not s(lease_until) then redis.call("HDEL", key, "lease_until") end
+  if f[11] then  -- its TTL no longer applies: it started
+    redis.call("HDEL", key, "ttl_expires_at")
+    redis.call("ZREM", k("ttl"), id)
+  end
   return {attempt_id = attempt_id, number = number, started_at = started_at,
           resumed = resumed, used_ms = used_ms, max_duration = tonumber(f[9]) or NULL}
 end
@@ -465,10 +470,11 @@ elseif cmd == "finish_attempt" then
   if FINAL[o.run_status] then f.finished_at = now end
   if s(o.retry_at) then f.retry_at = o.retry_at end
   if s(o.machine) then f.machine = o.machine end
+  f.status, f.updated_at = o.run_status, now
   hset(id, f)
   local q, freed_ck = release(id, false)
   redis.call("ZREM", k("leases"), id)
-  set_status(id, o.run_status, now, "EXECUTING")
+  move_status(id, o.run_status, now, "EXECUTING")
   if at then
     at.status = o.attempt_status
     at.finished_at = now
@@ -537,6 +543,7 @@ elseif cmd == "suspend" then
   if resolved then
     redis.call("SREM", k("lenders"), id)
     redis.call("ZADD", k("resumeq"), num(id, "queue_ts") or now, id)
+    RESUMED = true
   end
   local queues = {}
   if q then queues[1] = q end

@@ -62,8 +62,11 @@ local FINAL = {COMPLETED=true, CANCELED=true, FAILED=true, CRASHED=true, INTERRU
 -- instructions each time; N() formats it once (integers with "%d", the same text) and keeps
 -- the last one, as most numbers a call stores are its own clock.
 local last_n, last_s = nil, nil
+local SMALL = {[-1] = "-1", [0] = "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
 local function N(x)
   if type(x) ~= "number" then return x end
+  local small = SMALL[x]  -- the counts and flags most calls store
+  if small then return small end
   if x ~= last_n then
     if x == math.floor(x) and x > -1e15 and x < 1e15 then last_s = string.format("%d", x)
     else last_s = string.format("%.17g", x) end
@@ -107,23 +110,30 @@ local function publish(id, status, now)
   redis.call("PUBLISH", k("changes"), msg)
 end
 
+local function move_status(id, status, now, old)
+  -- the status index and the change feed of a run whose hash the caller updates itself
+  -- (status and updated_at, in the same HSET as its other fields)
+  if old ~= status then
+    if old then redis.call("ZREM", k("ix:st:" .. old), id) end
+    redis.call("ZADD", k("ix:st:" .. status), "0", id)
+  end
+  publish(id, status, now)
+end
+
 local function set_status(id, status, now, old)
   -- old: the status the caller already read (saves a read)
   if old == nil then old = get(id, "status") end
   if old == status then
     redis.call("HSET", rk(id), "updated_at", N(now))
-    publish(id, status, now)
-    return
+  else
+    redis.call("HSET", rk(id), "status", status, "updated_at", N(now))
   end
-  if old then redis.call("ZREM", k("ix:st:" .. old), id) end
-  redis.call("ZADD", k("ix:st:" .. status), "0", id)
-  redis.call("HSET", rk(id), "status", status, "updated_at", N(now))
-  publish(id, status, now)
+  move_status(id, status, now, old)
 end
 
 local function counter(name, delta)
   if delta == 0 then return tonumber(redis.call("GET", k(name)) or "0") end
-  return redis.call("INCRBY", k(name), delta)
+  return redis.call("INCRBY", k(name), N(delta))
 end
 
 -- Where an admitted run goes, in the transition that admitted it:
@@ -142,6 +152,7 @@ local PUSH = false
 local PUSH_DB = false
 local PUSHED = {}
 local PUSHABLE = {LPUSH = true, RPUSH = true, HSET = true}
+local RESUMED = false  -- this call put a run on resumeq
 
 local function reset_call(key)
   -- the state of one call: loaded as a Redis function library, this code is set up once and
@@ -150,6 +161,7 @@ local function reset_call(key)
   ENC, last_n, last_s = {}, nil, nil
   DIRECT, TAKE, TAKEN = false, false, {}
   PUSH, PUSH_DB, PUSHED = false, false, {}
+  RESUMED = false
 end
 
 local function ready(id)
@@ -245,8 +257,8 @@ local function grant(ids, q, ck, qk, sqk)
     redis.call("HSET", k("slot:" .. id), "queue", q, "ckey", ck, "holds_queue", "1", "holds_env", "1")
     ready(id)
   end
-  redis.call("HINCRBY", sqk, "running", #ids)
-  redis.call("HINCRBY", qk, "running", #ids)
+  redis.call("HINCRBY", sqk, "running", N(#ids))
+  redis.call("HINCRBY", qk, "running", N(#ids))
   return counter("running", #ids)
 end
 
@@ -336,16 +348,20 @@ end
 local function admit(now, env_limit, queues, only)
   -- queues: nil = every queue; else a set name -> true. only: just this sub-queue member
   local admitted = 0
-  local running = counter("running", 0)
+  local capped = env_limit ~= nil and env_limit ~= NULL
+  local running = capped and counter("running", 0) or 0
   local function env_free()
-    if env_limit == nil or env_limit == NULL then return nil end
+    if not capped then return nil end
     local f = env_limit - running
     if f < 0 then return 0 end
     return f
   end
-  -- 1. resumed runs keep their queue slot: they only need an environment slot
+  -- 1. resumed runs keep their queue slot: they only need an environment slot. Without an
+  -- environment cap a resumed run is admitted by the transition that resumed it, so a call
+  -- for one freed sub-queue that resumed none has none to look for (an engine tick would
+  -- find a stray one)
   local free = env_free()
-  if free == nil or free > 0 then
+  if (free == nil and (RESUMED or not only)) or (free ~= nil and free > 0) then
     local n = free or 10000
     local ids = redis.call("ZRANGE", k("resumeq"), 0, n - 1)
     for _, id in ipairs(ids) do
@@ -474,11 +490,11 @@ local function release(id, keep_queue_slot)
     if redis.call("HGET", lk, "lent_to") == id then redis.call("HDEL", lk, "lent_to") end
   elseif slot.holds_queue == "1" then
     local sqk = k("sq:" .. enc(slot.queue) .. ":" .. enc(slot.ckey or ""))
-    if tonumber(redis.call("HINCRBY", sqk, "running", -1)) < 0 then
+    if tonumber(redis.call("HINCRBY", sqk, "running", "-1")) < 0 then
       redis.call("HSET", sqk, "running", 0)
     end
     local qk = k("queue:" .. enc(slot.queue))
-    if tonumber(redis.call("HINCRBY", qk, "running", -1)) < 0 then
+    if tonumber(redis.call("HINCRBY", qk, "running", "-1")) < 0 then
       redis.call("HSET", qk, "running", 0)
     end
   end
@@ -552,6 +568,7 @@ local function resume_if_frozen_on(id, attempt, idx, now)
   redis.call("HDEL", rk(id), "wait_index")
   redis.call("SREM", k("lenders"), id)
   redis.call("ZADD", k("resumeq"), num(id, "queue_ts") or now, id)
+  RESUMED = true
   return 1
 end
 
