@@ -7,6 +7,7 @@ order, so ``ORDER BY id`` is creation order and a stable pagination cursor.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -18,12 +19,16 @@ _last_rand = 0
 _RAND_MAX = (1 << 80) - 1
 
 
+# base64.b32encode's alphabet (RFC 4648) → ours, both 5 bits a character: encoding is then C
+_TO_OURS = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+
+
 def _encode(value: int, length: int) -> str:
-    out = []
-    for _ in range(length):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    """``value`` as ``length`` characters of base 32, the most significant first."""
+    nbytes = (length * 5 + 7) // 8
+    pad = nbytes * 8 - length * 5  # low bits after the value, to fill whole bytes
+    raw = base64.b32encode((value << pad).to_bytes(nbytes, "big"))
+    return raw[: length].translate(_TO_OURS).decode()
 
 
 def ulid(now_ms: int | None = None) -> str:

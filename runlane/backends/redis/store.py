@@ -53,6 +53,10 @@ def _describe(verb: str, exc: BaseException) -> str:
 _translate = translating(redis.exceptions.RedisError, _describe)
 
 
+# commands that never finish a run (the others may keep a finished run for the retention)
+_NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heartbeat", "list_runs"})
+
+
 def _enc(value: str) -> str:
     return f"{len(value)}:{value}"
 
@@ -159,9 +163,13 @@ class RedisStore:
         comes back in the same reply and is appended to it (unless the store pushes admitted
         runs onto its native broker itself). ``push``: the messages of runs the transition
         may admit, which it writes itself (their ids come back in ``push.done``)."""
-        args.setdefault("env_limit", self.concurrency_limit)
-        args.setdefault("retention", self.retention)
-        args["direct"] = self.direct
+        # left out when unset: the script reads an absent field as unset
+        if self.concurrency_limit is not None:
+            args.setdefault("env_limit", self.concurrency_limit)
+        if self.retention is not None and command not in _NO_RETENTION:
+            args.setdefault("retention", self.retention)
+        if self.direct is not None:
+            args["direct"] = self.direct
         take = ready if self.direct is None else None
         if take is not None:
             args["take"] = True
