@@ -96,3 +96,22 @@ def test_ids_from_many_threads_are_unique() -> None:
 def test_encode_round_trip() -> None:
     for ms in (0, 1, 31, 32, 1_750_000_000_000, (1 << 48) - 1):
         assert ids.id_time_ms(ids._encode(ms, 10) + "0" * 16) == ms
+
+
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    """Parent and child may create an id in the same millisecond: neither continues the
+    other's sequence or random bytes."""
+    import os
+
+    ms = ids.id_time_ms(ids.run_id()) + 10_000  # a millisecond both use, after the last one
+    ids.ulid(ms)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, ids.ulid(ms).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    assert theirs and theirs != ids.ulid(ms)
