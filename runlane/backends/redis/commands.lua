@@ -208,37 +208,44 @@ if cmd == "create_runs" then
     else
       local number = redis.call("INCR", k("n:task:" .. enc(r.task)))
       local id = r.id
-      local fields = {
-        id = id, task = r.task, status = r.status, seed_metadata = r.metadata,
-        tags = cjson.encode(r.tags), idempotency_key = s(r.idempotency_key), ttl = s(r.ttl),
-        delay_until = s(r.delay_until), created_at = r.created_at, updated_at = now,
-        batch_id = s(r.batch_id), parent_id = s(r.parent_id), root_id = s(r.root_id),
-        depth = r.depth, schedule_id = s(r.schedule_id), queue = r.queue,
-        ckey = s(r.concurrency_key) or "", concurrency_key = s(r.concurrency_key),
-        max_attempts = s(r.max_attempts), max_duration = s(r.max_duration),
-        machine = s(r.machine), version = s(r.version), number = number,
-        is_test = r.is_test and 1 or 0, attempt_count = 0, duration_ms = 0,
-        trace_context = s(r.trace_context), admitted = 0, resume = 0,
-        queue_given = r.queue_given and 1 or 0,
-      }
-      if #r.tags == 0 then fields.tags = "[]" end
-      if #r.payload > 524288 then
-        redis.call("SET", k("blob:" .. id .. ":payload"), r.payload)
-        fields.payload_blob = 1
-      else
-        fields.payload = r.payload
-      end
-      if r.status ~= "DELAYED" then
-        fields.queued_at = now
-        fields.queue_ts = now
-        if s(r.ttl) then fields.ttl_expires_at = now + r.ttl end
-      end
-      local flat = {}  -- a new hash: only the fields that have a value
-      for name, v in pairs(fields) do
-        if v ~= false and v ~= NULL then
+      -- a new hash: only the fields that have a value (HSET name value ...)
+      local ckey = s(r.concurrency_key) or ""
+      local flat = {"id", id, "task", r.task, "status", r.status, "seed_metadata", r.metadata,
+                    "tags", #r.tags == 0 and "[]" or cjson.encode(r.tags),
+                    "created_at", N(r.created_at), "updated_at", N(now), "depth", N(r.depth),
+                    "queue", r.queue, "ckey", ckey, "number", N(number),
+                    "is_test", r.is_test and "1" or "0", "attempt_count", "0",
+                    "duration_ms", "0", "admitted", "0", "resume", "0",
+                    "queue_given", r.queue_given and "1" or "0"}
+      local function opt(name, v)
+        if v ~= nil and v ~= NULL and v ~= false then
           flat[#flat + 1] = name
           flat[#flat + 1] = N(v)
         end
+      end
+      opt("idempotency_key", r.idempotency_key)
+      opt("ttl", r.ttl)
+      opt("delay_until", r.delay_until)
+      opt("batch_id", r.batch_id)
+      opt("parent_id", r.parent_id)
+      opt("root_id", r.root_id)
+      opt("schedule_id", r.schedule_id)
+      opt("concurrency_key", r.concurrency_key)
+      opt("max_attempts", r.max_attempts)
+      opt("max_duration", r.max_duration)
+      opt("machine", r.machine)
+      opt("version", r.version)
+      opt("trace_context", r.trace_context)
+      if #r.payload > 524288 then
+        redis.call("SET", k("blob:" .. id .. ":payload"), r.payload)
+        opt("payload_blob", "1")
+      else
+        opt("payload", r.payload)
+      end
+      if r.status ~= "DELAYED" then
+        opt("queued_at", now)
+        opt("queue_ts", now)
+        if s(r.ttl) then opt("ttl_expires_at", now + r.ttl) end
       end
       redis.call("HSET", rk(id), unpack(flat))
       redis.call("SET", k("md:" .. id), r.metadata)
@@ -251,9 +258,9 @@ if cmd == "create_runs" then
       else
         if s(r.ttl) then redis.call("ZADD", k("ttl"), now + r.ttl, id) end
         if r.status == "QUEUED" then
-          if not admit_at_once(id, r.queue, fields.ckey, now, env_limit) then
-            enqueue(id, now, r.queue, fields.ckey)
-            subqueues[#subqueues + 1] = {r.queue, fields.ckey}
+          if not admit_at_once(id, r.queue, ckey, now, env_limit) then
+            enqueue(id, now, r.queue, ckey)
+            subqueues[#subqueues + 1] = {r.queue, ckey}
           end
         else
           redis.call("SADD", k("wfd:" .. enc(r.task)), id)
@@ -454,24 +461,30 @@ elseif cmd == "finish_attempt" then
   else
     elapsed = math.max(0, o.attempt_ms - ((at and at.duration_ms) or 0))
   end
-  local f = {duration_ms = tonumber(r[3] or "0") + elapsed,
-             segment_started_at = false, lease_until = false, admitted = 0}
+  local key = rk(id)
+  local sets = {"status", o.run_status, "updated_at", N(now), "admitted", "0",
+                "duration_ms", N(tonumber(r[3] or "0") + elapsed)}
+  local dels = {"segment_started_at", "lease_until"}
+  local function set(name, v)
+    sets[#sets + 1] = name
+    sets[#sets + 1] = N(v)
+  end
   if s(o.output) then
     if #o.output > 524288 then
       redis.call("SET", k("blob:" .. id .. ":output"), o.output)
-      f.output_blob = 1
-      f.output = false
+      set("output_blob", "1")
+      dels[#dels + 1] = "output"
     else
-      f.output = o.output
+      set("output", o.output)
     end
   end
-  if s(o.error) then f.error = o.error
-  elseif o.run_status == "COMPLETED" then f.error = false end
-  if FINAL[o.run_status] then f.finished_at = now end
-  if s(o.retry_at) then f.retry_at = o.retry_at end
-  if s(o.machine) then f.machine = o.machine end
-  f.status, f.updated_at = o.run_status, now
-  hset(id, f)
+  if s(o.error) then set("error", o.error)
+  elseif o.run_status == "COMPLETED" then dels[#dels + 1] = "error" end
+  if FINAL[o.run_status] then set("finished_at", now) end
+  if s(o.retry_at) then set("retry_at", o.retry_at) end
+  if s(o.machine) then set("machine", o.machine) end
+  redis.call("HSET", key, unpack(sets))
+  redis.call("HDEL", key, unpack(dels))
   local q, freed_ck = release(id, false)
   redis.call("ZREM", k("leases"), id)
   move_status(id, o.run_status, now, "EXECUTING")
