@@ -238,8 +238,6 @@ class Recorder(dramatiq.Middleware):
 def test_dramatiq_message_written_by_the_store_is_the_one_redisbroker_writes(
     dramatiq_h, store_url, monkeypatch
 ):
-    recorder = Recorder()
-    dramatiq_h.dramatiq_broker.add_middleware(recorder)
     runlane.configure(store=store_url, broker=dramatiq_h.broker)
     sent = _refuse_send(dramatiq_h.broker, monkeypatch)
 
@@ -249,15 +247,11 @@ def test_dramatiq_message_written_by_the_store_is_the_one_redisbroker_writes(
 
     handle = pushed.trigger({"n": 1})
     assert sent == []
-    # the enqueue hooks ran around it, with the message written
-    [message] = recorder.before
-    assert recorder.after == [message]
     client = redis.Redis.from_url(dramatiq_h.url)
     try:
         key = f"{dramatiq_h.prefix}:{dramatiq_h.prefix}"
         [ours_id] = client.lrange(key, 0, -1)
         ours = json.loads(client.hget(key + ".msgs", ours_id))
-        assert ours == json.loads(message.encode())
         # the same dispatch through Dramatiq's own enqueue, for comparison
         dramatiq_h.broker.send([Dispatch(handle.id, "pushed", "task/pushed", None)])
         theirs_id = client.lrange(key, 0, -1)[1]
@@ -278,6 +272,49 @@ def test_dramatiq_message_written_by_the_store_is_the_one_redisbroker_writes(
     assert len(run.attempts) == 1
 
 
+def test_dramatiq_enqueue_hooks_see_every_message_once(dramatiq_h, store_url, monkeypatch):
+    """A middleware with enqueue hooks: runs are enqueued through Dramatiq, so its hooks see
+    each message once (before and after), as for any actor."""
+    recorder = Recorder()
+    dramatiq_h.dramatiq_broker.add_middleware(recorder)
+    runlane.configure(store=store_url, broker=dramatiq_h.broker)
+    sent = _refuse_send(dramatiq_h.broker, monkeypatch)
+
+    @runlane.task(id="hooked")
+    def hooked(payload):
+        return payload
+
+    handle = hooked.trigger({})
+    assert [d.run_id for d in sent] == [handle.id]
+    [before] = recorder.before
+    assert recorder.after == [before] and before.args[0] == handle.id
+
+
+def test_a_message_the_store_cannot_write_is_handed_to_the_broker(celery_h, store_url, monkeypatch):
+    """The queue's list key holds something else (a string): the run is created and admitted
+    all the same, and handed to Celery to send (whose own LPUSH fails there too, so the run
+    stays QUEUED for the redelivery loop)."""
+    runlane.configure(store=store_url, broker=celery_h.broker)
+    sent = _refuse_send(celery_h.broker, monkeypatch)
+    key = f"{celery_h.prefix}:{celery_h.prefix}"
+    client = redis.Redis.from_url(celery_h.url)
+    client.set(key, "not a list")
+    try:
+
+        @runlane.task(id="blocked")
+        def blocked(payload):
+            return payload
+
+        handle = blocked.trigger({})
+        assert client.get(key) == b"not a list"
+    finally:
+        client.delete(key)
+        client.close()
+    assert [d.run_id for d in sent] == [handle.id]
+    run = runlane.runs.retrieve(handle)
+    assert run.status == "QUEUED"
+
+
 # ---------------------------------------------------------------------- the store's side
 def test_a_push_may_only_write_messages_and_is_checked_before_anything(store_url):
     store = RedisStore.from_url(store_url)
@@ -291,7 +328,7 @@ def test_a_push_may_only_write_messages_and_is_checked_before_anything(store_url
             created_at=now,
             queue="task/t",
         )
-        bad = Push({new.id: [["DEL", "somebody-elses-key"]]}, 0)
+        bad = Push({new.id: [["DEL", "somebody-elses-key"]]}, 0, {})
         with pytest.raises(StoreError, match="may not use DEL"):
             store.create_runs([new], now=now, ready=[], push=bad)
         assert store.get_run(new.id) is None
@@ -325,6 +362,12 @@ def test_which_servers_count_as_the_stores_own(redis_url):
         "redis://a/0;redis://b/0",
     ):
         assert server_of_kombu(Connection(url)) is None, url
+    from redis.sentinel import Sentinel, SentinelConnectionPool
+
+    sentinel = redis.Redis(
+        connection_pool=SentinelConnectionPool("primary", Sentinel([("127.0.0.1", 26379)]))
+    )
+    assert server_of_client(sentinel) is None  # its server is found elsewhere
 
 
 def test_a_sqlite_store_writes_no_messages(celery_h, tmp_path: Path, monkeypatch):

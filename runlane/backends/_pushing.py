@@ -13,13 +13,22 @@ from runlane.core.types import RedisServer
 
 
 def server_of_client(client: Any) -> RedisServer | None:
-    """The server a redis-py client connects to (None: a cluster, or not a redis-py client)."""
-    pool = getattr(client, "connection_pool", None)
-    kw = getattr(pool, "connection_kwargs", None)
-    if not isinstance(kw, dict):
-        return None
+    """The server a redis-py client connects to (None: a cluster, Sentinel, a pool or connection
+    class of your own, or not a redis-py client)."""
     import redis
 
+    pool = getattr(client, "connection_pool", None)
+    kw = getattr(pool, "connection_kwargs", None)
+    # redis-py's own pools and connections only: a Sentinel pool (or one of your own) finds
+    # its server elsewhere than in these settings
+    if (
+        not isinstance(kw, dict)
+        or type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool)
+        or pool.connection_class
+        not in (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
+        or not ("host" in kw or "path" in kw)
+    ):
+        return None
     path = kw.get("path")
     return RedisServer(
         host=None if path else kw.get("host", "localhost"),

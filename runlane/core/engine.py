@@ -252,7 +252,9 @@ class Engine:
             log.exception("preparing %d message(s) failed", len(queued))
             return None
         found = {d.run_id: c for d, c in zip(queued, commands, strict=True) if c is not None}
-        return Push(found, server.db) if found else None
+        if not found:
+            return None
+        return Push(found, server.db, {d.run_id: d for d in queued if d.run_id in found})
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[list[Dispatch]]:

@@ -35,6 +35,7 @@ def _encode(value: int, length: int) -> str:
 # (a call releases the GIL, and in a busy threaded worker getting it back is what costs)
 _pool = b""
 _pool_at = 0
+_pid = os.getpid()  # the process the pool and the last id belong to
 
 
 def _random80() -> int:
@@ -47,20 +48,29 @@ def _random80() -> int:
     return value
 
 
-def _forget_pool() -> None:
-    """A forked child draws its own bytes (never the ones its parent may use too)."""
-    global _pool, _pool_at, _last_ms
-    _pool, _pool_at, _last_ms = b"", 0, 0
+def _forget() -> None:
+    """In a forked child: its own random bytes and sequence, never its parent's (the same
+    millisecond would give both the same id)."""
+    global _pool, _pool_at, _last_ms, _pid
+    _pool, _pool_at, _last_ms, _pid = b"", 0, 0, os.getpid()
+
+
+def _after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _forget()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def ulid(now_ms: int | None = None) -> str:
     global _last_ms, _last_rand
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     with _lock:
+        if _pid != os.getpid():  # a fork that ran no fork hooks (uWSGI without them, say)
+            _forget()
         if ms <= _last_ms:
             ms = _last_ms
             rand = _last_rand + 1

@@ -130,11 +130,13 @@ class RedisServer:
 class Push:
     """Messages a store may write itself, in the transition that admits their runs: by run id,
     the Redis commands that deliver it (``[["LPUSH", key, message]]``), into database
-    ``db``. The store lists the runs it delivered in ``done``; the others come back in
-    ``ready`` as usual, for the broker to send."""
+    ``db``, and its dispatch. The store lists the runs it delivered in ``done``; the others it
+    admitted (a message it could not write included) come back in ``ready`` as usual, for
+    the broker to send."""
 
     commands: dict[str, list[list[str]]]
     db: int
+    dispatches: dict[str, Dispatch]
     done: list[str] = field(default_factory=list)
 
 

@@ -128,7 +128,12 @@ class CeleryBroker:
             except KeyError:
                 return None  # not a queue of the app: the usual send reports it
             exchange = queue.exchange
-            if getattr(exchange, "type", "direct") != "direct":
+            arguments = queue.queue_arguments or {}
+            if (
+                getattr(exchange, "type", "direct") != "direct"
+                or queue.expires is not None
+                or "x-expires" in arguments
+            ):  # kombu routes by bindings, or renews the list's expiry at every message
                 self._targets[name] = False
                 return None
             mode = getattr(exchange, "delivery_mode", None)

@@ -11,7 +11,6 @@ owns both.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 from uuid import uuid4
@@ -75,7 +74,6 @@ class DramatiqBroker:
         )(execute)
         for name in self.routing.names:
             broker.declare_queue(name)
-        self._pending = threading.local()
         if not any(isinstance(m, RunlaneMiddleware) for m in broker.middleware):
             broker.add_middleware(RunlaneMiddleware())
 
@@ -105,32 +103,31 @@ class DramatiqBroker:
 
     def push_commands(self, dispatches: Sequence[Dispatch]) -> list[list[list[str]] | None]:
         """Each run's message as ``RedisBroker.enqueue`` writes it (into the queue's
-        messages hash, its id onto the queue's list), after the broker's ``before_enqueue``
-        middleware hooks; ``pushed`` runs the ``after_enqueue`` ones."""
+        messages hash, its id onto the queue's list). None (sent with ``enqueue``) while a
+        middleware of the broker has ``before_enqueue``/``after_enqueue`` hooks: those see
+        every message enqueued, exactly once, as with any other actor."""
+        if any(
+            type(m).before_enqueue is not dramatiq.Middleware.before_enqueue
+            or type(m).after_enqueue is not dramatiq.Middleware.after_enqueue
+            for m in self.broker.middleware
+        ):
+            return [None] * len(dispatches)
         environment = sender_environment(self)
         namespace = self.broker.namespace  # type: ignore[attr-defined]
         out: list[list[list[str]] | None] = []
-        # this thread's messages until pushed() (a trigger's create comes in between)
-        messages = self._pending.messages = {}
         for d in dispatches:
             queue = self.routing.route(d)
             redis_id = str(uuid4())
             message = self.actor.message(
                 d.run_id, d.task_identifier, d.queue, d.machine, environment
             ).copy(queue_name=queue, options={"redis_message_id": redis_id})
-            self.broker.emit_before("enqueue", message, None)
-            messages[d.run_id] = message
             key = f"{namespace}:{queue}"
             data = message.encode().decode()
             out.append([["HSET", key + ".msgs", redis_id, data], ["RPUSH", key, redis_id]])
         return out
 
     def pushed(self, dispatches: Sequence[Dispatch]) -> None:
-        messages = getattr(self._pending, "messages", {})
-        for d in dispatches:
-            message = messages.pop(d.run_id, None)
-            if message is not None:
-                self.broker.emit_after("enqueue", message, None)
+        """Nothing to do: messages are only pushed while no middleware hooks enqueues."""
 
     def pending(self) -> int:
         """Messages waiting in runlane's Dramatiq queues (RabbitMQ, Redis and stub brokers)."""

@@ -160,6 +160,16 @@ def _missing_function(exc: redis.exceptions.ResponseError) -> bool:
     return "function not found" in str(exc).lower()
 
 
+def _no_functions(exc: redis.exceptions.ResponseError) -> bool:
+    """FCALL/FUNCTION unknown (before Redis 7) or refused to this user (ACL) — not an error
+    from inside the library, which the caller gets as it is."""
+    text = str(exc).lower()
+    if "unknown command" in text:
+        return True
+    refused = isinstance(exc, redis.exceptions.NoPermissionError) or text.startswith("noperm")
+    return refused and ("'fcall'" in text or "'function" in text)
+
+
 def _pack(args: tuple[str, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -213,12 +223,9 @@ class ScriptLane:
         script = self.scripts.get(command, self.program)
         args = (command, *args)
         functions = self.functions
-        if functions:
+        if functions is not False:  # None: the first call finds out whether FCALL works
             assert self.library is not None
             call = ("FCALL", self.library.function, "1", key, *args)
-        elif functions is None:  # the first call: find out which
-            self._load()
-            return self(key, *args)
         else:
             call = ("EVALSHA", script.sha, "1", key, *args)
         conn = self._connection()
@@ -228,16 +235,24 @@ class ScriptLane:
                 conn.connect()  # redis-py's handshake: TLS, AUTH, SELECT, HELLO
                 sock = conn._sock
             sock.sendall(_pack(call))
-            return self._local.reader.read(sock)
+            reply = self._local.reader.read(sock)
+            if functions is None:
+                self.functions = True
+            return reply
         except redis.exceptions.NoScriptError:
             pass  # loaded again below
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
             conn.disconnect()  # redis-py retries as it would have: a lost reply is sent again
         except redis.exceptions.ResponseError as exc:
-            if not (functions and _missing_function(exc)):
+            if functions is not False and _no_functions(exc):
+                self.functions = False  # Redis 6, or FCALL refused to this user: scripts
+                return self(key, *args)
+            if functions is False or not _missing_function(exc):
+                if functions is None:
+                    self.functions = True  # the library answered (with its own error)
                 raise  # the script's own error: the connection is in step
-            # the library is gone (a restart without persistence, FUNCTION FLUSH): loaded
-            # again below
+            # the library is not (or no longer) there: a restart without persistence,
+            # FUNCTION FLUSH, or the first call of this version; loaded below
         except BaseException:
             conn.disconnect()  # interrupted mid-call (a cancel, a time limit): out of step
             raise
@@ -245,35 +260,39 @@ class ScriptLane:
 
     def _slow(self, script: Script, key: str, args: tuple[str, ...]) -> Any:
         """The call through redis-py, with its reconnects and retries; the library (or the
-        script) is loaded again when the server no longer has it."""
-        if self.functions:
+        script) is loaded when the server does not have it."""
+        if self.functions is not False:
             assert self.library is not None
             try:
                 reply = self.client.fcall(self.library.function, 1, key, *args)
             except redis.exceptions.ResponseError as exc:
+                if _no_functions(exc):
+                    self.functions = False
+                    return self._slow(script, key, args)
                 if not _missing_function(exc):
                     raise
-                self._load()
-                return self._slow(script, key, args)
+                if not self._load():
+                    return self._slow(script, key, args)  # scripts from now on
+                reply = self.client.fcall(self.library.function, 1, key, *args)  # once
+            self.functions = True
         else:
             reply = script(keys=[key], args=list(args))
         return reply if self.decode is None else _recode(reply, self.decode)
 
-    def _load(self) -> None:
-        """Load the library where the server has functions and this client may load them;
-        otherwise the scripts serve every call."""
+    def _load(self) -> bool:
+        """Load the library; False (and the scripts serve every call from now on) where the
+        server has no functions or this client may not load them."""
         assert self.library is not None
         try:
-            self.client.function_load(self.library.text, replace=True)
-        except redis.exceptions.NoPermissionError:
-            self.functions = False  # not allowed to load functions: EVALSHA from now on
-            return
+            self.client.function_load(self.library.text)
         except redis.exceptions.ResponseError as exc:
-            if "unknown command" not in str(exc).lower():
-                raise  # a library the server refuses is a bug, not a reason to fall back
-            self.functions = False  # no functions before Redis 7: EVALSHA from now on
-            return
-        self.functions = True
+            if "already exists" in str(exc):
+                return True  # another process loaded it: the name is the code's digest
+            if isinstance(exc, redis.exceptions.NoPermissionError) or _no_functions(exc):
+                self.functions = False  # EVALSHA from now on
+                return False
+            raise  # a library the server refuses is a bug, not a reason to fall back
+        return True
 
     def close(self) -> None:
         for conn in list(self._open):

@@ -199,19 +199,26 @@ end
 
 local function reply(value)
   -- the command's reply; with TAKE, {reply, JSON dispatches of the runs it admitted for the
-  -- caller to send, JSON ids of those whose messages it wrote itself}
+  -- caller to send, JSON ids of those whose messages it wrote itself, JSON ids of those whose
+  -- messages it could not write (the caller sends them)}
   if not TAKE then return value end
   local taken = json_list(dispatches(TAKEN))
+  local written, failed = {}, {}
   if #PUSHED > 0 then
-    -- last: a SELECT (the broker's database) would send any later store call astray
-    if PUSH_DB then redis.call("SELECT", PUSH_DB) end
+    -- last: a SELECT (the broker's database) would send any later store call astray. A
+    -- message that cannot be written (a broker key of another type, say) is reported, for
+    -- the caller to send: the transition itself stands
+    local function fine(res) return not (type(res) == "table" and res.err) end
+    local selected = not PUSH_DB or fine(redis.pcall("SELECT", PUSH_DB))
     for _, id in ipairs(PUSHED) do
+      local ok = selected
       for _, c in ipairs(PUSH[id]) do
-        redis.call(unpack(c))
+        if ok then ok = fine(redis.pcall(unpack(c))) end
       end
+      if ok then written[#written + 1] = id else failed[#failed + 1] = id end
     end
   end
-  return {value, taken, json_list(PUSHED)}
+  return {value, taken, json_list(written), json_list(failed)}
 end
 
 local function paused(p, untilv, now)

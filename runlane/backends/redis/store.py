@@ -179,10 +179,12 @@ class RedisStore:
                     args["push_db"] = push.db
         raw = self._lane(self.prefix, command, json.dumps(args))
         if take is not None and isinstance(raw, list):
-            raw, taken, pushed = raw
+            raw, taken, pushed, failed = raw
             take.extend(Dispatch(*row) for row in json.loads(taken))
             if push is not None and pushed != "[]":
                 push.done.extend(json.loads(pushed))
+            if push is not None and failed != "[]":  # admitted, but not written: sent
+                take.extend(push.dispatches[run_id] for run_id in json.loads(failed))
         return json.loads(raw)
 
     # ------------------------------------------------------------------ creation
@@ -205,7 +207,8 @@ class RedisStore:
             d = {k: v for k, v in vars(new).items() if v is not None}
             d["task"] = d.pop("task_identifier")
             d["status"] = new.status.value
-            if new.trace_context:
+            d.pop("trace_context", None)
+            if new.trace_context:  # JSON text; none, or empty, is left out
                 d["trace_context"] = json.dumps(new.trace_context)
             payloads.append(d)
         out = self._call(
