@@ -90,3 +90,20 @@ def redis_binary() -> str | None:
             found.append(candidate)
     versions = [(v, b) for b in found if (v := _redis_version(b))]
     return max(versions)[1] if versions else None
+
+
+def new_run(task: str = "t", queue: str = "task/t", payload: str = "{}", **fields: Any) -> Any:
+    """A QUEUED run to create through a store directly (``NewRun``), now."""
+    from runlane.core import ids
+    from runlane.core.models import RunStatus
+    from runlane.core.types import NewRun
+
+    return NewRun(
+        id=ids.run_id(),
+        task_identifier=task,
+        status=RunStatus.QUEUED,
+        payload=payload,
+        created_at=fields.pop("created_at", time.time()),
+        queue=queue,
+        **fields,
+    )

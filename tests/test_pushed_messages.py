@@ -18,12 +18,11 @@ import redis
 import runlane
 from runlane.backends._pushing import server_of_client, server_of_kombu
 from runlane.backends.redis.store import RedisStore
-from runlane.core import ids, runtime
-from runlane.core.models import RunStatus
-from runlane.core.types import Dispatch, NewRun, Push, RedisServer
+from runlane.core import runtime
+from runlane.core.types import Dispatch, Push, RedisServer
 from runlane.errors import StoreError
 from tests.adapters import CeleryUnderTest, DramatiqUnderTest, delete_redis_prefix, unique_prefix
-from tests.helpers import wait_final, wait_for
+from tests.helpers import new_run, wait_final, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,24 +40,23 @@ def store_url(redis_url: str) -> Iterator[str]:
     delete_redis_prefix(redis_url, prefix)
 
 
-@pytest.fixture
-def celery_h(redis_url: str) -> Iterator[CeleryUnderTest]:
-    h = CeleryUnderTest(redis_url)
+def _harness(kind: Any, redis_url: str) -> Iterator[Any]:
+    h = kind(redis_url)
     yield h
     old = runtime.install(None)
     if old is not None:
         old.close()
     h.close()
+
+
+@pytest.fixture
+def celery_h(redis_url: str) -> Iterator[CeleryUnderTest]:
+    yield from _harness(CeleryUnderTest, redis_url)
 
 
 @pytest.fixture
 def dramatiq_h(redis_url: str) -> Iterator[DramatiqUnderTest]:
-    h = DramatiqUnderTest(redis_url)
-    yield h
-    old = runtime.install(None)
-    if old is not None:
-        old.close()
-    h.close()
+    yield from _harness(DramatiqUnderTest, redis_url)
 
 
 def _refuse_send(broker: Any, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
@@ -320,14 +318,7 @@ def test_a_push_may_only_write_messages_and_is_checked_before_anything(store_url
     store = RedisStore.from_url(store_url)
     try:
         now = 1_700_000_000.0
-        new = NewRun(
-            id=ids.run_id(),
-            task_identifier="t",
-            status=RunStatus.QUEUED,
-            payload="{}",
-            created_at=now,
-            queue="task/t",
-        )
+        new = new_run(created_at=now)
         bad = Push({new.id: [["DEL", "somebody-elses-key"]]}, 0, {})
         with pytest.raises(StoreError, match="may not use DEL"):
             store.create_runs([new], now=now, ready=[], push=bad)

@@ -16,10 +16,10 @@ import pytest
 
 from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS, build
 from runlane.backends.redis.store import RedisStore
-from runlane.core import ids
 from runlane.core.models import RunStatus
-from runlane.core.types import AttemptOutcome, NewRun, RegisteredTask
+from runlane.core.types import AttemptOutcome, RegisteredTask
 from tests.adapters import delete_redis_prefix
+from tests.helpers import new_run
 
 redis = pytest.importorskip("redis")
 
@@ -157,14 +157,7 @@ def prefix(redis_url: str) -> Iterator[str]:
 def _one_run(store: RedisStore) -> str:
     """Create, start and finish one run through the store; its final status."""
     now = time.time()
-    new = NewRun(
-        id=ids.run_id(),
-        task_identifier="t",
-        status=RunStatus.QUEUED,
-        payload='{"n": 1}',
-        created_at=now,
-        queue="task/t",
-    )
+    new = new_run(payload='{"n": 1}', created_at=now)
     store.register_tasks([RegisteredTask("t", "task/t")], now=now)
     [created] = store.create_runs([new], now=now, ready=[])
     started = store.start_attempt(created.run_id, worker_id="w", now=now, known_tasks=["t"])

@@ -29,6 +29,11 @@ end
 
 local function s(v) if v == nil or v == NULL then return false end return v end
 
+-- fields of a new run stored under their own name when the trigger gave them
+local OPTIONAL = {"idempotency_key", "ttl", "delay_until", "batch_id", "parent_id", "root_id",
+                  "schedule_id", "concurrency_key", "max_attempts", "max_duration", "machine",
+                  "version", "trace_context"}
+
 local function index_run(id, r)
   redis.call("ZADD", k("ix:all"), "0", id)
   redis.call("ZADD", k("ix:task:" .. enc(r.task)), "0", id)
@@ -223,19 +228,7 @@ if cmd == "create_runs" then
           flat[#flat + 1] = N(v)
         end
       end
-      opt("idempotency_key", r.idempotency_key)
-      opt("ttl", r.ttl)
-      opt("delay_until", r.delay_until)
-      opt("batch_id", r.batch_id)
-      opt("parent_id", r.parent_id)
-      opt("root_id", r.root_id)
-      opt("schedule_id", r.schedule_id)
-      opt("concurrency_key", r.concurrency_key)
-      opt("max_attempts", r.max_attempts)
-      opt("max_duration", r.max_duration)
-      opt("machine", r.machine)
-      opt("version", r.version)
-      opt("trace_context", r.trace_context)
+      for _, name in ipairs(OPTIONAL) do opt(name, r[name]) end
       if #r.payload > 524288 then
         redis.call("SET", k("blob:" .. id .. ":payload"), r.payload)
         opt("payload_blob", "1")
