@@ -1,5 +1,6 @@
 """RedisStore: the Store protocol on Redis. Every transition is one Lua call (lib.lua +
-commands.lua, loaded once and run with EVALSHA); reads are pipelined. Metadata documents are
+commands.lua: a function library called with FCALL on Redis 7, scripts called with EVALSHA
+before; see scripts.py and lane.py); reads are pipelined (reads.py). Metadata documents are
 updated by compare-and-set (WATCH/MULTI), so JSON keeps its exact shape and concurrent updates
 (a thousand children incrementing their parent's counter) all count."""
 
@@ -15,15 +16,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from runlane.backends._pushing import server_of_client
-from runlane.backends._translate import translating
 from runlane.backends.redis.lane import ScriptLane
-from runlane.backends.redis.rows import as_list, attempts_of, to_run, waitpoint_of
+from runlane.backends.redis.reads import RedisReads, _enc, _translate
+from runlane.backends.redis.rows import as_list, to_run, waitpoint_of
 from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
 from runlane.core.logs import LogEntry
 from runlane.core.metadata import apply_ops, check_size
-from runlane.core.models import Batch, PausedKey, QueueInfo, Run, RunStatus, TaskRunError
+from runlane.core.models import PausedKey, QueueInfo, Run, RunStatus, TaskRunError
 from runlane.core.types import (
     AttemptOutcome,
     Created,
@@ -33,32 +34,13 @@ from runlane.core.types import (
     RedisServer,
     RegisteredTask,
     RunBrief,
-    RunQuery,
     StartedAttempt,
     Waitpoint,
     WaitSpec,
 )
 from runlane.errors import ConfigurationError
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def _describe(verb: str, exc: BaseException) -> str:
-    if isinstance(exc, redis.exceptions.ConnectionError):
-        return f"Redis store unreachable ({verb}): {exc}"
-    return f"Redis store error in {verb}: {exc}"
-
-
-_translate = translating(redis.exceptions.RedisError, _describe)
-
-
-# commands that never finish a run (the others may keep a finished run for the retention)
-_NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heartbeat", "list_runs"})
-
-
-def _enc(value: str) -> str:
-    return f"{len(value)}:{value}"
 
 
 def _hash(flat: list[str]) -> dict[str, str]:
@@ -66,15 +48,11 @@ def _hash(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def _id_bound(ms: int, high: bool) -> str:
-    out = []
-    for _ in range(10):
-        out.append(_ALPHABET[ms & 31])
-        ms >>= 5
-    return "run_" + "".join(reversed(out)) + ("z" * 16 if high else "0" * 16)
+# commands that never finish a run (the others may keep a finished run for the retention)
+_NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heartbeat", "list_runs"})
 
 
-class RedisStore:
+class RedisStore(RedisReads):
     """Runs in Redis; any number of processes and machines share it."""
 
     def __init__(
@@ -234,157 +212,6 @@ class RedisStore:
                 )
             )
         return result
-
-    # ------------------------------------------------------------------ reads
-    def _fetch(self, run_ids: Sequence[str], with_attempts: bool) -> dict[str, Run]:
-        pipe = self.client.pipeline(transaction=False)
-        for rid in run_ids:
-            pipe.hgetall(self._k(f"run:{rid}"))
-            pipe.get(self._k(f"md:{rid}"))
-            if with_attempts:
-                pipe.hgetall(self._k(f"att:{rid}"))
-        res = pipe.execute()
-        step = 3 if with_attempts else 2
-        found: dict[str, Run] = {}
-        blobs: list[tuple[str, str]] = []
-        rows = []
-        for i, rid in enumerate(run_ids):
-            h = res[i * step]
-            if not h:
-                continue
-            rows.append((rid, h, res[i * step + 1], res[i * step + 2] if with_attempts else None))
-            for field in ("payload", "output"):
-                if h.get(f"{field}_blob"):
-                    blobs.append((rid, field))
-        blob_text: dict[tuple[str, str], str] = {}
-        if blobs:
-            pipe = self.client.pipeline(transaction=False)
-            for rid, field in blobs:
-                pipe.get(self._k(f"blob:{rid}:{field}"))
-            for key, text in zip(blobs, pipe.execute(), strict=True):
-                blob_text[key] = text
-        for rid, h, md, att in rows:
-            found[rid] = to_run(
-                h,
-                self.environment,
-                md,
-                attempts_of(att) if att else None,
-                blob_text.get((rid, "payload"), h.get("payload")),
-                blob_text.get((rid, "output"), h.get("output")),
-            )
-        return found
-
-    @_translate
-    def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None:
-        return self._fetch([run_id], with_attempts).get(run_id)
-
-    @_translate
-    def get_runs(self, run_ids: Sequence[str]) -> list[Run]:
-        found: dict[str, Run] = {}
-        unique = list(dict.fromkeys(run_ids))
-        for start in range(0, len(unique), 500):
-            found.update(self._fetch(unique[start : start + 500], False))
-        return [found[i] for i in run_ids if i in found]
-
-    @_translate
-    def list_runs(self, query: RunQuery) -> tuple[list[Run], str | None]:
-        checks: list[list[Any]] = []
-        sources: list[str] = []
-
-        def index_filter(prefix: str, values: Sequence[str], encode: bool = True) -> None:
-            names = [f"ix:{prefix}:{_enc(v) if encode else v}" for v in values]
-            if len(names) == 1:
-                sources.append(names[0])
-            checks.append(["index", names])
-
-        for value, prefix in (
-            (query.batch, "batch"),
-            (query.schedule, "sched"),
-            (query.parent, "parent"),
-        ):
-            if value is not None:
-                index_filter(prefix, [value], encode=False)
-        if query.tag:
-            index_filter("tag", list(query.tag))
-        if query.task_identifier:
-            index_filter("task", list(query.task_identifier))
-        if query.status:
-            index_filter("st", list(query.status), encode=False)
-        if query.version:
-            index_filter("ver", list(query.version))
-        if query.queue:
-            index_filter("q", list(query.queue))
-        if query.is_test is not None:
-            checks.append(["is_test", ["1" if query.is_test else "0"]])
-        source = sources[0] if sources else "ix:all"
-        checks = [c for c in checks if not (c[0] == "index" and c[1] == [source])]
-        high = "+"
-        if query.created_to is not None:
-            high = "[" + _id_bound(int(query.created_to * 1000), True)
-        if query.after is not None and (high == "+" or query.after <= high[1:]):
-            high = "(" + query.after
-        low = "-"
-        if query.created_from is not None:
-            low = "[" + _id_bound(int(query.created_from * 1000), False)
-        found = as_list(
-            self._call(
-                "list_runs", index=source, max=high, min=low, checks=checks, limit=query.limit
-            )
-        )
-        more = len(found) > query.limit
-        found = found[: query.limit]
-        runs = self.get_runs(found)
-        if query.created_from is not None or query.created_to is not None:
-            lo = -float("inf") if query.created_from is None else query.created_from - 5e-7
-            hi = float("inf") if query.created_to is None else query.created_to + 5e-7
-            runs = [r for r in runs if lo <= r.created_at.timestamp() <= hi]
-        return runs, (found[-1] if more and found else None)
-
-    @_translate
-    def seed_metadata(self, run_id: str) -> dict[str, Any] | None:
-        raw = self.client.hget(self._k(f"run:{run_id}"), "seed_metadata")
-        return None if raw is None else json.loads(raw)
-
-    @_translate
-    def get_batch(self, batch_id: str) -> Batch | None:
-        h = self.client.hgetall(self._k(f"batch:{batch_id}"))
-        if not h:
-            return None
-        return Batch(
-            id=batch_id,
-            environment=self.environment,
-            run_ids=as_list(json.loads(h["run_ids"])),
-            created_at=to_datetime(float(h["created_at"])),
-            parent_id=h.get("parent_id") or None,
-        )
-
-    @_translate
-    def count_runs(self, status: Collection[RunStatus] | None = None) -> dict[str, int]:
-        wanted = [str(s) for s in (status or list(RunStatus))]
-        pipe = self.client.pipeline(transaction=False)
-        for s in wanted:
-            pipe.zcard(self._k(f"ix:st:{s}"))
-        return {s: n for s, n in zip(wanted, pipe.execute(), strict=True) if n}
-
-    @_translate
-    def statuses(self, run_ids: Collection[str]) -> dict[str, tuple[RunStatus, int]]:
-        ids_ = list(run_ids)
-        pipe = self.client.pipeline(transaction=False)
-        for rid in ids_:
-            pipe.hmget(self._k(f"run:{rid}"), "status", "attempt_count")
-        out = {}
-        for rid, (status, attempt) in zip(ids_, pipe.execute(), strict=True):
-            if status is not None:
-                out[rid] = (RunStatus(status), int(attempt or 0))
-        return out
-
-    @_translate
-    def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]:
-        ids_ = list(task_ids)
-        if not ids_:
-            return {}
-        queues = self.client.hmget(self._k("tasks"), ids_)
-        return {t: RegisteredTask(t, q) for t, q in zip(ids_, queues, strict=True) if q}
 
     # ------------------------------------------------------------------ transitions
     @_translate
