@@ -323,6 +323,13 @@ def test_a_push_may_only_write_messages_and_is_checked_before_anything(store_url
         with pytest.raises(StoreError, match="may not use DEL"):
             store.create_runs([new], now=now, ready=[], push=bad)
         assert store.get_run(new.id) is None
+        # a message it may write: written with the run, which is not handed back to be sent
+        key = store.prefix + "scratch-list"  # under the test's own prefix
+        good = Push({new.id: [["RPUSH", key, "message"]]}, 0, {})
+        ready: list[Any] = []
+        store.create_runs([new], now=now, ready=ready, push=good)
+        assert good.done == [new.id] and ready == []
+        assert store.client.lrange(key, 0, -1) == ["message"]
     finally:
         store.close()
 

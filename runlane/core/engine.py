@@ -197,7 +197,7 @@ class Engine:
         broker on the store's own Redis server, let that transition write their messages)."""
         push = self._push(news)
         with self.sending() as ready:
-            created = self.rt.store.create_runs(
+            return self.rt.store.create_runs(
                 news,
                 now=now,
                 batch_id=batch_id,
@@ -206,16 +206,6 @@ class Engine:
                 ready=ready,
                 push=push,
             )
-        if push is not None and push.done:
-            by_id = {n.id: n for n in news}
-            done = [by_id[i] for i in push.done if i in by_id]
-            try:
-                cast(PushingBroker, self.rt.broker).pushed(
-                    [Dispatch(n.id, n.task_identifier, n.queue, n.machine) for n in done]
-                )
-            except Exception:
-                log.exception("broker hook after %d pushed message(s) failed", len(done))
-        return created
 
     def _push(self, news: Sequence[NewRun]) -> Push | None:
         """The messages of the new QUEUED runs, for the store to write as it admits them,

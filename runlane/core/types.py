@@ -438,11 +438,9 @@ class PushingBroker(Broker, Protocol):
         ...
 
     def push_commands(self, dispatches: Sequence[Dispatch]) -> list[list[list[str]] | None]:
-        """For each dispatch, the Redis commands that deliver its message (None: send it)."""
-        ...
-
-    def pushed(self, dispatches: Sequence[Dispatch]) -> None:
-        """These messages were written by the store (what the framework does after a send)."""
+        """For each dispatch, the Redis commands that deliver its message (None: send it).
+        Only while nothing of the framework expects to see each message sent (publish
+        signals, enqueue hooks): a pushed message is written by the store alone."""
         ...
 
 

@@ -192,9 +192,6 @@ class CeleryBroker:
             out.append([["LPUSH", key, json.dumps(envelope)]])
         return out
 
-    def pushed(self, dispatches: Sequence[Dispatch]) -> None:
-        """Nothing to do: messages are only pushed while no publish signal has receivers."""
-
     def pending(self) -> int:
         """Messages waiting in runlane's Celery queues (not counting those a worker holds).
         Declares the queues as Celery does when it sends to them."""

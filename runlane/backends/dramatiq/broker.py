@@ -126,9 +126,6 @@ class DramatiqBroker:
             out.append([["HSET", key + ".msgs", redis_id, data], ["RPUSH", key, redis_id]])
         return out
 
-    def pushed(self, dispatches: Sequence[Dispatch]) -> None:
-        """Nothing to do: messages are only pushed while no middleware hooks enqueues."""
-
     def pending(self) -> int:
         """Messages waiting in runlane's Dramatiq queues (RabbitMQ, Redis and stub brokers)."""
         return sum(self._size(name) for name in self.queues)
