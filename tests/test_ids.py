@@ -98,11 +98,14 @@ def test_encode_round_trip() -> None:
         assert ids.id_time_ms(ids._encode(ms, 10) + "0" * 16) == ms
 
 
-def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+def test_a_forked_child_never_repeats_its_parents_ids(monkeypatch) -> None:
     """Parent and child may create an id in the same millisecond: neither continues the
     other's sequence or random bytes."""
     import os
 
+    # the millisecond used here is in the future: this process's later ids must not follow it
+    monkeypatch.setattr(ids, "_last_ms", ids._last_ms)
+    monkeypatch.setattr(ids, "_last_rand", ids._last_rand)
     ms = ids.id_time_ms(ids.run_id()) + 10_000  # a millisecond both use, after the last one
     ids.ulid(ms)
     read, write = os.pipe()

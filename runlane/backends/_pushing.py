@@ -37,7 +37,7 @@ def server_of_client(client: Any) -> RedisServer | None:
         db=int(kw.get("db") or 0),
         username=kw.get("username"),
         password=kw.get("password"),
-        ssl=issubclass(getattr(pool, "connection_class", object), redis.SSLConnection),
+        ssl=pool.connection_class is redis.SSLConnection,
     )
 
 

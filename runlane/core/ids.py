@@ -99,6 +99,12 @@ def attempt_id() -> str:
     return new_id("attempt")
 
 
+def bound(prefix: str, ms: int, high: bool) -> str:
+    """The smallest (or, ``high``, the largest) id of ``prefix`` created at millisecond ``ms``:
+    a range of ids is a range of creation times."""
+    return f"{prefix}_{_encode(ms, 10)}" + ("z" * 16 if high else "0" * 16)
+
+
 def id_time_ms(value: str) -> int:
     """The creation time (ms since the epoch) encoded in an id."""
     body = value.rsplit("_", 1)[-1][:10]

@@ -59,7 +59,6 @@ class CeleryBroker:
 
         self.task = worker.register(app)
         brokers[app] = self
-        self._key_prefix = ""  # kombu's global_keyprefix (redis_server reads it)
         self._targets: dict[str, tuple[str, int] | bool] = {}  # queue → (list key, mode)
 
     @property
@@ -115,7 +114,6 @@ class CeleryBroker:
         steps = options.get("priority_steps")
         if server is None or (steps is not None and (not steps or steps[0] != 0)):
             return None  # a priority-0 message would not go to the queue's own list
-        self._key_prefix = str(options.get("global_keyprefix") or "")
         return server
 
     def _push_target(self, name: str) -> tuple[str, int] | None:
@@ -139,7 +137,10 @@ class CeleryBroker:
             mode = getattr(exchange, "delivery_mode", None)
             mode = mode or self.app.conf.task_default_delivery_mode
             mode = {"persistent": 2, "transient": 1}.get(mode, mode) or 2
-            target = self._targets[name] = (self._key_prefix + name, int(mode))
+            # kombu's global_keyprefix, as its Redis transport applies it to the list's name
+            options = self.app.conf.broker_transport_options or {}
+            key = str(options.get("global_keyprefix") or "") + name
+            target = self._targets[name] = (key, int(mode))
         return target or None
 
     def push_commands(self, dispatches: Sequence[Dispatch]) -> list[list[list[str]] | None]:

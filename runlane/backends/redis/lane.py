@@ -288,7 +288,7 @@ class ScriptLane:
         except redis.exceptions.ResponseError as exc:
             if "already exists" in str(exc):
                 return True  # another process loaded it: the name is the code's digest
-            if isinstance(exc, redis.exceptions.NoPermissionError) or _no_functions(exc):
+            if _no_functions(exc):
                 self.functions = False  # EVALSHA from now on
                 return False
             raise  # a library the server refuses is a bug, not a reason to fall back

@@ -12,11 +12,10 @@ import redis
 
 from runlane.backends._translate import translating
 from runlane.backends.redis.rows import as_list, attempts_of, to_run
+from runlane.core import ids
 from runlane.core.clock import to_datetime
 from runlane.core.models import Batch, Run, RunStatus
 from runlane.core.types import RegisteredTask, RunQuery
-
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 def _describe(verb: str, exc: BaseException) -> str:
@@ -30,14 +29,6 @@ _translate = translating(redis.exceptions.RedisError, _describe)  # errors as St
 
 def _enc(value: str) -> str:
     return f"{len(value)}:{value}"
-
-
-def _id_bound(ms: int, high: bool) -> str:
-    out = []
-    for _ in range(10):
-        out.append(_ALPHABET[ms & 31])
-        ms >>= 5
-    return "run_" + "".join(reversed(out)) + ("z" * 16 if high else "0" * 16)
 
 
 class RedisReads:
@@ -137,12 +128,12 @@ class RedisReads:
         checks = [c for c in checks if not (c[0] == "index" and c[1] == [source])]
         high = "+"
         if query.created_to is not None:
-            high = "[" + _id_bound(int(query.created_to * 1000), True)
+            high = "[" + ids.bound("run", int(query.created_to * 1000), True)
         if query.after is not None and (high == "+" or query.after <= high[1:]):
             high = "(" + query.after
         low = "-"
         if query.created_from is not None:
-            low = "[" + _id_bound(int(query.created_from * 1000), False)
+            low = "[" + ids.bound("run", int(query.created_from * 1000), False)
         found = as_list(
             self._call(
                 "list_runs", index=source, max=high, min=low, checks=checks, limit=query.limit

@@ -82,7 +82,9 @@ class RedisStore(RedisReads):
             decode=True,
             library=LIBRARY,
         )
-        self._db = int(self.client.connection_pool.connection_kwargs.get("db") or 0)
+        # where this store's client connects (None for a cluster): what a broker's messages
+        # must share for the store to write them (delivers_to)
+        self._server = server_of_client(self.client)
         # the key prefix of the native Redis broker paired with this store (set by the broker,
         # configure(broker="redis")): admission pushes runs onto its lists in the same
         # transition, and its fetch starts the attempts at once
@@ -127,8 +129,7 @@ class RedisStore(RedisReads):
         """True when ``server`` is this store's own Redis server, reached with the same
         credentials (its messages can then be written in the store's transitions). Not
         with Redis Cluster, whose scripts reach only their own slot."""
-        mine = server_of_client(self.client)
-        return mine is not None and mine.same_server(server)
+        return self._server is not None and self._server.same_server(server)
 
     def _call(
         self,
@@ -153,7 +154,7 @@ class RedisStore(RedisReads):
             args["take"] = True
             if push is not None and push.commands:
                 args["push"] = push.commands
-                if push.db != self._db:
+                if self._server is None or push.db != self._server.db:
                     args["push_db"] = push.db
         raw = self._lane(self.prefix, command, json.dumps(args))
         if take is not None and isinstance(raw, list):
