@@ -4,17 +4,22 @@ same broker, the same worker command and settings, measured in the same run.
     python benchmarks/bench_adapters.py [--broker redis|rabbitmq] [--store redis|sqlite]
         [--runs N] [--rounds R] [--concurrency C] [--celery-pool prefork|threads]
         [--frameworks celery,dramatiq] [--redis-url URL] [--amqp-url URL] [--profile DIR]
-        [--interleave]
+        [--interleave] [--floor]
 
-For each framework, two worker setups are started one after the other with the framework's own
-command (``celery -A … worker -P POOL -c C``, ``dramatiq … --processes 1 --threads C``), each on
-a no-op task:
+For each framework, two worker setups (three with ``--floor``) are started one after the other
+with the framework's own command (``celery -A … worker -P POOL -c C``, ``dramatiq …
+--processes 1 --threads C``), each on a no-op task:
 
 - raw: a plain task/actor that INCRs a Redis counter (so the benchmark can see it ran);
   Celery's is late-acked, like runlane's;
 - runlane: a runlane task executed by the same command through ``CeleryBroker`` /
   ``DramatiqBroker``; every run is recorded in the store (QUEUED → EXECUTING → COMPLETED,
-  with its attempt) and counted there.
+  with its attempt) and counted there;
+- floor (``--floor``): the raw task plus the three writes any store that records each run
+  makes at the least, as bare Redis commands: the trigger HSETs the run QUEUED before the
+  framework's send, the task HSETs it EXECUTING (one round trip), then COMPLETED with the
+  counter's INCR (one pipelined round trip). floor ÷ raw is what recording alone costs on
+  this machine: the part of the 30 % that no store's logic can have.
 
 A round triggers N tasks one by one from this process while the workers run, and times from
 the first enqueue to the N-th completion: the per-task cost is that time / N (a throughput
@@ -67,6 +72,24 @@ PREFIX, BROKER = os.environ["RLB_PREFIX"], os.environ["RLB_BROKER_URL"]
 counter = redis.Redis.from_url(os.environ["RLB_REDIS_URL"])
 COUNTER = PREFIX + ":done"
 
+
+def trigger_recorded(send):
+    """The floor's trigger: one Redis write of the run (QUEUED), then the framework's send."""
+    run_id = os.urandom(12).hex()
+    counter.hset(PREFIX + ":run:" + run_id, mapping={"status": "QUEUED", "task": "noop"})
+    send(run_id)
+
+
+def record(run_id):
+    """The floor's task: the run marked EXECUTING (one round trip), then COMPLETED and
+    counted (one pipelined round trip): the fewest writes a store recording the run makes."""
+    key = PREFIX + ":run:" + run_id
+    counter.hset(key, "status", "EXECUTING")
+    with counter.pipeline(transaction=False) as pipe:
+        pipe.hset(key, "status", "COMPLETED")
+        pipe.incr(COUNTER)
+        pipe.execute()
+
 if FRAMEWORK == "celery":
     from celery import Celery
 
@@ -85,6 +108,10 @@ if FRAMEWORK == "celery":
     @app.task(name="rlb.noop", acks_late=True)
     def noop():
         counter.incr(COUNTER)
+
+    @app.task(name="rlb.recorded", acks_late=True)
+    def recorded(run_id):
+        record(run_id)
 
     if MODE == "runlane":
         from runlane.backends.celery import CeleryBroker
@@ -106,6 +133,10 @@ else:
     @dramatiq.actor(broker=broker, queue_name=PREFIX, max_retries=0)
     def noop():
         counter.incr(COUNTER)
+
+    @dramatiq.actor(broker=broker, queue_name=PREFIX, max_retries=0)
+    def recorded(run_id):
+        record(run_id)
 
     if MODE == "runlane":
         from runlane.backends.dramatiq import DramatiqBroker
@@ -187,6 +218,10 @@ class Setup:
     def enqueue(self) -> Callable[[], Any]:
         if self.mode == "runlane":
             return lambda: self.module.rl_noop.trigger(None)
+        if self.mode == "floor":
+            recorded = self.module.recorded
+            send = recorded.delay if self.framework == "celery" else recorded.send
+            return lambda: self.module.trigger_recorded(send)
         if self.framework == "celery":
             return self.module.noop.delay
         return self.module.noop.send
@@ -322,14 +357,23 @@ def one_after_the_other(
 
 
 def interleaved(args: argparse.Namespace, framework: str, tmp: Path) -> dict[str, list[Round]]:
-    """Both setups up at once, their rounds alternated (raw first, then runlane first, ...),
-    so that a machine whose speed drifts affects both alike."""
-    out: dict[str, list[Round]] = {"raw": [], "runlane": []}
-    with setup(args, framework, "raw", tmp) as raw, setup(args, framework, "runlane", tmp) as rl:
+    """Every setup up at once, their rounds alternated (raw first, then the last first, ...),
+    so that a machine whose speed drifts affects them alike."""
+    modes = modes_of(args)
+    out: dict[str, list[Round]] = {mode: [] for mode in modes}
+    with contextlib.ExitStack() as stack:
+        setups = [stack.enter_context(setup(args, framework, mode, tmp)) for mode in modes]
         for i in range(args.rounds):
-            for s in (raw, rl) if i % 2 == 0 else (rl, raw):
+            for s in setups if i % 2 == 0 else reversed(setups):
                 out[s.mode].append(s.round(args.runs))
     return out
+
+
+def modes_of(args: argparse.Namespace) -> list[str]:
+    return ["raw", "runlane", "floor"] if args.floor else ["raw", "runlane"]
+
+
+LABELS = {"raw": "{} raw", "runlane": "runlane over {}", "floor": "{} + 3 Redis writes"}
 
 
 def main() -> None:
@@ -351,8 +395,14 @@ def main() -> None:
     parser.add_argument(
         "--interleave",
         action="store_true",
-        help="keep both setups up and alternate their rounds (fairer on a machine whose "
-        "speed drifts; each setup's idle workers then run beside the other's rounds)",
+        help="keep the setups up at once and alternate their rounds (fairer on a machine whose "
+        "speed drifts; each setup's idle workers then run beside the others' rounds)",
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the raw task with the 3 Redis writes a recording store needs "
+        "(QUEUED at the trigger, EXECUTING and COMPLETED in the worker), as plain commands",
     )
     parser.add_argument(
         "--profile",
@@ -380,9 +430,9 @@ def main() -> None:
                 interleaved(args, framework, tmp)
                 if args.interleave
                 else {mode: one_after_the_other(args, framework, mode, tmp, profiler)
-                      for mode in ("raw", "runlane")}
+                      for mode in modes_of(args)}
             )  # fmt: skip
-            for mode in ("raw", "runlane"):
+            for mode in modes_of(args):
                 rounds = by_mode[mode]
 
                 def med(field: str, rs: list[Round] = rounds) -> float:
@@ -390,7 +440,7 @@ def main() -> None:
                     return statistics.median(getattr(r, field) for r in rs) * 1000 / args.runs
 
                 cost[mode] = med("total")
-                label = f"{framework} raw" if mode == "raw" else f"runlane over {framework}"
+                label = LABELS[mode].format(framework)
                 spread = ", ".join(f"{r.total * 1000 / args.runs:.3f}" for r in rounds)
                 results += [
                     h.Measurement(framework, f"{label}: per-task cost", cost[mode], "ms",
@@ -418,6 +468,16 @@ def main() -> None:
                     "x",
                 )
             )
+            if args.floor:
+                results.append(
+                    h.Measurement(
+                        framework,
+                        "floor ratio (raw + 3 Redis writes ÷ raw)",
+                        h.ratio(cost["floor"], cost["raw"]),
+                        "x",
+                        "the least any store writing each run 3 times adds",
+                    )
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if profiler is not None:
