@@ -115,6 +115,32 @@ def test_celery_messages_are_json_without_eta_and_sent_only_when_due(harness, tm
     assert args == [handle.id, "later", "task/later", "large-1x", "dev"] and kwargs == {}
 
 
+def test_a_task_routes_entry_for_runlanes_task_is_reported_once_and_not_used(harness, caplog):
+    harness.app.conf.task_routes = {"runlane.*": {"queue": "elsewhere"}}
+
+    @runlane.task(id="routed")
+    def routed(payload):
+        return payload
+
+    with caplog.at_level(logging.WARNING, logger="runlane.celery"):
+        routed.trigger(None)
+        routed.trigger(None)
+    reports = [r.getMessage() for r in caplog.records if "task_routes" in r.getMessage()]
+    assert len(reports) == 1
+    assert "'elsewhere'" in reports[0] and "routes=" in reports[0]
+    assert len(_raw_messages(harness, harness.prefix)) == 2  # both in runlane's own queue
+
+
+def test_no_report_without_a_route_for_runlanes_task(caplog):
+    import celery
+
+    app = celery.Celery("plain", set_as_current=False)
+    app.conf.task_routes = {"reports.*": {"queue": "reports"}}  # routes other tasks only
+    with caplog.at_level(logging.WARNING, logger="runlane.celery"):
+        CeleryBroker(app).warn_ignored_route()
+    assert "task_routes" not in caplog.text
+
+
 def test_dramatiq_messages_are_json_and_never_delayed():
     broker = StubBroker()
     adapter = DramatiqBroker(broker, queue="jobs", machines=["large-1x"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import weakref
 from collections.abc import Collection, Mapping, Sequence
 
@@ -26,6 +27,8 @@ from runlane.core.types import Dispatch, RedisServer
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 TASK_NAME = "runlane.execute"
+
+log = logging.getLogger("runlane.celery")
 
 # the broker of each app (the latest one built for it), for the worker hooks
 brokers: weakref.WeakKeyDictionary[celery.Celery, CeleryBroker] = weakref.WeakKeyDictionary()
@@ -60,15 +63,37 @@ class CeleryBroker:
         self.task = worker.register(app)
         brokers[app] = self
         self._targets: dict[str, tuple[str, int] | bool] = {}  # queue → (list key, mode)
+        self._routes_checked = False
 
     @property
     def queues(self) -> list[str]:
         """The Celery queues runs may be sent to."""
         return self.routing.names
 
+    def warn_ignored_route(self) -> None:
+        """Log once if the app's ``task_routes`` routes runlane's task: each run goes to the
+        Celery queue ``CeleryBroker`` chooses for it, so such a route is not used."""
+        if self._routes_checked:
+            return
+        self._routes_checked = True
+        try:
+            route = self.app.amqp.router.lookup_route(TASK_NAME, (), {}, {}, None)
+        except Exception:  # a router function that needs real arguments: nothing to say
+            return
+        if route:
+            log.warning(
+                "task_routes routes %r to %r, but runlane sends each run to the Celery queue "
+                "of its runlane queue or machine preset (%s): that route is not used; route "
+                "runs with CeleryBroker(queue=..., machines=..., routes=...)",
+                TASK_NAME,
+                route,
+                ", ".join(self.queues),
+            )
+
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         if not dispatches:
             return
+        self.warn_ignored_route()
         environment = sender_environment(self)
         conf = self.app.conf
         # what apply_async() does for a task sent to an explicit queue, without its per-call
@@ -148,6 +173,7 @@ class CeleryBroker:
         with the base64 body, LPUSHed onto the queue's list), for the store to write. None
         (sent the usual way) while publish signals have receivers or sent events are on,
         and for queues whose exchange is not direct."""
+        self.warn_ignored_route()
         if (
             signals.before_task_publish.receivers
             or signals.after_task_publish.receivers

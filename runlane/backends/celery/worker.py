@@ -132,6 +132,7 @@ class RunlaneStep(bootsteps.StartStopStep):  # type: ignore[misc]
         if self.broker is None:
             return
         self.broker.check_app()
+        self.broker.warn_ignored_route()
         if "pickle" in {str(a).lower() for a in worker.app.conf.accept_content or ()}:
             log.warning(
                 "this Celery app accepts pickle messages for its tasks; runlane's task accepts "
