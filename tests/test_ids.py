@@ -98,6 +98,19 @@ def test_encode_round_trip() -> None:
         assert ids.id_time_ms(ids._encode(ms, 10) + "0" * 16) == ms
 
 
+def test_encode_is_crockford_base32_of_the_value() -> None:
+    # the reference: the value's bits, 5 at a time from the most significant, in our alphabet
+    import random
+
+    rng = random.Random(7)
+    for length in (1, 2, 7, 10, 16, 26):
+        for value in [0, (1 << 5 * length) - 1] + [rng.getrandbits(5 * length) for _ in range(300)]:
+            expected = "".join(
+                ids._ALPHABET[(value >> 5 * (length - 1 - i)) & 31] for i in range(length)
+            )
+            assert ids._encode(value, length) == expected
+
+
 def test_a_forked_child_never_repeats_its_parents_ids(monkeypatch) -> None:
     """Parent and child may create an id in the same millisecond: neither continues the
     other's sequence or random bytes."""

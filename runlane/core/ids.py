@@ -7,7 +7,6 @@ order, so ``ORDER BY id`` is creation order and a stable pagination cursor.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
@@ -19,16 +18,21 @@ _last_rand = 0
 _RAND_MAX = (1 << 80) - 1
 
 
-# base64.b32encode's alphabet (RFC 4648) → ours, both 5 bits a character: encoding is then C
-_TO_OURS = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+# 10 bits → their 2 characters (base64.b32encode is a Python loop over 5-byte groups here)
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
 
 
 def _encode(value: int, length: int) -> str:
     """``value`` as ``length`` characters of base 32, the most significant first."""
-    nbytes = (length * 5 + 7) // 8
-    pad = nbytes * 8 - length * 5  # low bits after the value, to fill whole bytes
-    raw = base64.b32encode((value << pad).to_bytes(nbytes, "big"))
-    return raw[:length].translate(_TO_OURS).decode()
+    shift = 5 * length
+    out = []
+    if length % 2:  # an odd length: its first character alone, then pairs
+        shift -= 5
+        out.append(_ALPHABET[(value >> shift) & 31])
+    while shift:
+        shift -= 10
+        out.append(_PAIRS[(value >> shift) & 1023])
+    return "".join(out)
 
 
 # random bytes from the OS, 4 KiB at a time: one system call per ~400 ids instead of one each
@@ -80,7 +84,7 @@ def ulid(now_ms: int | None = None) -> str:
         else:
             rand = _random80() >> 1  # headroom for increments
         _last_ms, _last_rand = ms, rand
-    return _encode(ms, 10) + _encode(rand, 16)
+    return _encode((ms << 80) | rand, 26)  # 10 characters of time, then 16 of randomness
 
 
 def new_id(prefix: str) -> str:
