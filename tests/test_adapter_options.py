@@ -131,6 +131,21 @@ def test_a_task_routes_entry_for_runlanes_task_is_reported_once_and_not_used(har
     assert len(_raw_messages(harness, harness.prefix)) == 2  # both in runlane's own queue
 
 
+def test_a_worker_reports_a_task_routes_entry_and_still_executes_runs(harness, caplog):
+    harness.app.conf.task_routes = {"runlane.execute": "elsewhere"}
+
+    @runlane.task(id="routed-run")
+    def routed_run(payload):
+        return payload
+
+    with caplog.at_level(logging.WARNING, logger="runlane.celery"), harness.running(1):
+        reports = [r.getMessage() for r in caplog.records if "task_routes" in r.getMessage()]
+        assert len(reports) == 1 and "'elsewhere'" in reports[0]  # at the worker's start
+        handle = routed_run.trigger({"n": 1})
+        assert wait_final(handle).output == {"n": 1}  # from runlane's own queue
+    assert sum("task_routes" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_no_report_without_a_route_for_runlanes_task(caplog):
     import celery
 
