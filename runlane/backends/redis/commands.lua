@@ -124,7 +124,7 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   local key = rk(id)
   local f = redis.call("HMGET", key, "status", "admitted", "task", "resume", "attempt_count",
                        "machine", "max_attempts", "started_at", "max_duration", "updated_at",
-                       "ttl_expires_at")
+                       "ttl_expires_at", "md_set")
   if f[1] ~= "QUEUED" or f[2] ~= "1" or not known[f[3]] then return nil end
   -- a fetch reads its clock before its call reaches Redis, where a run queued meanwhile may
   -- wait: the start is not dated before the run was queued
@@ -169,7 +169,13 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
     redis.call("ZREM", k("ttl"), id)
   end
   return {attempt_id = attempt_id, number = number, started_at = started_at,
-          resumed = resumed, used_ms = used_ms, max_duration = tonumber(f[9]) or NULL}
+          resumed = resumed, used_ms = used_ms, max_duration = tonumber(f[9]) or NULL}, f[12]
+end
+
+local function metadata(id, md_set)
+  -- the run's metadata document once updated (md:<id>); null: its seed_metadata still is
+  if not md_set then return NULL end
+  return redis.call("GET", k("md:" .. id)) or NULL
 end
 
 local function release_stopped(id, status, count, attempt)
@@ -213,15 +219,25 @@ if cmd == "create_runs" then
     else
       local number = redis.call("INCR", k("n:task:" .. enc(r.task)))
       local id = r.id
-      -- a new hash: only the fields that have a value (HSET name value ...)
       local ckey = s(r.concurrency_key) or ""
+      if r.queue_defined then upsert_queue(r.queue, r.queue_limit, r.queue_total_limit, true) end
+      -- admitted as it is created (its slot in its hash), or left to wait in its sub-queue
+      local qk, sqk = false, nil
+      if r.status == "QUEUED" then qk, sqk = admits_at_once(r.queue, ckey, now, env_limit) end
+      -- a new hash: only the fields that have a value (HSET name value ...)
       local flat = {"id", id, "task", r.task, "status", r.status, "seed_metadata", r.metadata,
                     "tags", #r.tags == 0 and "[]" or cjson.encode(r.tags),
                     "created_at", N(r.created_at), "updated_at", N(now), "depth", N(r.depth),
                     "queue", r.queue, "ckey", ckey, "number", N(number),
                     "is_test", r.is_test and "1" or "0", "attempt_count", "0",
-                    "duration_ms", "0", "admitted", "0", "resume", "0",
+                    "duration_ms", "0", "admitted", qk and "1" or "0", "resume", "0",
                     "queue_given", r.queue_given and "1" or "0"}
+      if qk then
+        flat[#flat + 1] = "holds_queue"
+        flat[#flat + 1] = "1"
+        flat[#flat + 1] = "holds_env"
+        flat[#flat + 1] = "1"
+      end
       local function opt(name, v)
         if v ~= nil and v ~= NULL and v ~= false then
           flat[#flat + 1] = name
@@ -241,20 +257,20 @@ if cmd == "create_runs" then
         if s(r.ttl) then opt("ttl_expires_at", now + r.ttl) end
       end
       redis.call("HSET", rk(id), unpack(flat))
-      redis.call("SET", k("md:" .. id), r.metadata)
       redis.call("ZADD", k("ix:st:" .. r.status), "0", id)
       index_run(id, r)
       if s(r.parent_id) then redis.call("SADD", k("children:" .. r.parent_id), id) end
-      if r.queue_defined then upsert_queue(r.queue, r.queue_limit, r.queue_total_limit, true) end
       if r.status == "DELAYED" then
         redis.call("ZADD", k("delayed"), r.delay_until, id)
       else
         if s(r.ttl) then redis.call("ZADD", k("ttl"), now + r.ttl, id) end
-        if r.status == "QUEUED" then
-          if not admit_at_once(id, r.queue, ckey, now, env_limit) then
-            enqueue(id, now, r.queue, ckey)
-            subqueues[#subqueues + 1] = {r.queue, ckey}
-          end
+        if qk then
+          count_slots(1, qk, sqk)
+          KNOWN[id] = {id, r.task, r.queue, s(r.machine) or NULL}
+          handoff(id)
+        elseif r.status == "QUEUED" then
+          enqueue(id, now, r.queue, ckey)
+          subqueues[#subqueues + 1] = {r.queue, ckey}
         else
           redis.call("SADD", k("wfd:" .. enc(r.task)), id)
         end
@@ -380,13 +396,12 @@ elseif cmd == "expire_runs" then
 elseif cmd == "start_attempt" then
   local known = {}
   for _, t in ipairs(a.known) do known[t] = true end
-  local st = start(a.run_id, a.worker_id, known, a.lease_until, a.default_max_attempts,
-                   a.attempt_id)
+  local st, md_set = start(a.run_id, a.worker_id, known, a.lease_until,
+                           a.default_max_attempts, a.attempt_id)
   if not st then return "null" end
   -- one JSON document: decoding it is C code in Python, where a reply array of ~60 strings
   -- would be parsed element by element (several times the client's CPU)
-  return cjson.encode({st, redis.call("HGETALL", rk(a.run_id)),
-                       redis.call("GET", k("md:" .. a.run_id)) or NULL})
+  return cjson.encode({st, redis.call("HGETALL", rk(a.run_id)), metadata(a.run_id, md_set)})
 
 elseif cmd == "fetch_start" then
   -- the native broker's reliable fetch and start_attempt in one call: pop deliveries of the
@@ -422,11 +437,11 @@ elseif cmd == "fetch_start" then
         if skipped >= len then break end
       else
         n_ids = n_ids + 1
-        local st = start(d[1], w, known, a.lease_until, a.defaults[task] or 1, a.attempt_ids[n_ids])
+        local st, md_set = start(d[1], w, known, a.lease_until, a.defaults[task] or 1,
+                                 a.attempt_ids[n_ids])
         if st then
           redis.call("HSET", inflight, d[1], msg)
-          out[#out + 1] = {msg, st, redis.call("HGETALL", rk(d[1])),
-                           redis.call("GET", k("md:" .. d[1])) or NULL}
+          out[#out + 1] = {msg, st, redis.call("HGETALL", rk(d[1])), metadata(d[1], md_set)}
         end
         if n_ids >= #a.attempt_ids then break end
       end
@@ -439,7 +454,7 @@ elseif cmd == "finish_attempt" then
   local id = a.run_id
   settle(id)
   local r = redis.call("HMGET", rk(id), "status", "attempt_count", "duration_ms",
-                       "segment_started_at")
+                       "segment_started_at", unpack(SLOT))
   if r[1] ~= "EXECUTING" or r[2] ~= N(a.attempt) then
     release_stopped(id, r[1], r[2], a.attempt)  -- canceled before the worker stopped it
     return reply("0")
@@ -477,8 +492,8 @@ elseif cmd == "finish_attempt" then
   if s(o.retry_at) then set("retry_at", o.retry_at) end
   if s(o.machine) then set("machine", o.machine) end
   redis.call("HSET", key, unpack(sets))
+  local q, freed_ck = release(id, false, slot_of(r, 5), dels)
   redis.call("HDEL", key, unpack(dels))
-  local q, freed_ck = release(id, false)
   redis.call("ZREM", k("leases"), id)
   move_status(id, o.run_status, now, "EXECUTING")
   if at then

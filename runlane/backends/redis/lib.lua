@@ -3,9 +3,12 @@
 -- Key layout (P = KEYS[1], "<prefix>:{<env>}:" — one hash tag per environment, so every key a
 -- call touches is in one Redis Cluster slot; scripts derive their keys from P). User-chosen
 -- strings inside key names are length-prefixed (enc) so "a:b"+"c" never meets "a"+"b:c".
---   run:<id>            hash   the run (fields as in the SQLite store; absent = NULL)
+--   run:<id>            hash   the run (fields as in the SQLite store; absent = NULL); while
+--                              it holds slots also holds_queue, holds_env (0/1), borrowed_from,
+--                              lent_to (run ids), and md_set once md:<id> exists
 --   att:<id>            hash   attempt number -> JSON
---   md:<id>             string metadata JSON (updated by compare-and-set from Python)
+--   md:<id>             string metadata JSON once updated (compare-and-set from Python);
+--                              until then the run's seed_metadata field is its metadata
 --   blob:<id>:<field>   string payload/output over 512 KiB
 --   ix:all, ix:st:<S>, ix:task:<t>, ix:tag:<t>, ix:batch:<b>, ix:sched:<s>, ix:ver:<v>,
 --   ix:q:<q>, ix:parent:<id>   zsets (score 0) of run ids: lexical order = creation order
@@ -20,14 +23,15 @@
 --   sq:<q>:<k>          hash   running, paused, until;  sqw:<q>:<k>  zset waiting runs by queue_ts
 --   rr                  zset   sub-queues with waiting runs (JSON [q,k]) by served sequence
 --   running             string executing runs holding an environment slot
---   slot:<id>           hash   queue, ckey, holds_queue, holds_env, borrowed_from, lent_to
---   lenders             set    FROZEN runs holding a queue slot (may lend it to a child)
+--   lenders             set    FROZEN runs holding a queue slot (may lend it to a child);
+--                              a slot's queue and key are its run's (queue, ckey)
 --   resumeq             zset   resumed runs waiting only for an environment slot
 --   wp:<id>:<attempt>   hash   wait index -> JSON {kind, fingerprint, run_ids, batch_id,
 --                              resume_at} (written once)
 --   wpn:<id>:<attempt>  hash   wait index -> children still pending
 --   wpr:<id>:<attempt>  hash   wait index -> when it resolved
---   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child
+--   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child (the child's
+--                              hash says waited 1 once it has any)
 --   ready               list   admitted runs to send to the broker (the outbox; unused when
 --                              the native broker shares the prefix or the caller takes what
 --                              it admitted: see DIRECT and TAKE)
@@ -153,6 +157,9 @@ local PUSH_DB = false
 local PUSHED = {}
 local PUSHABLE = {LPUSH = true, RPUSH = true, HSET = true}
 local RESUMED = false  -- this call put a run on resumeq
+-- KNOWN: run id -> {id, task, queue, machine} of the runs this call created (no need to read
+-- them back to hand them over)
+local KNOWN = {}
 
 local function reset_call(key)
   -- the state of one call: loaded as a Redis function library, this code is set up once and
@@ -162,14 +169,19 @@ local function reset_call(key)
   DIRECT, TAKE, TAKEN = false, false, {}
   PUSH, PUSH_DB, PUSHED = false, false, {}
   RESUMED = false
+  KNOWN = {}
 end
 
-local function ready(id)
-  redis.call("HSET", rk(id), "admitted", "1")
+local function handoff(id)
+  -- an admitted run (its hash already says admitted 1) goes to the broker
   if DIRECT then
-    local f = redis.call("HMGET", rk(id), "task", "queue", "machine")
-    local tk = enc(f[1])
-    redis.call("RPUSH", DIRECT .. "bq:" .. tk, cjson.encode({id, f[1], f[2], f[3] or NULL}))
+    local f = KNOWN[id]
+    if not f then
+      f = redis.call("HMGET", rk(id), "task", "queue", "machine")
+      f = {id, f[1], f[2], f[3] or NULL}
+    end
+    local tk = enc(f[2])
+    redis.call("RPUSH", DIRECT .. "bq:" .. tk, cjson.encode(f))
     -- wake one worker blocked on this task's list (a bounded pile of tokens)
     local sk = DIRECT .. "sig:" .. tk
     if redis.call("LLEN", sk) < 32 then redis.call("RPUSH", sk, 1) end
@@ -181,12 +193,23 @@ local function ready(id)
   end
 end
 
+local function ready(id)
+  redis.call("HSET", rk(id), "admitted", "1")
+  handoff(id)
+end
+
 local function dispatches(ids)
-  -- [id, task, queue, machine] of the runs among ids that are still QUEUED
+  -- [id, task, queue, machine] of the runs among ids that are still QUEUED (a run this call
+  -- created and admitted is)
   local out = {}
   for _, id in ipairs(ids) do
-    local f = redis.call("HMGET", rk(id), "status", "task", "queue", "machine")
-    if f[1] == "QUEUED" then out[#out + 1] = {id, f[2], f[3], f[4] or NULL} end
+    local known = KNOWN[id]
+    if known then
+      out[#out + 1] = known
+    else
+      local f = redis.call("HMGET", rk(id), "status", "task", "queue", "machine")
+      if f[1] == "QUEUED" then out[#out + 1] = {id, f[2], f[3], f[4] or NULL} end
+    end
   end
   return out
 end
@@ -257,23 +280,31 @@ local function enqueue(id, now, new_q, new_ck)
   end
 end
 
-local function grant(ids, q, ck, qk, sqk)
-  -- these runs take a slot of sub-queue (q, ck), of its queue and of the environment, and go
-  -- to the broker; returns the environment's running count
-  for _, id in ipairs(ids) do
-    redis.call("HSET", k("slot:" .. id), "queue", q, "ckey", ck, "holds_queue", "1", "holds_env", "1")
-    ready(id)
-  end
-  redis.call("HINCRBY", sqk, "running", N(#ids))
-  redis.call("HINCRBY", qk, "running", N(#ids))
-  return counter("running", #ids)
+local function count_slots(n, qk, sqk)
+  -- n runs took a slot of sub-queue sqk, of its queue qk and of the environment; returns the
+  -- environment's running count
+  redis.call("HINCRBY", sqk, "running", N(n))
+  redis.call("HINCRBY", qk, "running", N(n))
+  return counter("running", n)
 end
 
-local function admit_at_once(id, q, ck, now, env_limit)
-  -- a run just created QUEUED takes its slots at once when nothing waits in its sub-queue,
-  -- neither queue nor key is paused, the key has room, and no total or environment limit
-  -- makes sub-queues compete: what admit() would do, without passing through the waiting
-  -- set and the round robin (which only orders competing sub-queues)
+local function grant(ids, qk, sqk)
+  -- these runs (waiting in sub-queue sqk of queue qk) take a slot of it, of its queue and of
+  -- the environment, and go to the broker; returns the environment's running count
+  for _, id in ipairs(ids) do
+    redis.call("HSET", rk(id), "holds_queue", "1", "holds_env", "1", "admitted", "1")
+    handoff(id)
+  end
+  return count_slots(#ids, qk, sqk)
+end
+
+local function admits_at_once(q, ck, now, env_limit)
+  -- whether a run about to be created QUEUED in sub-queue (q, ck) takes its slots at once:
+  -- nothing waits there, neither queue nor key is paused, the key has room, and no total or
+  -- environment limit makes sub-queues compete (what admit() would do, without passing
+  -- through the waiting set and the round robin, which only order competing sub-queues).
+  -- Returns the queue's and the sub-queue's keys then (the caller creates the run with its
+  -- slot and calls count_slots), else false
   if env_limit ~= nil and env_limit ~= NULL then return false end
   local qk = k("queue:" .. enc(q))
   local qh = redis.call("HMGET", qk, "limit", "total", "paused", "until", "running")
@@ -285,8 +316,7 @@ local function admit_at_once(id, q, ck, now, env_limit)
   if limit ~= nil and tonumber(sh[1] or "0") >= limit then return false end
   if redis.call("EXISTS", k("sqw:" .. enc(q) .. ":" .. enc(ck))) == 1 then return false end
   if not qh[5] then upsert_queue(q, nil, nil, false) end
-  grant({id}, q, ck, qk, sqk)
-  return true
+  return qk, sqk
 end
 
 local function leave_waiting(id)
@@ -298,14 +328,43 @@ local function leave_waiting(id)
   if redis.call("ZCARD", wk) == 0 then redis.call("ZREM", k("rr"), sq_member(q, ck)) end
 end
 
+-- a run's slot: fields of its hash, read with the run's queue and key
+local SLOT = {"holds_queue", "holds_env", "borrowed_from", "lent_to", "queue", "ckey"}
+
+local function slot_of(f, i)
+  -- the slot in an HMGET reply whose fields i .. i+5 are SLOT's (nil: the run holds none)
+  if not f[i] then return nil end
+  return {holds_queue = f[i], holds_env = f[i + 1], borrowed_from = f[i + 2] or nil,
+          lent_to = f[i + 3] or nil, queue = f[i + 4], ckey = f[i + 5] or ""}
+end
+
+local function legacy_slot(id)
+  -- runlane before 0.2 kept a run's slot in a hash of its own (slot:<id>): moved into the run's
+  -- hash when met, so slots taken before an upgrade are given back all the same
+  local sk = k("slot:" .. id)
+  local h = redis.call("HGETALL", sk)
+  if #h == 0 then return false end
+  local sets = {}
+  for i = 1, #h, 2 do
+    if h[i] ~= "queue" and h[i] ~= "ckey" then
+      sets[#sets + 1] = h[i]
+      sets[#sets + 1] = h[i + 1]
+    end
+  end
+  redis.call("HSET", rk(id), unpack(sets))
+  redis.call("DEL", sk)
+  return true
+end
+
 local function lend(lender)
   -- a FROZEN run lends its queue slot to the oldest waiting child it waits on, same sub-queue
-  if get(lender, "status") ~= "FROZEN" then return false end
-  local sk = k("slot:" .. lender)
-  if redis.call("HGET", sk, "lent_to") then return false end
-  local q = redis.call("HGET", sk, "queue")
-  if not q then return false end
-  local ck = redis.call("HGET", sk, "ckey") or ""
+  local lk = rk(lender)
+  local h = redis.call("HMGET", lk, "status", "holds_queue", "lent_to", "queue", "ckey",
+                       "attempt_count", "wait_index")
+  if h[1] ~= "FROZEN" then return false end
+  if not h[2] and legacy_slot(lender) then return lend(lender) end
+  if not h[2] or h[3] then return false end
+  local q, ck = h[4], h[5] or ""
   local qkey = k("queue:" .. enc(q))
   local sqkey = k("sq:" .. enc(q) .. ":" .. enc(ck))
   if redis.call("HGET", qkey, "paused") == "1" or redis.call("HGET", sqkey, "paused") == "1" then
@@ -318,8 +377,7 @@ local function lend(lender)
   end
   local best, best_ts = nil, nil
   -- first the runs it waits on (maybe not its children: a cached idempotent run) ...
-  local attempt = get(lender, "attempt_count")
-  local idx = get(lender, "wait_index")
+  local attempt, idx = h[6], h[7]
   local wp = idx and redis.call("HGET", k("wp:" .. lender .. ":" .. attempt), idx)
   if wp then
     for _, child in ipairs(cjson.decode(wp).run_ids) do
@@ -343,12 +401,12 @@ local function lend(lender)
     end
   end
   if not best then return false end
-  redis.call("HSET", k("slot:" .. best), "queue", q, "ckey", ck, "holds_queue", 0,
-             "holds_env", 1, "borrowed_from", lender)
-  redis.call("HSET", sk, "lent_to", best)
+  redis.call("HSET", rk(best), "holds_queue", "0", "holds_env", "1", "borrowed_from", lender,
+             "admitted", "1")
+  redis.call("HSET", lk, "lent_to", best)
   leave_waiting(best)
   counter("running", 1)
-  ready(best)
+  handoff(best)
   return true
 end
 
@@ -373,10 +431,10 @@ local function admit(now, env_limit, queues, only)
     local ids = redis.call("ZRANGE", k("resumeq"), 0, n - 1)
     for _, id in ipairs(ids) do
       redis.call("ZREM", k("resumeq"), id)
-      redis.call("HSET", k("slot:" .. id), "holds_env", 1)
+      redis.call("HSET", rk(id), "holds_env", "1", "admitted", "1")
       running = counter("running", 1)
       admitted = admitted + 1
-      ready(id)
+      handoff(id)
     end
   end
   -- 2. sub-queues, round robin (least recently served first), FIFO within one
@@ -429,7 +487,7 @@ local function admit(now, env_limit, queues, only)
         if contended then take = 1 end
         local ids = redis.call("ZRANGE", c.wk, 0, take - 1)
         for _, id in ipairs(ids) do redis.call("ZREM", c.wk, id) end
-        running = grant(ids, c.q, c.ck, c.qk, c.sqk)
+        running = grant(ids, c.qk, c.sqk)
         local n = #ids
         local seq = counter("n:served", 1)
         redis.call("HSET", c.sqk, "served", seq)
@@ -453,7 +511,7 @@ local function admit(now, env_limit, queues, only)
   for _, lender in ipairs(lenders) do
     local f = env_free()
     if f == 0 then break end
-    local q = redis.call("HGET", k("slot:" .. lender), "queue")
+    local q = redis.call("HGET", rk(lender), "queue")
     local wanted = queues == nil or queues[q]
     if only then wanted = cjson.decode(only)[1] == q end
     if q and wanted and lend(lender) then
@@ -464,36 +522,43 @@ local function admit(now, env_limit, queues, only)
   return admitted
 end
 
-local function release(id, keep_queue_slot)
+local function release(id, keep_queue_slot, slot, dels)
   -- give back the run's slots; returns the queue whose capacity changed (or nil) and the
-  -- slot's concurrency key
-  local sk = k("slot:" .. id)
-  local s = redis.call("HGETALL", sk)
-  if #s == 0 then return nil end
-  local slot = {}
-  for i = 1, #s, 2 do slot[s[i]] = s[i + 1] end
+  -- slot's concurrency key. slot: as the caller read it (slot_of; nil: read here). dels:
+  -- the caller deletes the run's fields in an HDEL of its own, the slot's among them
+  -- (appended to dels); else they are deleted here
+  if dels == nil then slot = slot_of(redis.call("HMGET", rk(id), unpack(SLOT)), 1) end
+  if not slot then
+    if not legacy_slot(id) then return nil end
+    slot, dels = slot_of(redis.call("HMGET", rk(id), unpack(SLOT)), 1), nil
+  end
   if slot.holds_env == "1" then counter("running", -1) end
   if keep_queue_slot then
-    redis.call("HSET", sk, "holds_env", 0)
+    redis.call("HSET", rk(id), "holds_env", "0")
     redis.call("SADD", k("lenders"), id)
     return slot.queue, slot.ckey
   end
-  redis.call("DEL", sk)
-  redis.call("SREM", k("lenders"), id)
+  if dels then
+    for i = 1, 4 do dels[#dels + 1] = SLOT[i] end
+  else
+    redis.call("HDEL", rk(id), "holds_queue", "holds_env", "borrowed_from", "lent_to")
+  end
+  -- only a slot kept while its run was suspended (holds_env 0) put the run among lenders
+  if slot.holds_env ~= "1" then redis.call("SREM", k("lenders"), id) end
   if slot.lent_to and (slot.holds_queue == "1" or slot.borrowed_from) then
     -- the borrower still runs in this slot: it keeps it, so the count stays exact
-    local bk = k("slot:" .. slot.lent_to)
-    redis.call("HSET", bk, "holds_queue", slot.holds_queue or "0")
+    local bk = rk(slot.lent_to)
     if slot.borrowed_from then
-      redis.call("HSET", bk, "borrowed_from", slot.borrowed_from)
-      redis.call("HSET", k("slot:" .. slot.borrowed_from), "lent_to", slot.lent_to)
+      redis.call("HSET", bk, "holds_queue", slot.holds_queue, "borrowed_from", slot.borrowed_from)
+      redis.call("HSET", rk(slot.borrowed_from), "lent_to", slot.lent_to)
     else
+      redis.call("HSET", bk, "holds_queue", slot.holds_queue)
       redis.call("HDEL", bk, "borrowed_from")
     end
     return slot.queue, slot.ckey
   end
   if slot.borrowed_from then
-    local lk = k("slot:" .. slot.borrowed_from)
+    local lk = rk(slot.borrowed_from)
     if redis.call("HGET", lk, "lent_to") == id then redis.call("HDEL", lk, "lent_to") end
   elseif slot.holds_queue == "1" then
     local sqk = k("sq:" .. enc(slot.queue) .. ":" .. enc(slot.ckey or ""))
@@ -522,6 +587,9 @@ local function admit_after(now, env_limit, queues_list, subqueue)
   -- changed: the queues listed, and one freed sub-queue {q, ck} alone when its queue has no
   -- total limit (its keys are independent then: a release stays O(1) with many keys)
   if env_limit ~= nil and env_limit ~= NULL then return admit(now, env_limit, nil) end
+  -- nothing waits in any sub-queue (rr), no resumed run waits (resumeq) and no run may lend
+  -- its slot (lenders): nobody to admit, whatever changed
+  if redis.call("EXISTS", k("rr"), k("resumeq"), k("lenders")) == 0 then return 0 end
   local set = {}
   for _, q in ipairs(queues_list) do set[q] = true end
   local admitted = 0

@@ -57,6 +57,12 @@ def attempts_of(raw: dict[str, str]) -> list[Attempt]:
     return out
 
 
+def current_metadata(h: dict[str, str], md: str | None) -> str | None:
+    """A run's metadata document: ``md:<id>`` once it was updated (``md``), else the
+    ``seed_metadata`` it was created with."""
+    return md if md is not None else h.get("seed_metadata")
+
+
 def to_run(
     h: dict[str, str],
     environment: str,
@@ -66,6 +72,7 @@ def to_run(
     output: str | None,
 ) -> Run:
     ttl = _f(h, "ttl")
+    metadata = current_metadata(h, metadata)
     return Run(
         id=h["id"],
         task_identifier=h["task"],
@@ -77,7 +84,7 @@ def to_run(
         attempts=attempts or [],
         attempt_count=_i(h, "attempt_count") or 0,
         tags=json.loads(h.get("tags") or "[]") or [],
-        metadata=json.loads(metadata) if metadata else {},
+        metadata=json.loads(metadata) if metadata else {},  # see current_metadata
         idempotency_key=_s(h, "idempotency_key"),
         ttl=format_duration(ttl) if ttl else None,
         delayed_until=to_datetime(_f(h, "delay_until")),

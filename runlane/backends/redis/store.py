@@ -18,7 +18,7 @@ import redis
 from runlane.backends._pushing import server_of_client
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.reads import RedisReads, _enc, _translate
-from runlane.backends.redis.rows import as_list, to_run, waitpoint_of
+from runlane.backends.redis.rows import as_list, current_metadata, to_run, waitpoint_of
 from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS
 from runlane.core import ids, jsonvalue
 from runlane.core.clock import to_datetime
@@ -311,6 +311,7 @@ class RedisStore(RedisReads):
             payload = self.client.get(self._k(f"blob:{h['id']}:payload"))
         trace = h.get("trace_context")
         max_attempts = h.get("max_attempts")
+        md = current_metadata(h, md)
         brief = RunBrief(
             h["id"],
             _loads(payload),
@@ -391,20 +392,28 @@ class RedisStore(RedisReads):
     def _apply_metadata(
         self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
     ) -> dict[str, Any] | None:
-        key = self._k(f"md:{run_id}")
+        # md:<id> holds the document once updated; until then the run's seed_metadata does.
+        # Both keys are watched: the first update creates md:<id> (and says so in the run's
+        # hash, so a start reads it), a purge deletes both
+        key, run_key = self._k(f"md:{run_id}"), self._k(f"run:{run_id}")
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key, run_key)
                     raw = pipe.get(key)
-                    if raw is None:
-                        pipe.unwatch()
-                        return None
+                    first = raw is None
+                    if first:
+                        raw = pipe.hget(run_key, "seed_metadata")
+                        if raw is None:
+                            pipe.unwatch()
+                            return None
                     md = apply_ops(json.loads(raw), ops)
                     if limit is not None:
                         check_size(md, limit)
                     pipe.multi()
                     pipe.set(key, jsonvalue.dumps(md))
+                    if first:
+                        pipe.hset(run_key, "md_set", "1")
                     pipe.execute()
                     return md
                 except redis.exceptions.WatchError:

@@ -1,0 +1,106 @@
+"""Where the Redis store keeps a run's slot and metadata: a slot is fields of its run's hash
+(given back when the run ends; a slot kept in its own ``slot:<id>`` hash by runlane before 0.2
+is given back all the same), and the metadata is the run's ``seed_metadata`` until its first
+update creates ``md:<id>``."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from runlane.backends.redis.store import RedisStore
+from runlane.core.models import RunStatus, TaskRunError
+from runlane.core.types import AttemptOutcome, Dispatch, RegisteredTask
+from tests.adapters import delete_redis_prefix
+from tests.helpers import new_run
+
+redis = pytest.importorskip("redis")
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[RedisStore]:
+    prefix = f"rltest-{uuid.uuid4().hex[:12]}"
+    s = RedisStore(redis_url, "dev", prefix=prefix)
+    s.register_tasks([RegisteredTask("t", "task/t")], now=time.time())
+    yield s
+    s.close()
+    delete_redis_prefix(redis_url, prefix)
+
+
+def _slot(store: RedisStore, run_id: str) -> list[str | None]:
+    return store.client.hmget(store._k(f"run:{run_id}"), "holds_queue", "holds_env", "admitted")
+
+
+def _running(store: RedisStore, queue: str) -> tuple[int, int]:
+    qk = store._k(f"queue:{len(queue)}:{queue}")
+    return int(store.client.hget(qk, "running") or 0), int(store.client.get(store._k("running")))
+
+
+def test_a_slot_is_fields_of_its_run_and_goes_when_the_run_ends(store):
+    now = time.time()
+    ready: list[Dispatch] = []
+    [created] = store.create_runs([new_run(created_at=now)], now=now, ready=ready)
+    assert [d.run_id for d in ready] == [created.run_id]  # admitted as it was created
+    assert ready[0] == Dispatch(created.run_id, "t", "task/t", None)
+    assert _slot(store, created.run_id) == ["1", "1", "1"]
+    assert _running(store, "task/t") == (1, 1)
+    started = store.start_attempt(created.run_id, worker_id="w", now=now, known_tasks=["t"])
+    assert started is not None
+    outcome = AttemptOutcome("COMPLETED", RunStatus.COMPLETED, output="1")
+    assert store.finish_attempt(created.run_id, 1, outcome, now=now, ready=[])
+    assert _slot(store, created.run_id) == [None, None, "0"]
+    assert _running(store, "task/t") == (0, 0)
+
+
+def test_a_slot_kept_in_its_own_hash_before_0_2_is_given_back(store):
+    """A run admitted by runlane before 0.2 (slot:<id>) and canceled after the upgrade frees
+    its slot: the next run of its limit-1 queue is admitted and every count is back to 0."""
+    now = time.time()
+    first = new_run(created_at=now, queue="one", queue_defined=True, queue_limit=1)
+    second = new_run(created_at=now + 0.001, queue="one", queue_defined=True, queue_limit=1)
+    ready: list[Dispatch] = []
+    store.create_runs([first], now=now, ready=ready)
+    store.create_runs([second], now=now, ready=ready)
+    assert [d.run_id for d in ready] == [first.id]  # the second waits for the only slot
+    # the layout before 0.2: the slot in a hash of its own
+    run_key, slot_key = store._k(f"run:{first.id}"), store._k(f"slot:{first.id}")
+    store.client.hdel(run_key, "holds_queue", "holds_env")
+    store.client.hset(
+        slot_key, mapping={"queue": "one", "ckey": "", "holds_queue": "1", "holds_env": "1"}
+    )
+    canceled = store.cancel(first.id, now=now, error=TaskRunError(name="Canceled", message="x"))
+    assert canceled is not None and canceled.status == RunStatus.CANCELED
+    assert not store.client.exists(slot_key)
+    assert [d.run_id for d in store.take_ready(limit=10)] == [second.id]
+    assert _slot(store, second.id) == ["1", "1", "1"]
+    assert _running(store, "one") == (1, 1)
+    store.cancel(second.id, now=now, error=TaskRunError(name="Canceled", message="x"))
+    assert _running(store, "one") == (0, 0)
+    assert _slot(store, first.id)[:2] == [None, None]
+
+
+def test_metadata_is_the_seed_until_updated_and_a_start_reads_the_update(store):
+    now = time.time()
+    new = new_run(created_at=now, metadata=json.dumps({"step": 0}))
+    store.create_runs([new], now=now, ready=[])
+    md_key = store._k(f"md:{new.id}")
+    assert not store.client.exists(md_key)  # nothing written but the run
+    run = store.get_run(new.id)
+    assert run is not None and run.metadata == {"step": 0}
+    ops = [{"op": "set", "key": "step", "value": 1}]
+    assert store.update_metadata(new.id, ops, now=now, limit=4096) == {"step": 1}
+    assert json.loads(store.client.get(md_key)) == {"step": 1}
+    assert store.client.hget(store._k(f"run:{new.id}"), "md_set") == "1"
+    started = store.start_attempt(new.id, worker_id="w", now=now, known_tasks=["t"])
+    assert started is not None and started.brief.metadata == {"step": 1}
+    assert started.run.metadata == {"step": 1}
+    run = store.get_run(new.id)
+    assert run is not None and run.metadata == {"step": 1}
+    # updates after the first read md:<id> and change it
+    ops = [{"op": "increment", "key": "step", "value": 2}]
+    assert store.update_metadata(new.id, ops, now=now, limit=4096) == {"step": 3}
+    assert store.update_metadata("run_missing", ops, now=now, limit=4096) is None
