@@ -74,10 +74,7 @@ local function queue_or_wait(id, t)
   local task = get(id, "task")
   local ttl = num(id, "ttl")
   redis.call("HSET", rk(id), "queued_at", t)
-  if ttl then
-    redis.call("HSET", rk(id), "ttl_expires_at", t + ttl)
-    redis.call("ZADD", k("ttl"), t + ttl, id)
-  end
+  if ttl then redis.call("ZADD", k("ttl"), t + ttl, id) end  -- when it expires unstarted
   if redis.call("HEXISTS", k("tasks"), task) == 1 then
     set_status(id, "QUEUED", t)
     enqueue(id, t)
@@ -120,56 +117,66 @@ local function finish_final(id, t)
 end
 
 local function start(id, worker_id, known, lease_until, default_max_attempts, attempt_id)
-  -- an admitted QUEUED run -> EXECUTING: a new attempt, or the suspended one resumed
+  -- an admitted QUEUED run -> EXECUTING: a new attempt, or the suspended one resumed. Returns
+  -- the attempt, the run's fields as they are after the start (name -> value: read once, with
+  -- one HGETALL, for the checks and for the reply) and whether md:<id> exists
   local key = rk(id)
-  local f = redis.call("HMGET", key, "status", "admitted", "task", "resume", "attempt_count",
-                       "machine", "max_attempts", "started_at", "max_duration", "updated_at",
-                       "ttl_expires_at", "md_set")
-  if f[1] ~= "QUEUED" or f[2] ~= "1" or not known[f[3]] then return nil end
+  local flat = redis.call("HGETALL", key)
+  local h = {}
+  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  if h.status ~= "QUEUED" or h.admitted ~= "1" or not known[h.task] then return nil end
   -- a fetch reads its clock before its call reaches Redis, where a run queued meanwhile may
   -- wait: the start is not dated before the run was queued
   local t = now
-  local queued = tonumber(f[10])
+  local queued = tonumber(h.updated_at)
   if queued and queued > t then t = queued end
   local number, started_at, used_ms
-  local resumed = f[4] == "1"
+  local resumed = h.resume == "1"
   local ak = k("att:" .. id)
   if resumed then
-    number = tonumber(f[5])
+    number = tonumber(h.attempt_count)
     local at = cjson.decode(redis.call("HGET", ak, N(number)))
     at.status = "EXECUTING"
     at.worker_id = worker_id
     redis.call("HSET", ak, N(number), cjson.encode(at))
     attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
   else
-    number = tonumber(f[5] or "0") + 1
+    number = tonumber(h.attempt_count or "0") + 1
     started_at, used_ms = t, 0
     redis.call("HSET", ak, N(number), cjson.encode({
       id = attempt_id, number = number, status = "EXECUTING", started_at = t,
-      worker_id = worker_id, machine = f[6] or NULL, duration_ms = 0}))
+      worker_id = worker_id, machine = h.machine or NULL, duration_ms = 0}))
   end
   local sets = {"status", "EXECUTING", "updated_at", N(t), "attempt_count", N(number),
                 "worker_id", worker_id, "resume", "0", "segment_started_at", N(t),
-                "attempts_allowed", f[7] or N(default_max_attempts)}
+                "attempts_allowed", h.max_attempts or N(default_max_attempts)}
   if s(lease_until) then
     local lease = N(lease_until)
     sets[#sets + 1] = "lease_until"
     sets[#sets + 1] = lease
     redis.call("ZADD", k("leases"), lease, id)
   end
-  if not f[8] then
+  if not h.started_at then
     sets[#sets + 1] = "started_at"
     sets[#sets + 1] = N(t)
   end
   redis.call("HSET", key, unpack(sets))
+  for i = 1, #sets, 2 do h[sets[i]] = sets[i + 1] end
   move_status(id, "EXECUTING", t, "QUEUED")
-  if not s(lease_until) then redis.call("HDEL", key, "lease_until") end
-  if f[11] then  -- its TTL no longer applies: it started
-    redis.call("HDEL", key, "ttl_expires_at")
+  if h.lease_until and not s(lease_until) then
+    redis.call("HDEL", key, "lease_until")
+    h.lease_until = nil
+  end
+  if h.ttl then  -- its TTL no longer applies: it started
     redis.call("ZREM", k("ttl"), id)
+    if h.ttl_expires_at then  -- kept in the hash by runlane before 0.2
+      redis.call("HDEL", key, "ttl_expires_at")
+      h.ttl_expires_at = nil
+    end
   end
   return {attempt_id = attempt_id, number = number, started_at = started_at,
-          resumed = resumed, used_ms = used_ms, max_duration = tonumber(f[9]) or NULL}, f[12]
+          resumed = resumed, used_ms = used_ms, max_duration = tonumber(h.max_duration) or NULL},
+         h, h.md_set
 end
 
 local function metadata(id, md_set)
@@ -254,7 +261,6 @@ if cmd == "create_runs" then
       if r.status ~= "DELAYED" then
         opt("queued_at", now)
         opt("queue_ts", now)
-        if s(r.ttl) then opt("ttl_expires_at", now + r.ttl) end
       end
       redis.call("HSET", rk(id), unpack(flat))
       redis.call("ZADD", k("ix:st:" .. r.status), "0", id)
@@ -396,18 +402,19 @@ elseif cmd == "expire_runs" then
 elseif cmd == "start_attempt" then
   local known = {}
   for _, t in ipairs(a.known) do known[t] = true end
-  local st, md_set = start(a.run_id, a.worker_id, known, a.lease_until,
-                           a.default_max_attempts, a.attempt_id)
+  local st, h, md_set = start(a.run_id, a.worker_id, known, a.lease_until,
+                              a.default_max_attempts, a.attempt_id)
   if not st then return "null" end
   -- one JSON document: decoding it is C code in Python, where a reply array of ~60 strings
   -- would be parsed element by element (several times the client's CPU)
-  return cjson.encode({st, redis.call("HGETALL", rk(a.run_id)), metadata(a.run_id, md_set)})
+  return cjson.encode({st, h, metadata(a.run_id, md_set)})
 
 elseif cmd == "fetch_start" then
   -- the native broker's reliable fetch and start_attempt in one call: pop deliveries of the
   -- worker's tasks into its in-flight hash and start their attempts; runs that cannot start
   -- (canceled, taken) are dropped; deliveries for queues the worker does not serve go back.
-  -- Returns [[[delivery, started, run hash (flat), metadata], ...], more] where more is true
+  -- Returns [[[delivery, started, run fields (name -> value), metadata], ...], more] where more
+  -- is true
   -- when it stopped for want of attempt ids with deliveries possibly left.
   local w = a.worker_id
   redis.call("SET", k("wk:" .. w), "1", "PX", a.heartbeat_ms)
@@ -437,11 +444,11 @@ elseif cmd == "fetch_start" then
         if skipped >= len then break end
       else
         n_ids = n_ids + 1
-        local st, md_set = start(d[1], w, known, a.lease_until, a.defaults[task] or 1,
-                                 a.attempt_ids[n_ids])
+        local st, h, md_set = start(d[1], w, known, a.lease_until, a.defaults[task] or 1,
+                                    a.attempt_ids[n_ids])
         if st then
           redis.call("HSET", inflight, d[1], msg)
-          out[#out + 1] = {msg, st, redis.call("HGETALL", rk(d[1])), metadata(d[1], md_set)}
+          out[#out + 1] = {msg, st, h, metadata(d[1], md_set)}
         end
         if n_ids >= #a.attempt_ids then break end
       end

@@ -18,7 +18,8 @@
 --   tasks               hash   task id -> queue (registered, "deployed" tasks)
 --   wfd:<task>          set    WAITING_FOR_DEPLOY runs of a task
 --   delayed, retry, ttl, leases, twaits   zsets by time (DELAYED, REATTEMPTING, unstarted
---                       runs with a TTL, EXECUTING leases, time waitpoints "run|attempt|idx")
+--                       runs with a TTL by when it expires, EXECUTING leases, time waitpoints
+--                       "run|attempt|idx")
 --   queues              set    queue names;  queue:<q>  hash limit,total,running,paused,until
 --   sq:<q>:<k>          hash   running, paused, until;  sqw:<q>:<k>  zset waiting runs by queue_ts
 --   rr                  zset   sub-queues with waiting runs (JSON [q,k]) by served sequence

@@ -57,11 +57,6 @@ def _loads(text: str | None) -> Any:
     return json.loads(text)
 
 
-def _hash(flat: list[str]) -> dict[str, str]:
-    """A hash as Lua returns HGETALL (field, value, field, value, ...) → dict."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
 # commands that never finish a run (the others may keep a finished run for the retention)
 _NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heartbeat", "list_runs"})
 
@@ -301,8 +296,8 @@ class RedisStore(RedisReads):
         )
         if got is None:
             return None
-        started, flat, md = got
-        return self._started(started, _hash(flat), md)
+        started, h, md = got
+        return self._started(started, h, md)
 
     def _started(self, got: dict[str, Any], h: dict[str, str], md: str | None) -> StartedAttempt:
         """A StartedAttempt from what a start returned and the run's hash."""
@@ -358,7 +353,7 @@ class RedisStore(RedisReads):
             attempt_ids=[ids.attempt_id() for _ in range(max_count + 2)],
             now=now,
         )
-        return [(msg, self._started(got, _hash(flat), md)) for msg, got, flat, md in out], bool(
+        return [(msg, self._started(got, h, md)) for msg, got, h, md in out], bool(
             more
         )
 
