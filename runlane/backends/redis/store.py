@@ -353,9 +353,7 @@ class RedisStore(RedisReads):
             attempt_ids=[ids.attempt_id() for _ in range(max_count + 2)],
             now=now,
         )
-        return [(msg, self._started(got, h, md)) for msg, got, h, md in out], bool(
-            more
-        )
+        return [(msg, self._started(got, h, md)) for msg, got, h, md in out], bool(more)
 
     @_translate
     def adopt(self, run_id: str, worker_id: str) -> StartedAttempt | None:
