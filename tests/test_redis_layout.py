@@ -1,5 +1,5 @@
 """Where the Redis store keeps a run's slot and metadata: a slot is fields of its run's hash
-(given back when the run ends; a slot kept in its own ``slot:<id>`` hash by runlane before 0.2
+(given back when the run ends; a slot kept in its own ``slot:<id>`` hash by earlier versions
 is given back all the same), and the metadata is the run's ``seed_metadata`` until its first
 update creates ``md:<id>``."""
 
@@ -56,8 +56,8 @@ def test_a_slot_is_fields_of_its_run_and_goes_when_the_run_ends(store):
     assert _running(store, "task/t") == (0, 0)
 
 
-def test_a_slot_kept_in_its_own_hash_before_0_2_is_given_back(store):
-    """A run admitted by runlane before 0.2 (slot:<id>) and canceled after the upgrade frees
+def test_a_slot_kept_in_its_own_hash_by_an_earlier_version_is_given_back(store):
+    """A run admitted by an earlier version (slot:<id>) and canceled after the upgrade frees
     its slot: the next run of its limit-1 queue is admitted and every count is back to 0."""
     now = time.time()
     first = new_run(created_at=now, queue="one", queue_defined=True, queue_limit=1)
@@ -66,7 +66,7 @@ def test_a_slot_kept_in_its_own_hash_before_0_2_is_given_back(store):
     store.create_runs([first], now=now, ready=ready)
     store.create_runs([second], now=now, ready=ready)
     assert [d.run_id for d in ready] == [first.id]  # the second waits for the only slot
-    # the layout before 0.2: the slot in a hash of its own
+    # the earlier layout: the slot in a hash of its own
     run_key, slot_key = store._k(f"run:{first.id}"), store._k(f"slot:{first.id}")
     store.client.hdel(run_key, "holds_queue", "holds_env")
     store.client.hset(

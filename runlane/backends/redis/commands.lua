@@ -169,7 +169,7 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   end
   if h.ttl then  -- its TTL no longer applies: it started
     redis.call("ZREM", k("ttl"), id)
-    if h.ttl_expires_at then  -- kept in the hash by runlane before 0.2
+    if h.ttl_expires_at then  -- kept in the hash by earlier versions
       redis.call("HDEL", key, "ttl_expires_at")
       h.ttl_expires_at = nil
     end

@@ -340,7 +340,7 @@ local function slot_of(f, i)
 end
 
 local function legacy_slot(id)
-  -- runlane before 0.2 kept a run's slot in a hash of its own (slot:<id>): moved into the run's
+  -- earlier versions kept a run's slot in a hash of its own (slot:<id>): moved into the run's
   -- hash when met, so slots taken before an upgrade are given back all the same
   local sk = k("slot:" .. id)
   local h = redis.call("HGETALL", sk)
