@@ -31,8 +31,7 @@
 --                              resume_at} (written once)
 --   wpn:<id>:<attempt>  hash   wait index -> children still pending
 --   wpr:<id>:<attempt>  hash   wait index -> when it resolved
---   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child (the child's
---                              hash says waited 1 once it has any)
+--   waiters:<child>     set    "run|attempt|idx" waitpoints counting this child
 --   ready               list   admitted runs to send to the broker (the outbox; unused when
 --                              the native broker shares the prefix or the caller takes what
 --                              it admitted: see DIRECT and TAKE)
@@ -192,11 +191,6 @@ local function handoff(id)
   else
     redis.call("RPUSH", k("ready"), id)
   end
-end
-
-local function ready(id)
-  redis.call("HSET", rk(id), "admitted", "1")
-  handoff(id)
 end
 
 local function dispatches(ids)
