@@ -14,7 +14,7 @@ import pytest
 
 from runlane.backends.redis.store import RedisStore
 from runlane.core.models import RunStatus, TaskRunError
-from runlane.core.types import AttemptOutcome, Dispatch, RegisteredTask
+from runlane.core.types import AttemptOutcome, Dispatch, RegisteredTask, WaitSpec
 from tests.adapters import delete_redis_prefix
 from tests.helpers import new_run
 
@@ -104,3 +104,45 @@ def test_metadata_is_the_seed_until_updated_and_a_start_reads_the_update(store):
     ops = [{"op": "increment", "key": "step", "value": 2}]
     assert store.update_metadata(new.id, ops, now=now, limit=4096) == {"step": 3}
     assert store.update_metadata("run_missing", ops, now=now, limit=4096) is None
+
+
+def test_a_frozen_parent_lends_a_slot_kept_in_its_own_hash_by_an_earlier_version(store):
+    """A parent suspended on its child before an upgrade (its slot in slot:<id>) still lends
+    that slot to the child waiting in their limit-1 queue; the loan is returned when the
+    child finishes."""
+    now = time.time()
+    limit1 = {"queue": "one", "queue_defined": True, "queue_limit": 1}
+    parent = new_run(created_at=now, **limit1)
+    ready: list[Dispatch] = []
+    store.create_runs([parent], now=now, ready=ready)
+    assert store.start_attempt(parent.id, worker_id="w", now=now, known_tasks=["t"])
+    child = new_run(created_at=now + 0.001, parent_id=parent.id, root_id=parent.id, **limit1)
+    wait = WaitSpec(parent.id, 1, 0, "run", "child")
+    store.create_runs([child], now=now, parent_id=parent.id, wait=wait, ready=ready)
+    assert [d.run_id for d in ready] == [parent.id]  # the child waits: the parent holds the slot
+    # paused, the queue lends nothing while the parent suspends
+    assert store.set_paused("one", None, paused=True, until=None, now=now)
+    assert store.suspend(parent.id, 1, 0, now=now, ready=ready) == RunStatus.FROZEN
+    assert [d.run_id for d in ready] == [parent.id]
+    run_key, slot_key = store._k(f"run:{parent.id}"), store._k(f"slot:{parent.id}")
+    assert store.client.hmget(run_key, "holds_queue", "holds_env") == ["1", "0"]
+    # the earlier layout: the suspended parent's slot in a hash of its own
+    store.client.hdel(run_key, "holds_queue", "holds_env")
+    store.client.hset(
+        slot_key, mapping={"queue": "one", "ckey": "", "holds_queue": "1", "holds_env": "0"}
+    )
+    assert store.set_paused("one", None, paused=False, until=None, now=now)
+    assert [d.run_id for d in store.take_ready(limit=10)] == [child.id]
+    assert not store.client.exists(slot_key)
+    assert store.client.hmget(run_key, "holds_queue", "lent_to") == ["1", child.id]
+    child_key = store._k(f"run:{child.id}")
+    assert store.client.hmget(child_key, "holds_queue", "borrowed_from") == ["0", parent.id]
+    assert store.start_attempt(child.id, worker_id="w", now=now, known_tasks=["t"])
+    outcome = AttemptOutcome("COMPLETED", RunStatus.COMPLETED, output="1")
+    resumed: list[Dispatch] = []
+    assert store.finish_attempt(child.id, 1, outcome, now=now, ready=resumed)
+    assert store.client.hget(run_key, "lent_to") is None  # the loan is back
+    # the child's end resumed the parent, which runs again in the slot it kept
+    assert [d.run_id for d in resumed] == [parent.id]
+    assert store.client.hmget(run_key, "status", "holds_queue", "holds_env") == ["QUEUED", "1", "1"]
+    assert _running(store, "one") == (1, 1)

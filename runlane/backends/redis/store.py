@@ -385,17 +385,19 @@ class RedisStore(RedisReads):
     def _apply_metadata(
         self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
     ) -> dict[str, Any] | None:
-        # md:<id> holds the document once updated; until then the run's seed_metadata does.
-        # Both keys are watched: the first update creates md:<id> (and says so in the run's
-        # hash, so a start reads it), a purge deletes both
+        # md:<id> holds the document once updated; until then the run's seed_metadata does,
+        # and the first update creates md:<id> (saying so in the run's hash, so that a start
+        # reads it): only that one watches the run's hash too (a purge deletes both; later
+        # updates are not retried for every change of the run)
         key, run_key = self._k(f"md:{run_id}"), self._k(f"run:{run_id}")
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key, run_key)
+                    pipe.watch(key)
                     raw = pipe.get(key)
                     first = raw is None
                     if first:
+                        pipe.watch(run_key)
                         raw = pipe.hget(run_key, "seed_metadata")
                         if raw is None:
                             pipe.unwatch()
