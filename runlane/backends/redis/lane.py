@@ -170,10 +170,10 @@ def _no_functions(exc: redis.exceptions.ResponseError) -> bool:
     return refused and ("'fcall'" in text or "'function" in text)
 
 
-def _pack(args: tuple[str, ...]) -> bytes:
+def _pack(args: tuple[str | bytes, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
-        data = arg.encode()
+        data = arg if isinstance(arg, bytes) else arg.encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
@@ -217,7 +217,7 @@ class ScriptLane:
             self._open.add(conn)
         return conn
 
-    def __call__(self, key: str, command: str, *args: str) -> Any:
+    def __call__(self, key: str, command: str, *args: str | bytes) -> Any:
         """FCALL of the library's function, or EVALSHA of the script of ``command``, with one
         key and ``command, *args``."""
         script = self.scripts.get(command, self.program)

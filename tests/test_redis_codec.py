@@ -1,0 +1,66 @@
+"""The Redis store's own documents (call arguments, replies) go through orjson where it is
+installed and through ``json`` otherwise, with the same runs either way; a document orjson
+refuses but ``json`` reads (an integer past 64 bits, NaN) is read by ``json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import runlane.backends.redis.store as redis_store
+from runlane.backends.redis.store import RedisStore
+from runlane.core.models import RunStatus
+from runlane.core.types import AttemptOutcome, Dispatch, RegisteredTask
+from tests.adapters import delete_redis_prefix
+from tests.helpers import new_run
+
+pytest.importorskip("redis")
+orjson = pytest.importorskip("orjson")
+
+BIG = 2**70  # past 64 bits: orjson refuses it, json reads it
+
+
+@pytest.fixture(params=["orjson", "json"])
+def store(request, redis_url: str, monkeypatch) -> Iterator[RedisStore]:
+    if request.param == "json":
+        monkeypatch.setattr(redis_store, "orjson", None)
+    prefix = f"rltest-{uuid.uuid4().hex[:12]}"
+    s = RedisStore(redis_url, "dev", prefix=prefix)
+    s.register_tasks([RegisteredTask("t", "task/t")], now=time.time())
+    yield s
+    s.close()
+    delete_redis_prefix(redis_url, prefix)
+
+
+def test_a_run_round_trips_with_either_codec(store):
+    now = time.time()
+    payload = json.dumps({"big": BIG, "text": 'é \u2028 "quoted"', "nested": [1.5, None, True]})
+    new = new_run(created_at=now, payload=payload, metadata=json.dumps({"n": BIG}), tags=["a"])
+    ready: list[Dispatch] = []
+    [created] = store.create_runs([new], now=now, ready=ready)
+    assert ready == [Dispatch(new.id, "t", "task/t", None)] and not created.cached
+    started = store.start_attempt(new.id, worker_id="w", now=now, known_tasks=["t"])
+    assert started is not None
+    assert started.brief.payload == {
+        "big": BIG,
+        "text": 'é \u2028 "quoted"',
+        "nested": [1.5, None, True],
+    }
+    assert started.brief.metadata == {"n": BIG} and started.brief.tags == ["a"]
+    assert started.run.status == RunStatus.EXECUTING
+    outcome = AttemptOutcome("COMPLETED", RunStatus.COMPLETED, output=json.dumps([BIG]))
+    assert store.finish_attempt(new.id, 1, outcome, now=now, ready=[])
+    run = store.get_run(new.id)
+    assert run is not None and run.output == [BIG] and run.payload["big"] == BIG
+
+
+def test_documents_orjson_refuses_are_read_by_json():
+    assert redis_store._loads(str(BIG)) == BIG
+    assert math.isnan(redis_store._loads("NaN"))
+    assert redis_store._loads('{"a": [1, 2.5]}') == {"a": [1, 2.5]}
+    assert isinstance(redis_store._dumps({"a": 1}), bytes)  # orjson: UTF-8 bytes, sent as is
