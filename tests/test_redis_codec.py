@@ -64,3 +64,16 @@ def test_documents_orjson_refuses_are_read_by_json():
     assert math.isnan(redis_store._loads("NaN"))
     assert redis_store._loads('{"a": [1, 2.5]}') == {"a": [1, 2.5]}
     assert isinstance(redis_store._dumps({"a": 1}), bytes)  # orjson: UTF-8 bytes, sent as is
+
+
+def test_a_start_reads_every_field_even_one_holding_a_nul(store):
+    """Every field a start returns is read back as stored, a NUL byte included (in a
+    concurrency key here, and escaped in the payload)."""
+    now = time.time()
+    for key in ("plain", "with\x00nul"):
+        new = new_run(created_at=now, concurrency_key=key, payload='{"k": "\\u0000"}')
+        store.create_runs([new], now=now, ready=[])
+        started = store.start_attempt(new.id, worker_id="w", now=now, known_tasks=["t"])
+        assert started is not None and started.brief.payload == {"k": "\x00"}
+        assert started.run.concurrency_key == key and started.run.status == RunStatus.EXECUTING
+        assert started.attempt_number == 1 and started.run.queue == "task/t"
