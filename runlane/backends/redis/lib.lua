@@ -48,12 +48,17 @@ local P  -- the call's KEYS[1] (set by reset_call: the same code serves every ca
 local NULL  -- cjson.null (set by reset_call: a library cannot reach cjson while it loads)
 
 local function k(name) return P .. name end
-local ENC = {}  -- a call encodes the same few names many times
+-- names already encoded: a call encodes the same few names many times, and the library's
+-- calls the same few tasks and queues (a pure cache, so it may outlive a call; dropped past
+-- 256 KiB, as unique names such as idempotency keys pass through it too)
+local ENC, ENC_BYTES = {}, 0
 local function enc(s)
   local e = ENC[s]
   if not e then
     e = string.format("%d:", #s) .. s  -- "%d": a number concatenated goes through "%.14g"
+    if ENC_BYTES > 262144 then ENC, ENC_BYTES = {}, 0 end
     ENC[s] = e
+    ENC_BYTES = ENC_BYTES + #e
   end
   return e
 end
@@ -164,12 +169,13 @@ local KNOWN = {}
 local function reset_call(key)
   -- the state of one call: loaded as a Redis function library, this code is set up once and
   -- then serves every call, so nothing may carry over from the previous one
+  -- (ENC and N's last number are pure caches: they may). Tables are made anew only when the
+  -- last call used them (fewer allocations, less for Lua's collector)
   P, NULL = key, cjson.null
-  ENC, last_n, last_s = {}, nil, nil
-  DIRECT, TAKE, TAKEN = false, false, {}
-  PUSH, PUSH_DB, PUSHED = false, false, {}
-  RESUMED = false
-  KNOWN = {}
+  DIRECT, TAKE, PUSH, PUSH_DB, RESUMED = false, false, false, false, false
+  if #TAKEN > 0 then TAKEN = {} end
+  if #PUSHED > 0 then PUSHED = {} end
+  if next(KNOWN) ~= nil then KNOWN = {} end
 end
 
 local function handoff(id)
