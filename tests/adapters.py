@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +294,20 @@ class FrameworkWorker:
             except subprocess.TimeoutExpired:
                 pass
         self.kill()
+
+
+@contextlib.contextmanager
+def private_redis_store(url: str, tasks: tuple[str, ...] = ("t",)) -> Iterator[Any]:
+    """A RedisStore under a key prefix of its own, with ``tasks`` registered (queue
+    ``task/<id>``); its keys are deleted afterwards."""
+    from runlane.backends.redis.store import RedisStore
+    from runlane.core.types import RegisteredTask
+
+    prefix = f"rltest-{uuid.uuid4().hex[:12]}"
+    store = RedisStore(url, "dev", prefix=prefix)
+    store.register_tasks([RegisteredTask(t, f"task/{t}") for t in tasks], now=time.time())
+    try:
+        yield store
+    finally:
+        store.close()
+        delete_redis_prefix(url, prefix)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -15,8 +14,8 @@ import pytest
 import runlane.backends.redis.store as redis_store
 from runlane.backends.redis.store import RedisStore
 from runlane.core.models import RunStatus
-from runlane.core.types import AttemptOutcome, Dispatch, RegisteredTask
-from tests.adapters import delete_redis_prefix
+from runlane.core.types import AttemptOutcome, Dispatch
+from tests.adapters import private_redis_store
 from tests.helpers import new_run
 
 pytest.importorskip("redis")
@@ -29,12 +28,8 @@ BIG = 2**70  # past 64 bits: orjson refuses it, json reads it
 def store(request, redis_url: str, monkeypatch) -> Iterator[RedisStore]:
     if request.param == "json":
         monkeypatch.setattr(redis_store, "orjson", None)
-    prefix = f"rltest-{uuid.uuid4().hex[:12]}"
-    s = RedisStore(redis_url, "dev", prefix=prefix)
-    s.register_tasks([RegisteredTask("t", "task/t")], now=time.time())
-    yield s
-    s.close()
-    delete_redis_prefix(redis_url, prefix)
+    with private_redis_store(redis_url) as s:
+        yield s
 
 
 def test_a_run_round_trips_with_either_codec(store):

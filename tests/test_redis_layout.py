@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from runlane.backends.redis.store import RedisStore
 from runlane.core.models import RunStatus, TaskRunError
-from runlane.core.types import AttemptOutcome, Dispatch, RegisteredTask, WaitSpec
-from tests.adapters import delete_redis_prefix
+from runlane.core.types import AttemptOutcome, Dispatch, WaitSpec
+from tests.adapters import private_redis_store
 from tests.helpers import new_run
 
 redis = pytest.importorskip("redis")
@@ -23,12 +22,8 @@ redis = pytest.importorskip("redis")
 
 @pytest.fixture
 def store(redis_url: str) -> Iterator[RedisStore]:
-    prefix = f"rltest-{uuid.uuid4().hex[:12]}"
-    s = RedisStore(redis_url, "dev", prefix=prefix)
-    s.register_tasks([RegisteredTask("t", "task/t")], now=time.time())
-    yield s
-    s.close()
-    delete_redis_prefix(redis_url, prefix)
+    with private_redis_store(redis_url) as s:
+        yield s
 
 
 def _slot(store: RedisStore, run_id: str) -> list[str | None]:
