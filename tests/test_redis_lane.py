@@ -161,3 +161,23 @@ def test_an_interrupted_call_drops_its_connection(store, monkeypatch):
     assert not conn.is_connected
     monkeypatch.undo()
     assert _claim(store, "a") and not _claim(store, "b")
+
+
+def test_calls_differing_in_key_command_or_arguments_are_packed_apart(redis_url):
+    """The fixed part of a call (script, key, command, argument count) is packed once and
+    kept: each combination still reaches the server as its own call."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        script = client.register_script(
+            f"-- {uuid.uuid4().hex}\nreturn table.concat(ARGV, '|') .. '@' .. KEYS[1]"
+        )
+        lane = ScriptLane(client, {}, script)
+        assert lane("k1", "a", "x") == "a|x@k1"
+        assert lane("k2", "a", "x") == "a|x@k2"
+        assert lane("k1", "b", "é") == "b|é@k1"
+        assert lane("k1", "a") == "a@k1"
+        assert lane("k1", "a", b"y", "z") == "a|y|z@k1"
+        assert lane("k1", "a", "x") == "a|x@k1"
+        lane.close()
+    finally:
+        client.close()

@@ -170,12 +170,14 @@ def _no_functions(exc: redis.exceptions.ResponseError) -> bool:
     return refused and ("'fcall'" in text or "'function" in text)
 
 
-def _pack(args: tuple[str | bytes, ...]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+def _bulk(arg: str | bytes) -> bytes:
+    data = arg if isinstance(arg, bytes) else arg.encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _head(call: tuple[str, ...], count: int) -> bytes:
+    """The start of a command of ``count`` arguments whose first ones are ``call``."""
+    return b"*%d\r\n" % count + b"".join(_bulk(arg) for arg in call)
 
 
 class ScriptLane:
@@ -204,6 +206,7 @@ class ScriptLane:
         # first call finds out)
         self.functions: bool | None = None if library is not None else False
         self._local = threading.local()
+        self._heads: dict[tuple[bool, str, str, int], bytes] = {}
         self._open: weakref.WeakSet[Any] = weakref.WeakSet()  # to close with the store
 
     def _connection(self) -> Any:
@@ -221,20 +224,29 @@ class ScriptLane:
         """FCALL of the library's function, or EVALSHA of the script of ``command``, with one
         key and ``command, *args``."""
         script = self.scripts.get(command, self.program)
-        args = (command, *args)
         functions = self.functions
-        if functions is not False:  # None: the first call finds out whether FCALL works
-            assert self.library is not None
-            call = ("FCALL", self.library.function, "1", key, *args)
-        else:
-            call = ("EVALSHA", script.sha, "1", key, *args)
+        # the command's fixed part (FCALL/EVALSHA, function or script, key, command), packed
+        # once: what varies is the argument (usually one JSON document)
+        head_key = (functions is not False, key, command, len(args))
+        head = self._heads.get(head_key)
+        if head is None:
+            if functions is not False:  # None: the first call finds out whether FCALL works
+                assert self.library is not None
+                fixed = ("FCALL", self.library.function, "1", key, command)
+            else:
+                fixed = ("EVALSHA", script.sha, "1", key, command)
+            if len(self._heads) >= 1024:  # keys are few (one per environment); bounded anyway
+                self._heads.clear()
+            head = self._heads[head_key] = _head(fixed, len(fixed) + len(args))
+        packed = head + b"".join([_bulk(arg) for arg in args])
+        args = (command, *args)
         conn = self._connection()
         try:
             sock = getattr(conn, "_sock", None)
             if sock is None:
                 conn.connect()  # redis-py's handshake: TLS, AUTH, SELECT, HELLO
                 sock = conn._sock
-            sock.sendall(_pack(call))
+            sock.sendall(packed)
             reply = self._local.reader.read(sock)
             if functions is None:
                 self.functions = True
