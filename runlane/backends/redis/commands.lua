@@ -143,9 +143,12 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   else
     number = tonumber(h.attempt_count or "0") + 1
     started_at, used_ms = t, 0
-    redis.call("HSET", ak, N(number), cjson.encode({
-      id = attempt_id, number = number, status = "EXECUTING", started_at = t,
-      worker_id = worker_id, machine = h.machine or NULL, duration_ms = 0}))
+    -- written out rather than through cjson, which formats each number with snprintf
+    -- (an attempt id is runlane's own: letters, digits and "_", nothing to escape)
+    redis.call("HSET", ak, N(number), '{"id":"' .. attempt_id .. '","number":' .. N(number)
+      .. ',"status":"EXECUTING","started_at":' .. N(t) .. ',"worker_id":'
+      .. cjson.encode(worker_id) .. ',"machine":' .. (h.machine and cjson.encode(h.machine)
+      or "null") .. ',"duration_ms":0}')
   end
   local sets = {"status", "EXECUTING", "updated_at", N(t), "attempt_count", N(number),
                 "worker_id", worker_id, "resume", "0", "segment_started_at", N(t),
@@ -174,15 +177,20 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
       h.ttl_expires_at = nil
     end
   end
-  return {attempt_id = attempt_id, number = number, started_at = started_at,
-          resumed = resumed, used_ms = used_ms, max_duration = tonumber(h.max_duration) or NULL},
+  -- the attempt as JSON text (see above)
+  return '{"attempt_id":"' .. attempt_id .. '","number":' .. N(number) .. ',"started_at":'
+           .. N(started_at) .. ',"resumed":' .. tostring(resumed) .. ',"used_ms":' .. N(used_ms)
+           .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null") .. '}',
          h, h.md_set
 end
 
-local function metadata(id, md_set)
-  -- the run's metadata document once updated (md:<id>); null: its seed_metadata still is
-  if not md_set then return NULL end
-  return redis.call("GET", k("md:" .. id)) or NULL
+local function started_json(id, st, h, md_set, lead)
+  -- [lead..., attempt, run fields (name -> value), metadata] of a start, as JSON text (lead:
+  -- JSON text of elements before them, with its comma, or ""); the metadata is the run's
+  -- document once updated (md:<id>, as a JSON string), null while its seed_metadata still is
+  local md = md_set and redis.call("GET", k("md:" .. id))
+  return "[" .. lead .. st .. "," .. cjson.encode(h) .. ","
+         .. (md and cjson.encode(md) or "null") .. "]"
 end
 
 local function release_stopped(id, status, count, attempt)
@@ -407,7 +415,7 @@ elseif cmd == "start_attempt" then
   if not st then return "null" end
   -- one JSON document: decoding it is C code in Python, where a reply array of ~60 strings
   -- would be parsed element by element (several times the client's CPU)
-  return cjson.encode({st, h, metadata(a.run_id, md_set)})
+  return started_json(a.run_id, st, h, md_set, "")
 
 elseif cmd == "fetch_start" then
   -- the native broker's reliable fetch and start_attempt in one call: pop deliveries of the
@@ -448,14 +456,14 @@ elseif cmd == "fetch_start" then
                                     a.attempt_ids[n_ids])
         if st then
           redis.call("HSET", inflight, d[1], msg)
-          out[#out + 1] = {msg, st, h, metadata(d[1], md_set)}
+          out[#out + 1] = started_json(d[1], st, h, md_set, cjson.encode(msg) .. ",")
         end
         if n_ids >= #a.attempt_ids then break end
       end
     end
     if #out >= a.max or n_ids >= #a.attempt_ids then break end
   end
-  return "[" .. json_list(out) .. "," .. tostring(n_ids >= #a.attempt_ids) .. "]"
+  return "[[" .. table.concat(out, ",") .. "]," .. tostring(n_ids >= #a.attempt_ids) .. "]"
 
 elseif cmd == "finish_attempt" then
   local id = a.run_id
