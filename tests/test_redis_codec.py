@@ -72,3 +72,26 @@ def test_a_start_reads_every_field_even_one_holding_a_nul(store):
         assert started is not None and started.brief.payload == {"k": "\x00"}
         assert started.run.concurrency_key == key and started.run.status == RunStatus.EXECUTING
         assert started.attempt_number == 1 and started.run.queue == "task/t"
+
+
+def test_an_attempt_written_as_json_text_reads_back_whatever_its_worker_id(store):
+    """A start writes its attempt record as JSON text; a worker id with quotes, a backslash
+    or a control character in it is escaped, and the numbers read back as numbers."""
+    now = time.time()
+    worker = 'host "a"\\b\tc'
+    new = new_run(created_at=now, machine="large-1x")
+    store.create_runs([new], now=now, ready=[])
+    started = store.start_attempt(new.id, worker_id=worker, now=now, known_tasks=["t"])
+    assert started is not None and started.attempt_number == 1
+    assert started.started_at == pytest.approx(now) and started.used_ms == 0
+    outcome = AttemptOutcome("COMPLETED", RunStatus.COMPLETED, output="1")
+    assert store.finish_attempt(new.id, 1, outcome, now=now + 1, ready=[])
+    run = store.get_run(new.id)
+    assert run is not None
+    [attempt] = run.attempts
+    assert attempt.worker_id == worker and attempt.machine == "large-1x"
+    assert attempt.id == started.attempt_id and attempt.number == 1
+    assert attempt.started_at.timestamp() == pytest.approx(now)
+    assert attempt.finished_at is not None and attempt.finished_at.timestamp() == pytest.approx(
+        now + 1
+    )
