@@ -5,6 +5,9 @@ parent's socket, and closing the store closes them."""
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import sys
 import threading
 import time
 import uuid
@@ -180,4 +183,44 @@ def test_calls_differing_in_key_command_or_arguments_are_packed_apart(redis_url)
         assert lane("k1", "a", "x") == "a|x@k1"
         lane.close()
     finally:
+        client.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel timeouts: Linux only")
+def test_the_socket_timeout_is_kept_in_the_kernel_and_still_ends_a_call_that_waits(redis_url):
+    """On Linux the lane's socket has no Python timeout (which polls before every send and
+    receive) but the kernel's, set to the client's socket_timeout: a reply slower than that
+    still fails the call (a lost connection, then redis-py's own path), and the lane works
+    again afterwards."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=0.25)
+    flag = f"rltest-{uuid.uuid4().hex[:12]}"
+    try:
+        # busy for 0.6 s the first time only (a flag key), then answers at once
+        script = client.register_script(
+            f"-- {uuid.uuid4().hex}\n"
+            "if redis.call('SET', KEYS[1], '1', 'NX', 'PX', 60000) then\n"
+            "  local t = redis.call('TIME')\n"
+            "  local stop = tonumber(t[1]) * 1e6 + tonumber(t[2]) + 600000\n"
+            "  repeat t = redis.call('TIME') until tonumber(t[1]) * 1e6 + tonumber(t[2]) > stop\n"
+            "end\n"
+            "return ARGV[1]"
+        )
+        lane = ScriptLane(client, {}, script)
+        client.set(flag + ":warm", "1", px=60000)
+        assert lane(flag + ":warm", "a") == "a"  # connected (its flag set: not busy)
+        sock = lane._connection()._sock
+        assert sock.gettimeout() is None
+        tv = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+        seconds, micros = struct.unpack("ll", tv)
+        assert seconds == 0 and 240_000 <= micros <= 260_000  # (the kernel counts in ticks)
+        started = time.monotonic()
+        try:
+            assert lane(flag, "b") == "b"  # answered on redis-py's path once Redis was free
+        except (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError):
+            pass  # or given up there: either way the wait ended
+        assert 0.2 < time.monotonic() - started < 20
+        assert sock.fileno() == -1  # the kernel's timeout ended the receive: connection dropped
+        assert lane(flag, "c") == "c"  # the flag is set: at once, on a new connection
+    finally:
+        client.delete(flag, flag + ":warm")
         client.close()

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
+import sys
 import threading
 import weakref
 from typing import Any
@@ -180,6 +182,34 @@ def _head(call: tuple[str, ...], count: int) -> bytes:
     return b"*%d\r\n" % count + b"".join(_bulk(arg) for arg in call)
 
 
+_TIMEVAL = struct.Struct("ll")  # struct timeval on Linux: seconds, microseconds (longs)
+
+
+def _timeout_in_kernel(sock: Any) -> None:
+    """Move a plain TCP socket's timeout into the kernel (SO_RCVTIMEO, SO_SNDTIMEO; Linux).
+
+    A Python socket with a timeout polls before every send and every receive: four system
+    calls a round trip instead of two, 5-12 µs of CPU more on each of a run's three store
+    calls. A blocking socket whose kernel timeouts are set fails the same way, only later in
+    the call: a receive that waits longer raises ``OSError`` (EAGAIN), which the lane treats
+    as a lost connection, as it does Python's timeout. Other sockets (TLS, Unix, no timeout,
+    other systems) are left as they are."""
+    timeout = sock.gettimeout()
+    if not timeout or type(sock) is not socket.socket or not sys.platform.startswith("linux"):
+        return  # (0: a non-blocking socket, which a kernel timeout of 0 would make blocking)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    seconds, fraction = divmod(timeout, 1)
+    micros = int(fraction * 1_000_000) or (0 if seconds else 1)  # 0 would mean "never"
+    tv = _TIMEVAL.pack(int(seconds), micros)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
+    except OSError:  # the timeout stays Python's
+        return
+    sock.settimeout(None)
+
+
 class ScriptLane:
     """Calls of the store's scripts: ``lane(key, command, argument)`` runs the script of
     ``command`` (``scripts``; the ``program`` for a command it does not name)."""
@@ -246,6 +276,7 @@ class ScriptLane:
             if sock is None:
                 conn.connect()  # redis-py's handshake: TLS, AUTH, SELECT, HELLO
                 sock = conn._sock
+                _timeout_in_kernel(sock)
             sock.sendall(packed)
             reply = self._local.reader.read(sock)
             if functions is None:
