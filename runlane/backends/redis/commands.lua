@@ -421,9 +421,8 @@ elseif cmd == "fetch_start" then
   -- the native broker's reliable fetch and start_attempt in one call: pop deliveries of the
   -- worker's tasks into its in-flight hash and start their attempts; runs that cannot start
   -- (canceled, taken) are dropped; deliveries for queues the worker does not serve go back.
-  -- Returns [[[delivery, started, run fields (name -> value), metadata], ...], more] where more
-  -- is true
-  -- when it stopped for want of attempt ids with deliveries possibly left.
+  -- Returns [[[delivery, started, run fields (name -> value), metadata], ...], more] where
+  -- more is true when it stopped for want of attempt ids with deliveries possibly left.
   local w = a.worker_id
   redis.call("SET", k("wk:" .. w), "1", "PX", a.heartbeat_ms)
   redis.call("SADD", k("workers"), w)

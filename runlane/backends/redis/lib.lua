@@ -352,9 +352,9 @@ local function legacy_slot(id)
       sets[#sets + 1] = h[i + 1]
     end
   end
-  redis.call("HSET", rk(id), unpack(sets))
+  if #sets > 0 then redis.call("HSET", rk(id), unpack(sets)) end
   redis.call("DEL", sk)
-  return true
+  return #sets > 0
 end
 
 local function lend(lender)
