@@ -6,7 +6,7 @@ same broker, the same worker command and settings, measured in the same run.
         [--frameworks celery,dramatiq] [--redis-url URL] [--amqp-url URL] [--profile DIR]
         [--interleave] [--floor]
 
-For each framework, two worker setups (four with ``--floor``) are started one after the other
+For each framework, two worker setups (five with ``--floor``) are started one after the other
 with the framework's own command (``celery -A … worker -P POOL -c C``, ``dramatiq …
 --processes 1 --threads C``), each on a no-op task:
 
@@ -23,7 +23,14 @@ with the framework's own command (``celery -A … worker -P POOL -c C``, ``drama
 - atomic (``--floor`` too): the raw task with three minimal Lua transitions instead
   (create; start only if QUEUED; finish only if EXECUTING; a status index, a lease and a
   change feed, nothing else): what a store that fences duplicates atomically pays before
-  any of runlane's features.
+  any of runlane's features;
+- featured (``--floor`` too): the same three transitions carrying what runlane's features
+  need a run to have (its hash of ~20 fields, a run number, the list indexes, the queue's and
+  the environment's concurrency counts, an attempt record, a lease, retention, the change
+  feed), each written the cheapest way (plain string arguments, no JSON decoded in Lua, the
+  payload as the only reply), with a Python task that decodes the payload and encodes the
+  output: what any store offering those features pays. runlane ÷ featured is runlane's own
+  overhead, the part its code can remove.
 
 A round triggers N tasks one by one from this process while the workers run, and times from
 the first enqueue to the N-th completion: the per-task cost is that time / N (a throughput
@@ -65,6 +72,7 @@ from runlane.core import runtime as _runtime
 from runlane.core.models import RunStatus
 
 MODULE = '''"""The benchmark's tasks: raw and runlane workers of Celery and Dramatiq (RLB_* env)."""
+import json
 import os
 import socket
 import threading
@@ -139,6 +147,8 @@ class Bare:
                 self.local.buf += self.local.sock.recv(65536)
             data, self.local.buf = self.local.buf[:n], self.local.buf[n + 2 :]
             return data
+        if kind == b"*":
+            return [self._reply() for _ in range(int(rest))]
         return rest  # +OK
 
 
@@ -225,6 +235,97 @@ def atomic(run_id):
     )
 
 
+# the floor's third form: the same three transitions carrying the structures runlane's
+# features need a run to have (issues 2-6), each written the cheapest way (arguments as plain
+# strings, no JSON decoded in Lua, no reply document): the run's hash with its ~20 fields, a
+# run number, the list indexes (all, task, queue, status), the queue's and the environment's
+# concurrency counts, an attempt record, a lease, retention and the change feed. What any
+# store offering those features pays, before its own code: runlane ÷ this is its overhead
+CREATE_F = """
+local id, now = ARGV[1], ARGV[3]
+if redis.call("EXISTS", KEYS[1]) == 1 then return 0 end
+local number = redis.call("INCR", KEYS[6])
+redis.call("HSET", KEYS[1], "id", id, "task", ARGV[2], "status", "QUEUED", "seed_metadata",
+  "{}", "tags", "[]", "created_at", now, "updated_at", now, "depth", "0", "queue", ARGV[4],
+  "ckey", "", "number", number, "is_test", "0", "attempt_count", "0", "duration_ms", "0",
+  "admitted", "1", "resume", "0", "queue_given", "0", "holds_queue", "1", "holds_env", "1",
+  "payload", ARGV[5], "queued_at", now, "queue_ts", now)
+redis.call("ZADD", KEYS[5], 0, id)
+redis.call("ZADD", KEYS[2], 0, id)
+redis.call("ZADD", KEYS[3], 0, id)
+redis.call("ZADD", KEYS[4], 0, id)
+redis.call("HINCRBY", KEYS[7], "running", 1)
+redis.call("INCRBY", KEYS[8], 1)
+redis.call("PUBLISH", KEYS[9], '{"id":"' .. id .. '","status":"QUEUED","at":' .. now .. '}')
+return 1"""
+START_F = """
+local id, now = ARGV[1], ARGV[2]
+local r = redis.call("HMGET", KEYS[1], "status", "admitted", "attempt_count", "payload")
+if r[1] ~= "QUEUED" or r[2] ~= "1" then return false end
+local n = tostring(tonumber(r[3]) + 1)
+redis.call("HSET", KEYS[2], n, '{"id":"' .. ARGV[4] .. '","number":' .. n
+  .. ',"status":"EXECUTING","started_at":' .. now .. ',"worker_id":"' .. ARGV[3] .. '"}')
+redis.call("HSET", KEYS[1], "status", "EXECUTING", "updated_at", now, "attempt_count", n,
+  "worker_id", ARGV[3], "segment_started_at", now, "started_at", now, "lease_until", ARGV[5])
+redis.call("ZADD", KEYS[3], ARGV[5], id)
+redis.call("ZREM", KEYS[4], id)
+redis.call("ZADD", KEYS[5], 0, id)
+redis.call("PUBLISH", KEYS[6], '{"id":"' .. id .. '","status":"EXECUTING","at":' .. now .. '}')
+return {n, r[4]}"""
+FINISH_F = """
+local id, n, now = ARGV[1], ARGV[2], ARGV[3]
+local r = redis.call("HMGET", KEYS[1], "status", "attempt_count", "segment_started_at")
+if r[1] ~= "EXECUTING" or r[2] ~= n then return 0 end
+local ms = tostring(math.floor((tonumber(now) - tonumber(r[3])) * 1000))
+redis.call("HSET", KEYS[1], "status", "COMPLETED", "updated_at", now, "admitted", "0",
+  "duration_ms", ms, "output", ARGV[4], "finished_at", now)
+redis.call("HDEL", KEYS[1], "segment_started_at", "lease_until", "holds_queue", "holds_env")
+redis.call("HINCRBY", KEYS[7], "running", -1)
+redis.call("INCRBY", KEYS[8], -1)
+redis.call("ZREM", KEYS[3], id)
+redis.call("ZREM", KEYS[4], id)
+redis.call("ZADD", KEYS[5], 0, id)
+redis.call("HSET", KEYS[2], n, '{"number":' .. n .. ',"status":"COMPLETED","finished_at":'
+  .. now .. ',"duration_ms":' .. ms .. '}')
+redis.call("ZADD", KEYS[9], tonumber(now) + 86400, id)
+redis.call("PUBLISH", KEYS[10], '{"id":"' .. id .. '","status":"COMPLETED","at":' .. now .. '}')
+redis.call("INCR", KEYS[6])
+return 1"""
+F = PREFIX + ":f:"
+
+
+def trigger_featured(send):
+    run_id = os.urandom(12).hex()
+    keys = [F + "run:" + run_id, F + "ix:all", F + "ix:task:f-noop", F + "ix:q:task/f-noop",
+            F + "ix:st:QUEUED", F + "n:task:f-noop", F + "q:task/f-noop", F + "running",
+            F + "changes"]
+    payload = json.dumps(None)
+    _script(CREATE_F)(keys, [run_id, "f-noop", repr(time.time()), "task/f-noop", payload])
+    send(run_id, "f-noop", "task/f-noop", None, "production")
+
+
+def featured(run_id, task, queue, machine, environment):
+    key, st = F + "run:" + run_id, F + "ix:st:"
+    now = time.time()
+    started = _script(START_F)(
+        [key, F + "att:" + run_id, F + "leases", st + "QUEUED", st + "EXECUTING", F + "changes"],
+        [run_id, repr(now), "w-" + str(os.getpid()), os.urandom(8).hex(), repr(now + 30)],
+    )
+    if started is None:  # canceled or taken: a store's fence
+        return
+    number, payload = started
+    output = json.dumps(globals()["FEATURED_TASK"](json.loads(payload)))
+    _script(FINISH_F)(
+        [key, F + "att:" + run_id, F + "leases", st + "EXECUTING", st + "COMPLETED", COUNTER,
+         F + "q:" + queue, F + "running", F + "gc", F + "changes"],
+        [run_id, number, repr(time.time()), output],
+    )
+
+
+def FEATURED_TASK(payload):
+    return None
+
+
 if FRAMEWORK == "celery":
     from celery import Celery
 
@@ -251,6 +352,10 @@ if FRAMEWORK == "celery":
     @app.task(name="rlb.atomic", acks_late=True)
     def atomic_task(run_id):
         atomic(run_id)
+
+    @app.task(name="rlb.featured", acks_late=True)
+    def featured_task(run_id, task, queue, machine, environment):
+        featured(run_id, task, queue, machine, environment)
 
     if MODE == "runlane":
         from runlane.backends.celery import CeleryBroker
@@ -280,6 +385,10 @@ else:
     @dramatiq.actor(broker=broker, queue_name=PREFIX, max_retries=0)
     def atomic_task(run_id):
         atomic(run_id)
+
+    @dramatiq.actor(broker=broker, queue_name=PREFIX, max_retries=0)
+    def featured_task(run_id, task, queue, machine, environment):
+        featured(run_id, task, queue, machine, environment)
 
     if MODE == "runlane":
         from runlane.backends.dramatiq import DramatiqBroker
@@ -361,13 +470,13 @@ class Setup:
     def enqueue(self) -> Callable[[], Any]:
         if self.mode == "runlane":
             return lambda: self.module.rl_noop.trigger(None)
-        if self.mode in ("floor", "atomic"):
+        if self.mode in ("floor", "atomic", "featured"):
             m = self.module
-            task, trigger = (
-                (m.recorded, m.trigger_recorded)
-                if self.mode == "floor"
-                else (m.atomic_task, m.trigger_atomic)
-            )
+            task, trigger = {
+                "floor": (m.recorded, m.trigger_recorded),
+                "atomic": (m.atomic_task, m.trigger_atomic),
+                "featured": (m.featured_task, m.trigger_featured),
+            }[self.mode]
             send = task.delay if self.framework == "celery" else task.send
             return lambda: trigger(send)
         if self.framework == "celery":
@@ -518,7 +627,7 @@ def interleaved(args: argparse.Namespace, framework: str, tmp: Path) -> dict[str
 
 
 def modes_of(args: argparse.Namespace) -> list[str]:
-    return ["raw", "runlane", "floor", "atomic"] if args.floor else ["raw", "runlane"]
+    return ["raw", "runlane", "floor", "atomic", "featured"] if args.floor else ["raw", "runlane"]
 
 
 LABELS = {
@@ -526,6 +635,7 @@ LABELS = {
     "runlane": "runlane over {}",
     "floor": "{} + 3 Redis writes",
     "atomic": "{} + 3 minimal Lua transitions",
+    "featured": "{} + 3 featured Lua transitions",
 }
 
 
@@ -555,8 +665,8 @@ def main() -> None:
         "--floor",
         action="store_true",
         help="also measure the raw task with the 3 Redis writes a recording store needs "
-        "(QUEUED at the trigger, EXECUTING and COMPLETED in the worker), as plain commands "
-        "and as 3 minimal Lua transitions",
+        "(QUEUED at the trigger, EXECUTING and COMPLETED in the worker), as plain commands, "
+        "as 3 minimal Lua transitions and as 3 Lua transitions with runlane's structures",
     )
     parser.add_argument(
         "--profile",
@@ -630,6 +740,12 @@ def main() -> None:
                     h.Measurement(framework, "minimal atomic store ratio (÷ raw)",
                                   h.ratio(cost["atomic"], cost["raw"]), "x",
                                   "3 Lua transitions with a status check, nothing more"),
+                    h.Measurement(framework, "featured store ratio (÷ raw)",
+                                  h.ratio(cost["featured"], cost["raw"]), "x",
+                                  "the structures runlane's features need, written at least cost"),
+                    h.Measurement(framework, "runlane ÷ featured store",
+                                  h.ratio(cost["runlane"], cost["featured"]), "x",
+                                  "runlane's own overhead above those writes"),
                 ]  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
