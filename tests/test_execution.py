@@ -110,6 +110,48 @@ def test_exhausted_attempts_fail_and_call_on_failure_once(worker):
     assert failures == [("ValueError", 3)]
 
 
+class _Ready:
+    """An awaitable that is done at once (it never waits)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        if False:  # a generator that returns at once
+            yield
+        return self.value
+
+
+@pytest.mark.parametrize("hooked", [False, True], ids=["plain", "with-hook"])
+def test_a_sync_task_that_returns_an_awaitable(worker, hooked):
+    """A plain task and one with a hook (the pipeline's two paths) treat an awaitable a sync
+    function returns alike: awaited when it is done at once, else the attempt fails, asking
+    for ``async def``, without retrying (it would fail the same way again)."""
+    hooks = {"on_success": lambda payload, output: None} if hooked else {}
+    retry = {"max_attempts": 3, "min_timeout_in_ms": 0, "randomize": False}
+
+    @runlane.task(id=f"returns-ready-{hooked}", retry=retry, **hooks)
+    def returns_ready(payload):
+        return _Ready({"got": payload})
+
+    class Pending:
+        """An awaitable that waits (for an event loop this attempt does not have)."""
+
+        def __await__(self):
+            yield
+            return 1
+
+    @runlane.task(id=f"returns-coroutine-{hooked}", retry=retry, **hooks)
+    def returns_coroutine(payload):
+        return Pending()
+
+    run = wait_final(returns_ready.trigger(7))
+    assert run.status == "COMPLETED" and run.output == {"got": 7}
+    run = wait_final(returns_coroutine.trigger(None))
+    assert run.status == "FAILED" and run.attempt_count == 1
+    assert "declare it with `async def`" in run.error.message
+
+
 def test_trigger_max_attempts_overrides_and_dev_retry_switch(db_url):
     @runlane.task(id="override", retry={"max_attempts": 5, "min_timeout_in_ms": 0})
     def override(payload):

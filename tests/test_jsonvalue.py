@@ -340,3 +340,20 @@ def test_limits_default_values() -> None:
     assert DEFAULT_LIMITS.tag_length == 64
     assert DEFAULT_LIMITS.idempotency_key_ttl_seconds == 30 * 24 * 3600
     assert DEFAULT_LIMITS.min_max_duration_seconds == 5
+
+
+def test_none_is_null_within_the_limit() -> None:
+    """None (what most tasks return) is encoded without the converter, and still counts
+    against the limit."""
+    assert encode(None, "output", None) == "null"
+    assert encode(None, "output", 4) == "null"
+    with pytest.raises(PayloadError, match="over the limit of 3"):
+        encode(None, "output", 3)
+
+
+@pytest.mark.parametrize("value", [0, -1.5, "é\u2028", [1, {"a": None}], {"k": [True, 2**70]}])
+def test_dumps_is_compact_json_as_the_standard_library_writes_it(value: Any) -> None:
+    expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    assert dumps(value) == expected
+    with pytest.raises(ValueError):
+        dumps(math.nan)

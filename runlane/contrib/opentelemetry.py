@@ -89,6 +89,9 @@ class OpenTelemetryTracing(tracing.Tracing):
         self._status = Status
         self._code = StatusCode
         self._global = tracer_provider is None
+        # a provider the API loads from the environment on first lookup (read once: the
+        # variable configures the process at its start)
+        self._env_provider = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
         if tracer_provider is None:  # a proxy: follows trace.set_tracer_provider() done later
             self._tracer = trace.get_tracer(TRACER_NAME, __version__)
         else:
@@ -96,15 +99,19 @@ class OpenTelemetryTracing(tracing.Tracing):
         # spans whose exception was recorded explicitly (logger.trace), not to record it twice
         self._recorded: weakref.WeakKeyDictionary[Any, BaseException] = weakref.WeakKeyDictionary()
 
-    @contextlib.contextmanager
     def attempt_span(
         self, name: str, attributes: Mapping[str, Any], parent: Mapping[str, str] | None
-    ) -> Iterator[Span]:
+    ) -> contextlib.AbstractContextManager[Any]:
         # The parent is the run's stored context only: an attempt never joins whatever span
         # happens to be current on the worker thread; without a stored context it starts a trace.
         if not parent and self._inert():  # no SDK and no trace to carry: nothing to record
-            yield None
-            return
+            return tracing.NO_SPAN
+        return self._attempt_span(name, attributes, parent)
+
+    @contextlib.contextmanager
+    def _attempt_span(
+        self, name: str, attributes: Mapping[str, Any], parent: Mapping[str, str] | None
+    ) -> Iterator[Span]:
         parent_ctx = self._propagate.extract(dict(parent or {}), context=self._context.Context())
         span = self._tracer.start_span(
             name,
@@ -122,13 +129,17 @@ class OpenTelemetryTracing(tracing.Tracing):
                 self.record_exception(span, exc)
                 raise
 
-    @contextlib.contextmanager
-    def span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Span | None]:
+    def span(
+        self, name: str, attributes: Mapping[str, Any]
+    ) -> contextlib.AbstractContextManager[Any]:
         if self._inert():
             # without an SDK the span would be a non-recording copy of the current one, which
             # stays current instead: inject() carries the same trace to a triggered run
-            yield None
-            return
+            return tracing.NO_SPAN
+        return self._span(name, attributes)
+
+    @contextlib.contextmanager
+    def _span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Span | None]:
         span = self._tracer.start_span(str(name), attributes=attributes_of(attributes))
         with self._use(span):
             try:
@@ -183,10 +194,13 @@ class OpenTelemetryTracing(tracing.Tracing):
     # -- internals
     def _inert(self) -> bool:
         """No tracer provider is set (no SDK): every span would be a no-op. Checked at each
-        span, so a provider set later is used from then on."""
-        return self._global and isinstance(
-            self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider
-        )
+        span, so a provider set later is used from then on: first the API's own global (one
+        attribute read), then, once a provider may be there, the API's lookup."""
+        if not self._global:
+            return False
+        if getattr(self._trace, "_TRACER_PROVIDER", False) is None and not self._env_provider:
+            return True  # nothing set, and none named in the environment to load
+        return isinstance(self._trace.get_tracer_provider(), self._trace.ProxyTracerProvider)
 
     @contextlib.contextmanager
     def _use(self, span: Span) -> Iterator[None]:

@@ -271,9 +271,64 @@ async def _decide(spec: AttemptSpec, error: BaseException) -> AttemptEnd:
     return AttemptEnd(error=recorded, retry_at=now + delay / 1000, machine=machine)
 
 
+class _Suspended(Exception):
+    """A sync task's awaitable result suspended (it needs an event loop)."""
+
+
+def _settle(result: Any) -> Any:
+    """The value of an awaitable a sync function returned, as ``await`` in a driven
+    pipeline gives it; ``_Suspended`` if it would wait."""
+
+    async def wait() -> Any:
+        return await result
+
+    coro = wait()
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coro.close()
+    raise _Suspended
+
+
+def _run_plain(spec: AttemptSpec) -> AttemptEnd:
+    """``run_pipeline`` for a sync task with no hook and no payload schema (most attempts),
+    without its coroutines: the same calls, the same outcome."""
+    control, active, fn = spec.control, spec.active, spec.task.fn
+    try:
+        try:
+            if accepts_positional(fn, 2):  # def task(payload, ctx)
+                a, k = fit_call(fn, spec.payload, active.ctx)
+            else:  # def task(payload): its context is never built
+                a, k = fit_call(fn, spec.payload)
+            result = control.call(fn, *a, **k)
+            if inspect.isawaitable(result):
+                result = _settle(result)
+            control.check()
+            output = jsonvalue.encode(result, "output", spec.output_limit)
+        except (AttemptInterrupted, _Suspended):
+            raise
+        except Exception as exc:
+            return drive(_decide(spec, exc))  # no handle_error hook: never awaits
+    except _Suspended:
+        raise RunlaneError(
+            "a sync function returned an awaitable; declare it with `async def` so runlane runs "
+            "the attempt on an event loop"
+        ) from None
+    return AttemptEnd(output=output)
+
+
 def run_attempt(spec: AttemptSpec) -> AttemptEnd:
     """Run the pipeline on this thread: synchronously, or on an event loop when needed."""
-    if not needs_event_loop(spec.task, spec.global_hooks):
+    task = spec.task
+    if (
+        not task.hooks
+        and not spec.global_hooks
+        and task.parse_payload is None
+        and not is_async(task.fn)
+    ):
+        return _run_plain(spec)
+    if not needs_event_loop(task, spec.global_hooks):
         return drive(run_pipeline(spec))
 
     async def main() -> AttemptEnd:

@@ -7,10 +7,9 @@ Every state change goes through one guarded store verb; the broker only ever car
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from runlane.core import context, ids, jsonvalue, tracing
@@ -56,6 +55,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runlane.engine")
 PURGE_EVERY = 60.0  # seconds between passes that delete runs past their retention
+
+
+class _Sending:
+    """What ``Engine.sending()`` returns (a class: a generator's context manager costs
+    several times more, on every transition)."""
+
+    __slots__ = ("engine", "ready")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.ready: list[Dispatch] = []
+
+    def __enter__(self) -> list[Dispatch]:
+        return self.ready
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if kind is None:
+            self.engine.send(self.ready)
 
 
 class Engine:
@@ -246,13 +263,10 @@ class Engine:
             return None
         return Push(found, server.db, {d.run_id: d for d in queued if d.run_id in found})
 
-    @contextlib.contextmanager
-    def sending(self) -> Iterator[list[Dispatch]]:
+    def sending(self) -> _Sending:
         """``with engine.sending() as ready: store.<transition>(..., ready=ready)``: the runs
         the transition admitted are sent once it has been recorded (not if it raised)."""
-        ready: list[Dispatch] = []
-        yield ready
-        self.send(ready)
+        return _Sending(self)
 
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         """Hand QUEUED runs to the broker. A failure here loses nothing: the runs stay QUEUED

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,21 +40,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("runlane.executor")
 
 
-# a task's retry options parsed against the configured default, by task (read on every
-# attempt); an entry is used while the task's options and the default are the same objects
-_retries: weakref.WeakKeyDictionary[Task[Any], tuple[Any, RetryOptions, RetryOptions]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def task_retry(rt: Runtime, task: Task[Any]) -> RetryOptions:
-    """The task's retry options resolved against ``configure(retries=...)``'s default."""
+    """The task's retry options resolved against ``configure(retries=...)``'s default (kept
+    on the task, read on every attempt: used while the task's options and the default are
+    the same objects)."""
     base = rt.settings.retry_default
-    hit = _retries.get(task)
+    hit = task.resolved_retry
     if hit is not None and hit[0] is task.retry_options and hit[1] is base:
         return hit[2]
     options = parse_retry(task.retry_options, base)
-    _retries[task] = (task.retry_options, base, options)
+    task.resolved_retry = (task.retry_options, base, options)
     return options
 
 
@@ -314,7 +308,7 @@ class Executor:
             finally:
                 flush_partial_line(active)
         finally:
-            control.finished.set()
+            control.finish()
             context.deactivate(token)
             self.active.remove(active)
         if active.waits is not None and active.waits.suspended_index is not None:
@@ -364,46 +358,47 @@ class Executor:
 
     def _outcome(
         self, end: AttemptEnd | None, control: AttemptControl, max_duration: int | None
-    ) -> AttemptOutcome | None:
+    ) -> dict[str, Any] | None:
+        """The fields of the attempt's ``AttemptOutcome`` (None: canceled, nothing to record)."""
         if control.reason == CANCEL:
             return None  # the store already holds the run as CANCELED
         if control.reason == TIMEOUT or end is None:
-            return AttemptOutcome(
-                attempt_status=AttemptStatus.TIMED_OUT.value,
-                run_status=RunStatus.TIMED_OUT,
-                error=timed_out_error(max_duration),
-            )
+            return {
+                "attempt_status": AttemptStatus.TIMED_OUT.value,
+                "run_status": RunStatus.TIMED_OUT,
+                "error": timed_out_error(max_duration),
+            }
         if end.error is None:
-            return AttemptOutcome(
-                attempt_status=AttemptStatus.COMPLETED.value,
-                run_status=RunStatus.COMPLETED,
-                output=end.output,
-            )
+            return {
+                "attempt_status": AttemptStatus.COMPLETED.value,
+                "run_status": RunStatus.COMPLETED,
+                "output": end.output,
+            }
         if end.retry_at is not None:
-            return AttemptOutcome(
-                attempt_status=AttemptStatus.FAILED.value,
-                run_status=RunStatus.REATTEMPTING,
-                error=end.error,
-                retry_at=end.retry_at,
-                machine=end.machine,
-            )
-        return AttemptOutcome(
-            attempt_status=AttemptStatus.FAILED.value,
-            run_status=RunStatus.FAILED,
-            error=end.error,
-        )
+            return {
+                "attempt_status": AttemptStatus.FAILED.value,
+                "run_status": RunStatus.REATTEMPTING,
+                "error": end.error,
+                "retry_at": end.retry_at,
+                "machine": end.machine,
+            }
+        return {
+            "attempt_status": AttemptStatus.FAILED.value,
+            "run_status": RunStatus.FAILED,
+            "error": end.error,
+        }
 
     def _record_locked(
         self,
         started: StartedAttempt,
         active: ActiveRun,
-        outcome: AttemptOutcome | None,
+        fields: dict[str, Any] | None,
         delivery: Delivery | None,
     ) -> None:
         rt = self.rt
         self._flush_side(active)
         ops = active.metadata.take_pending()
-        if outcome is None:
+        if fields is None:
             if ops:  # the run was canceled: keep what it reported until then
                 rt.store.update_metadata(
                     started.run_id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
@@ -415,9 +410,7 @@ class Executor:
                 )
             return
         attempt_ms = int(active.control.elapsed() * 1000) if active.control else None
-        outcome = AttemptOutcome(
-            **{**outcome.__dict__, "metadata_ops": ops, "attempt_ms": attempt_ms}
-        )
+        outcome = AttemptOutcome(**fields, metadata_ops=ops, attempt_ms=attempt_ms)
         ack = delivery.ack_ref if delivery is not None else None
         with rt.engine.sending() as ready:  # the freed slot may admit a run; a parent resume
             recorded = rt.store.finish_attempt(

@@ -180,7 +180,7 @@ class Host:
             assert control is not None
             stuck = (
                 control.interrupted_at is not None
-                and not control.finished.is_set()
+                and not control.finished
                 and now - control.interrupted_at >= INTERRUPT_GRACE
                 and control.thread_id not in self.abandoned
             )

@@ -72,7 +72,7 @@ class AttemptControl:
         self._in_sync = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
-        self.finished = threading.Event()
+        self._finished = False  # set by finish(): no interrupt reaches the thread after it
         self._paused_at: float | None = None
         self._paused_total = 0.0
 
@@ -87,6 +87,15 @@ class AttemptControl:
         finally:
             with self._lock:
                 self._in_sync -= 1
+
+    def finish(self) -> None:
+        """The attempt's code has returned: from now on an interrupt is refused."""
+        with self._lock:
+            self._finished = True
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
 
     def check(self) -> None:
         if self.reason is not None:
@@ -133,7 +142,7 @@ class AttemptControl:
     def interrupt(self, reason: str) -> bool:
         """Ask the attempt to stop; True the first time."""
         with self._lock:
-            if self.reason is not None or self.finished.is_set():
+            if self.reason is not None or self._finished:
                 return False
             self.reason = reason
             self.interrupted_at = time.monotonic()

@@ -64,14 +64,20 @@ def to_json_value(value: Any, option: str = "payload") -> Any:
     return _convert(value, option, "$", 0)
 
 
+# one encoder for every call: json.dumps with options builds a new JSONEncoder each time
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Encode plain JSON data (already checked) compactly."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _encoder.encode(value)
 
 
 def encode(value: Any, option: str, limit: int | None) -> str:
     """Check, convert and encode ``value``; enforce ``limit`` bytes of UTF-8."""
-    text = dumps(to_json_value(value, option))
+    if value is None and (limit is None or limit >= 4):  # most tasks return nothing
+        return "null"
+    text = _encoder.encode(_convert(value, option, "$", 0))
     if limit is not None:
         size = len(text.encode("utf-8"))
         if size > limit:

@@ -82,6 +82,8 @@ class Task(Generic[R]):
         self.fn = fn
         self.id = validate_task_id(id)
         self.retry_options = retry  # resolved against the configured default at run time
+        # (options, default, resolved) of the last resolution (runlane.core.executor)
+        self.resolved_retry: tuple[Any, Any, RetryOptions] | None = None
         if retry is not None:
             parse_retry(retry)  # validate now
         self.queue_spec: QueueSpec = parse_queue(queue) if queue is not None else QueueSpec()

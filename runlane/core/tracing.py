@@ -6,25 +6,29 @@ parent run to its children through ``trace_context`` (W3C headers stored on the 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runlane.core.models import TaskRunError
 
 
+# what a span that records nothing is: a context manager yielding None, shared (reusable)
+NO_SPAN: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+
+
 class Tracing:
     """No-op tracing: the interface every implementation provides."""
 
-    @contextlib.contextmanager
     def attempt_span(
         self, name: str, attributes: Mapping[str, Any], parent: Mapping[str, str] | None
-    ) -> Iterator[Any]:
-        yield None
+    ) -> contextlib.AbstractContextManager[Any]:
+        return NO_SPAN
 
-    @contextlib.contextmanager
-    def span(self, name: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
-        yield None
+    def span(
+        self, name: str, attributes: Mapping[str, Any]
+    ) -> contextlib.AbstractContextManager[Any]:
+        return NO_SPAN
 
     def set_attribute(self, span: Any, key: str, value: Any) -> None:
         return None
