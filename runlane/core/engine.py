@@ -97,7 +97,8 @@ class Engine:
     ) -> tuple[NewRun, int]:
         settings = self.rt.settings
         limits = settings.limits
-        validate_task_id(task_id, "task")
+        if task is None or task.id != task_id:  # a Task's own id was checked when defined
+            validate_task_id(task_id, "task")
         opts: TriggerOptions = parse_trigger_options(raw_options, now, limits)
         if task is not None and task.parse_payload is not None:
             task.parse_payload(payload)  # schema tasks validate before anything is written
@@ -287,7 +288,8 @@ class Engine:
         options: Mapping[str, Any] | None,
         task: Task[Any] | None = None,
     ) -> RunHandle:
-        validate_task_id(task_id, "task")
+        if task is None or task.id != task_id:  # a Task's own id was checked when defined
+            validate_task_id(task_id, "task")
         with tracing.get().span(f"trigger {task_id}", {"runlane.task": task_id}):
             now = self.rt.now()
             known = self._known({task_id})

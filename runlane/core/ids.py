@@ -69,8 +69,13 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+# the time part of the last id made (10 characters: ids of one millisecond share it)
+_head_ms = -1
+_head = ""
+
+
 def ulid(now_ms: int | None = None) -> str:
-    global _last_ms, _last_rand
+    global _last_ms, _last_rand, _head_ms, _head
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     with _lock:
         if _pid != os.getpid():  # a fork that ran no fork hooks (uWSGI without them, say)
@@ -84,7 +89,10 @@ def ulid(now_ms: int | None = None) -> str:
         else:
             rand = _random80() >> 1  # headroom for increments
         _last_ms, _last_rand = ms, rand
-    return _encode((ms << 80) | rand, 26)  # 10 characters of time, then 16 of randomness
+        if ms != _head_ms:
+            _head_ms, _head = ms, _encode(ms, 10)
+        head = _head
+    return head + _encode(rand, 16)  # 10 characters of time, then 16 of randomness
 
 
 def new_id(prefix: str) -> str:

@@ -311,7 +311,9 @@ def parse_trigger_options(
     """Parse the options of one trigger. Unknown names are an error (typos do not pass)."""
     if raw is not None and not isinstance(raw, Mapping):
         raise InvalidOptionError("options", raw, "trigger options must be a dict")
-    raw = dict(raw or {})
+    if not raw:  # most triggers give none
+        return TriggerOptions()
+    raw = dict(raw)
     unknown = set(raw) - TRIGGER_OPTION_NAMES
     if unknown:
         name = sorted(unknown)[0]
