@@ -131,3 +131,14 @@ def test_a_forked_child_never_repeats_its_parents_ids(monkeypatch) -> None:
     theirs = os.read(read, 64).decode()
     os.close(read)
     assert theirs and theirs != ids.ulid(ms)
+
+
+def test_the_random_part_encodes_as_the_general_encoder_does() -> None:
+    import random
+
+    from runlane.core.ids import _encode, _encode80
+
+    rng = random.Random(7)
+    edges = [0, 1, (1 << 40) - 1, 1 << 40, (1 << 79), (1 << 80) - 1]
+    for value in edges + [rng.getrandbits(80) for _ in range(2000)]:
+        assert _encode80(value) == _encode(value, 16)
