@@ -198,6 +198,8 @@ class Engine:
         """A task defined in this process is registered in the store (with its queue's limits)
         before its first run is written, so admission knows the limits and its delayed runs
         are queued later rather than WAITING_FOR_DEPLOY. Called after validation."""
+        if len(news) == 1 and news[0].task_identifier in self._registered:
+            return  # a trigger of a task registered already (most)
         local = {self.rt.registry.get(n.task_identifier) for n in news}
         fresh = [t for t in local if t is not None and t.id not in self._registered]
         if fresh:

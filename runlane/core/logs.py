@@ -100,6 +100,8 @@ class LogBuffer:
             self._pending.append(entry)
 
     def take(self) -> list[dict[str, Any]]:
+        if not self._pending:  # nothing logged (an add after this: the next take)
+            return []
         with self._lock:
             out, self._pending = self._pending, []
         return out

@@ -170,6 +170,8 @@ class MetadataState:
             return copy.deepcopy(self._value.get(key))
 
     def take_pending(self) -> list[dict[str, Any]]:
+        if not self._pending:  # no update pending (an apply after this: the next take)
+            return []
         with self._lock:
             ops, self._pending = self._pending, []
         return collapse(ops)
@@ -199,6 +201,8 @@ class RemoteOps:
             self._pending.setdefault(run_id, []).append(op)
 
     def take(self) -> dict[str, list[dict[str, Any]]]:
+        if not self._pending:  # most attempts touch no other run (an add after this: next take)
+            return {}
         with self._lock:
             out, self._pending = self._pending, {}
         return {run_id: collapse(ops) for run_id, ops in out.items()}

@@ -40,11 +40,16 @@ HOOK_NAMES = (
 )
 
 
-def _engine() -> Engine:
-    # the runtime module imports this one; reach it at call time
-    from runlane.core import runtime
+_runtime: Any = None  # runlane.core.runtime, once imported (it imports this module)
 
-    return runtime.get().engine
+
+def _engine() -> Engine:
+    global _runtime
+    if _runtime is None:  # reached at call time: an import statement costs every trigger
+        from runlane.core import runtime
+
+        _runtime = runtime
+    return _runtime.get().engine
 
 
 def default_queue_name(task_id: str) -> str:

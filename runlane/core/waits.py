@@ -33,9 +33,9 @@ class WaitState:
     """The replay log of one attempt and the index of its next wait."""
 
     def __init__(self, log: Sequence[Waitpoint] = ()) -> None:
-        self.replay: dict[int, Waitpoint] = {w.index: w for w in log}
+        self.replay: dict[int, Waitpoint] = {w.index: w for w in log} if log else {}
         self.next_index = 0
-        self.last_recorded = max(self.replay, default=-1)
+        self.last_recorded = max(self.replay) if self.replay else -1
         self.suspended_index: int | None = None
 
     @property

@@ -253,7 +253,6 @@ class ScriptLane:
     def __call__(self, key: str, command: str, *args: str | bytes) -> Any:
         """FCALL of the library's function, or EVALSHA of the script of ``command``, with one
         key and ``command, *args``."""
-        script = self.scripts.get(command, self.program)
         functions = self.functions
         # the command's fixed part (FCALL/EVALSHA, function or script, key, command), packed
         # once: what varies is the argument (usually one JSON document)
@@ -264,12 +263,11 @@ class ScriptLane:
                 assert self.library is not None
                 fixed = ("FCALL", self.library.function, "1", key, command)
             else:
-                fixed = ("EVALSHA", script.sha, "1", key, command)
+                fixed = ("EVALSHA", self.scripts.get(command, self.program).sha, "1", key, command)
             if len(self._heads) >= 1024:  # keys are few (one per environment); bounded anyway
                 self._heads.clear()
             head = self._heads[head_key] = _head(fixed, len(fixed) + len(args))
         packed = head + b"".join([_bulk(arg) for arg in args])
-        args = (command, *args)
         conn = self._connection()
         try:
             sock = getattr(conn, "_sock", None)
@@ -289,7 +287,7 @@ class ScriptLane:
         except redis.exceptions.ResponseError as exc:
             if functions is not False and _no_functions(exc):
                 self.functions = False  # Redis 6, or FCALL refused to this user: scripts
-                return self(key, *args)
+                return self(key, command, *args)
             if functions is False or not _missing_function(exc):
                 if functions is None:
                     self.functions = True  # the library answered (with its own error)
@@ -299,7 +297,7 @@ class ScriptLane:
         except BaseException:
             conn.disconnect()  # interrupted mid-call (a cancel, a time limit): out of step
             raise
-        return self._slow(script, key, args)
+        return self._slow(self.scripts.get(command, self.program), key, (command, *args))
 
     def _slow(self, script: Script, key: str, args: tuple[str, ...]) -> Any:
         """The call through redis-py, with its reconnects and retries; the library (or the
