@@ -639,6 +639,19 @@ LABELS = {
 }
 
 
+# the --floor ratios: (label, setup, setup it is divided by, what it says)
+FLOOR_RATIOS = [
+    ("floor ratio (raw + 3 Redis writes ÷ raw)", "floor", "raw",
+     "the least any store writing each run 3 times adds"),
+    ("minimal atomic store ratio (÷ raw)", "atomic", "raw",
+     "3 Lua transitions with a status check, nothing more"),
+    ("featured store ratio (÷ raw)", "featured", "raw",
+     "the structures runlane's features need, written at least cost"),
+    ("runlane ÷ featured store", "runlane", "featured",
+     "runlane's own overhead above those writes"),
+]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
@@ -733,20 +746,9 @@ def main() -> None:
                 )
             )
             if args.floor:
-                results += [
-                    h.Measurement(framework, "floor ratio (raw + 3 Redis writes ÷ raw)",
-                                  h.ratio(cost["floor"], cost["raw"]), "x",
-                                  "the least any store writing each run 3 times adds"),
-                    h.Measurement(framework, "minimal atomic store ratio (÷ raw)",
-                                  h.ratio(cost["atomic"], cost["raw"]), "x",
-                                  "3 Lua transitions with a status check, nothing more"),
-                    h.Measurement(framework, "featured store ratio (÷ raw)",
-                                  h.ratio(cost["featured"], cost["raw"]), "x",
-                                  "the structures runlane's features need, written at least cost"),
-                    h.Measurement(framework, "runlane ÷ featured store",
-                                  h.ratio(cost["runlane"], cost["featured"]), "x",
-                                  "runlane's own overhead above those writes"),
-                ]  # fmt: skip
+                for name, top, bottom, detail in FLOOR_RATIOS:
+                    ratio = h.ratio(cost[top], cost[bottom])
+                    results.append(h.Measurement(framework, name, ratio, "x", detail))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if profiler is not None:
