@@ -69,9 +69,27 @@ def needs_event_loop(task: Task[Any], global_hooks: Mapping[str, Callable[..., A
     return any(is_async(fn) for fn in fns)
 
 
-async def _call(control: AttemptControl, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+def _invoke(control: AttemptControl, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    """Call user code with the arguments its signature takes, interruptibly."""
     a, k = fit_call(fn, *args, **kw)
-    result = control.call(fn, *a, **k)
+    return control.call(fn, *a, **k)
+
+
+def _task_args(spec: AttemptSpec) -> tuple[Any, ...]:
+    """The task function's arguments: ``def task(payload)`` never has its context built."""
+    if accepts_positional(spec.task.fn, 2):
+        return (spec.payload, spec.active.ctx)
+    return (spec.payload,)
+
+
+SYNC_AWAITABLE = (
+    "a sync function returned an awaitable; declare it with `async def` so runlane runs "
+    "the attempt on an event loop"
+)
+
+
+async def _call(control: AttemptControl, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    result = _invoke(control, fn, *args, **kw)
     if inspect.isawaitable(result):
         result = await result
     control.check()
@@ -85,10 +103,7 @@ def drive(coro: Coroutine[Any, Any, Any]) -> Any:
     except StopIteration as stop:
         return stop.value
     coro.close()
-    raise RunlaneError(
-        "a sync function returned an awaitable; declare it with `async def` so runlane runs "
-        "the attempt on an event loop"
-    )
+    raise RunlaneError(SYNC_AWAITABLE)
 
 
 def _as_task_error(value: Any, fallback: TaskRunError) -> TaskRunError:
@@ -117,10 +132,7 @@ async def _run_body(spec: AttemptSpec) -> Any:
             # and not again when a suspended attempt resumes
             for fn in _hooks(spec, "on_start"):
                 await _call(control, fn, spec.payload, active.ctx)
-        fn = spec.task.fn
-        if not accepts_positional(fn, 2):  # def task(payload): its context is never built
-            return await _call(control, fn, spec.payload)
-        return await _call(control, fn, spec.payload, active.ctx)
+        return await _call(control, spec.task.fn, *_task_args(spec))
 
     chain: Callable[[], Awaitable[Any]] = inner
     for mw in reversed(_hooks(spec, "middleware")):  # the global middleware is outermost
@@ -294,14 +306,10 @@ def _settle(result: Any) -> Any:
 def _run_plain(spec: AttemptSpec) -> AttemptEnd:
     """``run_pipeline`` for a sync task with no hook and no payload schema (most attempts),
     without its coroutines: the same calls, the same outcome."""
-    control, active, fn = spec.control, spec.active, spec.task.fn
+    control = spec.control
     try:
         try:
-            if accepts_positional(fn, 2):  # def task(payload, ctx)
-                a, k = fit_call(fn, spec.payload, active.ctx)
-            else:  # def task(payload): its context is never built
-                a, k = fit_call(fn, spec.payload)
-            result = control.call(fn, *a, **k)
+            result = _invoke(control, spec.task.fn, *_task_args(spec))
             if inspect.isawaitable(result):
                 result = _settle(result)
             control.check()
@@ -311,10 +319,7 @@ def _run_plain(spec: AttemptSpec) -> AttemptEnd:
         except Exception as exc:
             return drive(_decide(spec, exc))  # no handle_error hook: never awaits
     except _Suspended:
-        raise RunlaneError(
-            "a sync function returned an awaitable; declare it with `async def` so runlane runs "
-            "the attempt on an event loop"
-        ) from None
+        raise RunlaneError(SYNC_AWAITABLE) from None
     return AttemptEnd(output=output)
 
 

@@ -96,9 +96,7 @@ class Engine:
         batch_id: str | None,
     ) -> tuple[NewRun, int]:
         settings = self.rt.settings
-        limits = settings.limits
-        if task is None or task.id != task_id:  # a Task's own id was checked when defined
-            validate_task_id(task_id, "task")
+        limits = settings.limits  # (task_id: checked by the callers)
         opts: TriggerOptions = parse_trigger_options(raw_options, now, limits)
         if task is not None and task.parse_payload is not None:
             task.parse_payload(payload)  # schema tasks validate before anything is written
