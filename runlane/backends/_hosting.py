@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from runlane.core import runtime
+from runlane.core.executor import Executor
 from runlane.core.host import Host
 from runlane.core.runtime import Runtime
 from runlane.core.task import Task
@@ -41,6 +42,7 @@ class ProcessHost:
         self.slots: int | None = None
         self.engine = True
         self.on_abandon: Callable[[int], None] | None = None
+        self._kept: tuple[Runtime, Host, Executor] | None = None  # see _executor
 
     # ------------------------------------------------------------------ lifecycle
     def start(
@@ -104,6 +106,7 @@ class ProcessHost:
             self._host = self._pid = None
 
     def _stop_locked(self) -> None:
+        self._kept = None
         if self._registry is not None and self._listener is not None:
             self._registry.off_add(self._listener)
         self._listener = self._registry = None
@@ -126,8 +129,8 @@ class ProcessHost:
         startable (finished, canceled, taken by another worker) is a no-op: the store fences
         duplicates. ``environment``: the one the run was triggered in, when the message says.
         Raises only when the store cannot be reached."""
-        host = self.current()
-        rt = host.runtime
+        executor = self._executor()
+        rt = executor.rt
         if environment is not None and environment != rt.environment:
             log.error(
                 "run %s belongs to environment %r but this %s worker runs %r: the delivery is "
@@ -149,7 +152,24 @@ class ProcessHost:
                 self.framework,
             )
             return
-        host.executor(busy=self.busy).execute(dispatch)
+        executor.execute(dispatch)
+
+    def _executor(self) -> Executor:
+        """An executor of the attempts this process's Host supervises, kept while the
+        runtime, the process and the Host stay the same (asked on every delivery)."""
+        kept = self._kept
+        if (
+            kept is not None
+            and kept[0] is runtime.peek()
+            and self._pid == os.getpid()
+            and kept[1] is self._host
+            and kept[1].running
+        ):
+            return kept[2]
+        host = self.current()
+        executor = host.executor(busy=self.busy)
+        self._kept = (executor.rt, host, executor)
+        return executor
 
 
 def sender_environment(broker: object) -> str | None:

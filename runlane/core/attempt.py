@@ -303,6 +303,10 @@ def _settle(result: Any) -> Any:
     raise _Suspended
 
 
+# what most tasks return: never awaitable (inspect.isawaitable asks the Awaitable ABC)
+_PLAIN_VALUES = frozenset({type(None), dict, list, str, int, float, bool})
+
+
 def _run_plain(spec: AttemptSpec) -> AttemptEnd:
     """``run_pipeline`` for a sync task with no hook and no payload schema (most attempts),
     without its coroutines: the same calls, the same outcome."""
@@ -310,7 +314,7 @@ def _run_plain(spec: AttemptSpec) -> AttemptEnd:
     try:
         try:
             result = _invoke(control, spec.task.fn, *_task_args(spec))
-            if inspect.isawaitable(result):
+            if type(result) not in _PLAIN_VALUES and inspect.isawaitable(result):
                 result = _settle(result)
             control.check()
             output = jsonvalue.encode(result, "output", spec.output_limit)

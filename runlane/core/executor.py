@@ -39,6 +39,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runlane.executor")
 
+# the attempt statuses an outcome records, as text (an enum member's .value is a property
+# lookup, on every attempt)
+_COMPLETED = AttemptStatus.COMPLETED.value
+_FAILED = AttemptStatus.FAILED.value
+_TIMED_OUT = AttemptStatus.TIMED_OUT.value
+
 
 def task_retry(rt: Runtime, task: Task[Any]) -> RetryOptions:
     """The task's retry options resolved against ``configure(retries=...)``'s default (kept
@@ -53,21 +59,32 @@ def task_retry(rt: Runtime, task: Task[Any]) -> RetryOptions:
     return options
 
 
-def effective_retry(rt: Runtime, task: Task[Any], max_attempts: int | None) -> RetryOptions:
-    """The task's retry options with the run's own ``max_attempts`` (a trigger option)."""
-    options = task_retry(rt, task)
+def _no_retries(rt: Runtime) -> bool:
+    """Retries are off in the dev environment unless ``configure()`` enables them."""
+    settings = rt.settings
+    return settings.environment == "dev" and not settings.retries_enabled_in_dev
+
+
+def effective_retry(
+    rt: Runtime, task: Task[Any], max_attempts: int | None, options: RetryOptions | None = None
+) -> RetryOptions:
+    """The task's retry options (``options``: already resolved by ``task_retry``) with the
+    run's own ``max_attempts`` (a trigger option)."""
+    if options is None:
+        options = task_retry(rt, task)
     if max_attempts is not None:
         options = RetryOptions(**{**options.__dict__, "max_attempts": max(1, max_attempts)})
-    if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
+    if _no_retries(rt):
         options = RetryOptions(**{**options.__dict__, "max_attempts": 1})
     return options
 
 
-def default_max_attempts(rt: Runtime, task: Task[Any]) -> int:
-    """The attempts the reaper allows a run of this task if its worker dies mid-attempt."""
-    if rt.environment == "dev" and not rt.settings.retries_enabled_in_dev:
+def default_max_attempts(rt: Runtime, task: Task[Any], options: RetryOptions | None = None) -> int:
+    """The attempts the reaper allows a run of this task if its worker dies mid-attempt
+    (``options``: the task's, already resolved by ``task_retry``)."""
+    if _no_retries(rt):
         return 1
-    return task_retry(rt, task).max_attempts
+    return (options or task_retry(rt, task)).max_attempts
 
 
 def effective_max_duration(rt: Runtime, task: Task[Any], stored: int | None) -> int | None:
@@ -236,6 +253,7 @@ class Executor:
         task = rt.registry.get(dispatch.task_identifier)
         if task is None:
             return
+        options = task_retry(rt, task)
         started = delivery.started if delivery is not None else None
         if started is None:
             started = rt.store.start_attempt(
@@ -244,12 +262,12 @@ class Executor:
                 now=rt.now(),
                 known_tasks={task.id},
                 lease_until=time.time() + rt.settings.lease_timeout,  # leases use real time
-                default_max_attempts=default_max_attempts(rt, task),
+                default_max_attempts=default_max_attempts(rt, task, options),
             )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return
         brief = started.brief
-        retry = effective_retry(rt, task, brief.max_attempts)
+        retry = effective_retry(rt, task, brief.max_attempts, options)
         max_duration = effective_max_duration(rt, task, started.max_duration)
         control = AttemptControl(max_duration, used=started.used_ms / 1000)
         replay_log = (
@@ -364,26 +382,26 @@ class Executor:
             return None  # the store already holds the run as CANCELED
         if control.reason == TIMEOUT or end is None:
             return {
-                "attempt_status": AttemptStatus.TIMED_OUT.value,
+                "attempt_status": _TIMED_OUT,
                 "run_status": RunStatus.TIMED_OUT,
                 "error": timed_out_error(max_duration),
             }
         if end.error is None:
             return {
-                "attempt_status": AttemptStatus.COMPLETED.value,
+                "attempt_status": _COMPLETED,
                 "run_status": RunStatus.COMPLETED,
                 "output": end.output,
             }
         if end.retry_at is not None:
             return {
-                "attempt_status": AttemptStatus.FAILED.value,
+                "attempt_status": _FAILED,
                 "run_status": RunStatus.REATTEMPTING,
                 "error": end.error,
                 "retry_at": end.retry_at,
                 "machine": end.machine,
             }
         return {
-            "attempt_status": AttemptStatus.FAILED.value,
+            "attempt_status": _FAILED,
             "run_status": RunStatus.FAILED,
             "error": end.error,
         }
