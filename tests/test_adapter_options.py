@@ -382,3 +382,63 @@ def test_celery_eager_mode_executes_the_run_at_trigger_time(harness):
     finally:
         celery_worker.process.stop()  # the host the eager execution started in this process
     assert run.status == "COMPLETED" and run.output == {"doubled": 42}
+
+
+# ---------------------------------------------------------------------- publishing over AMQP
+def _get_all(app: Any, queue: str) -> list[Any]:
+    """The messages waiting in a RabbitMQ queue (taken off it)."""
+    out = []
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        while (message := channel.basic_get(queue, no_ack=True)) is not None:
+            out.append(message)
+    return out
+
+
+def test_celery_publish_over_amqp_is_celerys_own_message(amqp_url):
+    """Without publish signals or sent events, CeleryBroker publishes with kombu directly
+    (skipping send_task_message's per-call work): the message on RabbitMQ is the one Celery's
+    own path publishes (a receiver of before_task_publish makes runlane take that path), the
+    queue is declared before the first message (nothing lost on a fresh queue), and again on a
+    new connection."""
+    from celery import signals
+
+    h = CeleryUnderTest(amqp_url)
+    try:
+        d = Dispatch("run_a", "fast-task", "task/fast-task", None)
+        h.broker.send([d])  # the queue did not exist: declared first
+
+        def before(**kwargs: Any) -> None:
+            pass
+
+        signals.before_task_publish.connect(before, weak=False)
+        try:
+            h.broker.send([d])  # Celery's send_task_message
+        finally:
+            signals.before_task_publish.disconnect(before)
+        fast, own = _get_all(h.app, h.prefix)
+        varying = {"id", "root_id"}
+        assert {k: v for k, v in fast.headers.items() if k not in varying} == {
+            k: v for k, v in own.headers.items() if k not in varying
+        }
+        assert fast.headers["task"] == TASK_NAME and fast.headers["shadow"] == "runlane:fast-task"
+        props = ("content_type", "content_encoding", "delivery_mode", "priority", "reply_to")
+        assert [fast.properties.get(p) for p in props] == [own.properties.get(p) for p in props]
+        assert fast.properties["correlation_id"] == fast.headers["id"]
+        assert fast.delivery_info["routing_key"] == own.delivery_info["routing_key"] == h.prefix
+        assert fast.delivery_info["exchange"] == own.delivery_info["exchange"]
+        assert json.loads(fast.body) == json.loads(own.body)
+        assert json.loads(fast.body)[0] == ["run_a", "fast-task", "task/fast-task", None, None]
+
+        # the connection lost (the queue deleted meanwhile): kombu reconnects, and the queue
+        # is declared again on the new channel before the message is published
+        from tests.adapters import delete_amqp_queues
+
+        delete_amqp_queues(amqp_url, [h.prefix])
+        with h.app.producer_or_acquire() as producer:
+            producer.connection.collect()
+        h.broker.send([Dispatch("run_b", "fast-task", "task/fast-task", None)])
+        [again] = _get_all(h.app, h.prefix)
+        assert json.loads(again.body)[0][0] == "run_b"
+    finally:
+        h.close()

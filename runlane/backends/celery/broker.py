@@ -15,9 +15,12 @@ import json
 import logging
 import weakref
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import celery
 from celery import signals
+from kombu.common import Broadcast
 from kombu.utils.uuid import uuid
 
 from runlane.backends._hosting import sender_environment
@@ -27,6 +30,21 @@ from runlane.core.types import Dispatch, RedisServer
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 TASK_NAME = "runlane.execute"
+
+
+@dataclass(frozen=True)
+class _Publishing:
+    """The app's settings a publish uses (``CeleryBroker._settings``)."""
+
+    protocol: int
+    sent_event: bool
+    retry: bool
+    retry_policy: dict[str, Any]
+    compression: str | None
+    delivery_mode: Any
+    default_exchange: str | None
+    default_routing_key: str | None
+
 
 log = logging.getLogger("runlane.celery")
 
@@ -63,6 +81,11 @@ class CeleryBroker:
         self.task = worker.register(app)
         brokers[app] = self
         self._targets: dict[str, tuple[str, int] | bool] = {}  # queue → (list key, mode)
+        self._publishing: _Publishing | None = None  # see _settings
+        # queue → (exchange, routing key, delivery mode, queue to declare); queue → (channel,
+        # the queue bound to it): see _publish
+        self._publish_targets: dict[str, tuple[str, str, Any, Any]] = {}
+        self._bound: dict[str, tuple[Any, Any]] = {}
         self._routes_checked = False
 
     @property
@@ -96,33 +119,124 @@ class CeleryBroker:
         self.warn_ignored_route()
         environment = sender_environment(self)
         conf = self.app.conf
-        # what apply_async() does for a task sent to an explicit queue, without its per-call
-        # bookkeeping (task options, routing, parent ids: a quarter of a publish's CPU); eager
-        # mode and the old task protocol keep the full path
-        direct = not conf.task_always_eager and int(conf.task_protocol or 2) == 2
+        if conf.task_always_eager or self._settings().protocol != 2:
+            # eager mode and the old task protocol: Celery's whole path
+            with self.app.producer_or_acquire() as producer:
+                for d in dispatches:
+                    self.task.apply_async(
+                        args=self._args(d, environment),
+                        queue=self.routing.route(d),
+                        producer=producer,
+                        serializer="json",
+                        shadow=f"runlane:{d.task_identifier}",
+                    )
+            return
+        hooked = self._hooked()
         amqp = self.app.amqp
         with self.app.producer_or_acquire() as producer:
             for d in dispatches:
-                args = (d.run_id, d.task_identifier, d.queue, d.machine, environment)
-                queue = self.routing.route(d)
-                shadow = f"runlane:{d.task_identifier}"  # what logs and monitors show
-                if not direct:
-                    self.task.apply_async(
-                        args=args, queue=queue, producer=producer, serializer="json", shadow=shadow
+                name = self.routing.route(d)
+                if hooked:  # send_task_message sends the signals and the sent event
+                    message = self._message(d, environment, sent_event=True)
+                    amqp.send_task_message(
+                        producer, TASK_NAME, message, queue=name, serializer="json"
                     )
-                    continue
-                message = amqp.create_task_message(
-                    uuid(),
-                    TASK_NAME,
-                    args,
-                    {},
-                    create_sent_event=conf.task_send_sent_event,
-                    shadow=shadow,
-                    ignore_result=True,
-                    argsrepr=repr(args),
-                    kwargsrepr="{}",
-                )
-                amqp.send_task_message(producer, TASK_NAME, message, queue=queue, serializer="json")
+                else:
+                    self._publish(producer, name, self._message(d, environment))
+
+    def _settings(self) -> _Publishing:
+        """The app's publishing settings, read once (Celery's own ``send_task_message``
+        reads them once too): each read of ``app.conf`` costs several microseconds."""
+        settings = self._publishing
+        if settings is None:
+            conf = self.app.conf
+            settings = self._publishing = _Publishing(
+                protocol=int(conf.task_protocol or 2),
+                sent_event=bool(conf.task_send_sent_event),
+                retry=bool(conf.task_publish_retry),
+                retry_policy=dict(conf.task_publish_retry_policy or {}),
+                compression=conf.task_compression,
+                delivery_mode=conf.task_default_delivery_mode,
+                default_exchange=conf.task_default_exchange,
+                default_routing_key=conf.task_default_routing_key,
+            )
+        return settings
+
+    def _hooked(self) -> bool:
+        """Publish signals have receivers, or sent events are on: messages then go through
+        Celery's ``send_task_message``, which sends them."""
+        return bool(
+            signals.before_task_publish.receivers
+            or signals.after_task_publish.receivers
+            or self._settings().sent_event
+        )
+
+    @staticmethod
+    def _args(d: Dispatch, environment: str | None) -> tuple[Any, ...]:
+        return (d.run_id, d.task_identifier, d.queue, d.machine, environment)
+
+    def _message(
+        self, d: Dispatch, environment: str | None, *, sent_event: bool = False
+    ) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
+        """The task message of a run (headers, properties, body, sent event), made by the
+        app's own task protocol; shown as ``runlane:<task>`` in logs and monitors."""
+        args = self._args(d, environment)
+        return self.app.amqp.create_task_message(  # type: ignore[no-any-return]
+            uuid(),
+            TASK_NAME,
+            args,
+            {},
+            create_sent_event=sent_event and self._settings().sent_event,
+            shadow=f"runlane:{d.task_identifier}",
+            ignore_result=True,
+            argsrepr=repr(args),
+            kwargsrepr="{}",
+        )
+
+    def _publish(
+        self, producer: Any, name: str, message: tuple[dict[str, Any], dict[str, Any], Any, Any]
+    ) -> None:
+        """Publish a message to Celery queue ``name`` as ``send_task_message`` would with no
+        publish signal and no sent event: the same exchange, routing key, delivery mode,
+        serializer, compression, retry policy and queue declaration, worked out once per
+        queue. The queue is declared through a copy bound to the producer's channel, kept
+        while that channel lives (kombu binds a new copy at every publish otherwise: a third
+        of its CPU), and declared once per connection as kombu's cache decides."""
+        settings = self._settings()
+        target = self._publish_targets.get(name)
+        if target is None:
+            queue = self.app.amqp.queues[name]  # what send_task_message resolves
+            exchange = getattr(queue, "exchange", None)
+            mode = getattr(exchange, "delivery_mode", None) or settings.delivery_mode
+            if getattr(exchange, "type", "direct") == "direct":
+                exchange_name, routing_key = "", name  # the default exchange, as Celery does
+            else:
+                exchange_name = exchange.name or settings.default_exchange
+                routing_key = queue.routing_key or settings.default_routing_key
+            declare = None if isinstance(queue, Broadcast) else queue
+            target = self._publish_targets[name] = (exchange_name, routing_key, mode, declare)
+        exchange_name, routing_key, mode, queue = target
+        declare = []
+        if queue is not None:
+            channel = producer.channel
+            bound = self._bound.get(name)
+            if bound is None or bound[0] is not channel:
+                bound = self._bound[name] = (channel, queue.bind(channel))
+            declare.append(bound[1])
+        headers, properties, body, _ = message
+        producer.publish(
+            body,
+            exchange=exchange_name,
+            routing_key=routing_key,
+            serializer="json",
+            compression=settings.compression,
+            retry=settings.retry,
+            retry_policy=settings.retry_policy,
+            delivery_mode=mode,
+            declare=declare,
+            headers=headers,
+            **properties,
+        )
 
     # ---------------------------------------------------------------- pushed messages
     def redis_server(self) -> RedisServer | None:
@@ -174,14 +288,9 @@ class CeleryBroker:
         (sent the usual way) while publish signals have receivers or sent events are on,
         and for queues whose exchange is not direct."""
         self.warn_ignored_route()
-        if (
-            signals.before_task_publish.receivers
-            or signals.after_task_publish.receivers
-            or self.app.conf.task_send_sent_event
-        ):
+        if self._hooked():
             return [None] * len(dispatches)
         environment = sender_environment(self)
-        create = self.app.amqp.create_task_message
         out: list[list[list[str]] | None] = []
         for d in dispatches:
             name = self.routing.route(d)
@@ -190,18 +299,7 @@ class CeleryBroker:
                 out.append(None)
                 continue
             key, mode = target
-            args = (d.run_id, d.task_identifier, d.queue, d.machine, environment)
-            task_id = uuid()
-            headers, properties, body, _ = create(
-                task_id,
-                TASK_NAME,
-                args,
-                {},
-                shadow=f"runlane:{d.task_identifier}",
-                ignore_result=True,
-                argsrepr=repr(args),
-                kwargsrepr="{}",
-            )
+            headers, properties, body, _ = self._message(d, environment)
             properties.update(
                 delivery_mode=mode,
                 delivery_info={"exchange": "", "routing_key": name},
