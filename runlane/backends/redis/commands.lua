@@ -1,13 +1,81 @@
--- runlane Redis store: the commands (ARGV[1] names one, ARGV[2] is its JSON argument).
--- Each call is one atomic transition; guards check the run's current status (and attempt).
+-- runlane Redis store: the commands (ARGV[1] names one, ARGV[2] is its JSON argument, except
+-- for the hot commands of PLAIN, which take plain arguments). Each call is one atomic transition; guards check the run's
+-- current status (and attempt).
 
 local cmd, a, now, env_limit  -- the call's command, argument, clock and environment cap
+
+-- The transitions every run goes through take plain string arguments instead of one JSON
+-- document, which cjson would decode whole into a table: ARGV[2] is now (Python's repr,
+-- stored as it is: see seed_n), then the command's own, in the order PLAIN's parsers give.
+-- "" is unset, and trailing unset arguments may be left out (the rare ones come last). The
+-- parsers are written for few Lua instructions (every one costs on the server's single
+-- thread): one check of everything, one table.
+local function pnum(v)
+  -- a plain numeric argument: nil when unset, false when malformed
+  if v == nil or v == "" then return nil end
+  return tonumber(v) or false
+end
+
+local function pstr(v)
+  -- a plain string argument: nil when unset
+  if v == "" then return nil end
+  return v
+end
+
+-- each: the call's argument (what its JSON document would decode to), or nil and what the
+-- arguments should have been
+local PLAIN = {}
+PLAIN.start_attempt = function(argv)
+  local lease, dma = pnum(argv[5]), pnum(argv[6])
+  if #argv < 7 or argv[3] == "" or argv[4] == "" or argv[7] == "" or not dma
+      or lease == false then
+    return nil, "run_id, worker_id, lease_until, default_max_attempts, attempt_id, task ids..."
+  end
+  local known = {}
+  for i = 8, #argv do known[argv[i]] = true end
+  -- the lease as its text: stored as it is
+  return {run_id = argv[3], worker_id = argv[4], lease_until = lease and argv[5],
+          default_max_attempts = dma, attempt_id = argv[7], known = known}
+end
+PLAIN.finish_attempt = function(argv)
+  -- record: the attempt's final record up to its duration (which the call appends) from a
+  -- caller that knows the attempt as its start left it; used_ms: the attempt's duration
+  -- then. Unset: the call reads the record
+  local retention, attempt, attempt_ms = pnum(argv[4]), pnum(argv[6]), pnum(argv[10])
+  local record, used_ms, retry_at, limit = pstr(argv[11]), pnum(argv[12]), pnum(argv[14]),
+                                           pnum(argv[17])
+  if not attempt or retention == false or attempt_ms == false or used_ms == false
+      or retry_at == false or limit == false or (record == nil) ~= (used_ms == nil)
+      or argv[5] == "" or argv[7] == "" or (argv[8] or "") == "" then
+    return nil, "take, retention, run_id, attempt, attempt_status, run_status, output, "
+      .. "attempt_ms, record, used_ms (with record), error, retry_at, machine, ack, "
+      .. "env_limit, direct"
+  end
+  return {take = argv[3] == "1", retention = retention, run_id = argv[5], attempt = attempt,
+          outcome = {attempt_status = argv[7], run_status = argv[8], output = pstr(argv[9]),
+                     attempt_ms = attempt_ms, error = pstr(argv[13]), retry_at = retry_at,
+                     machine = pstr(argv[15])},
+          record = record, used_ms = used_ms, ack = pstr(argv[16]), env_limit = limit,
+          direct = pstr(argv[18])}
+end
 
 local function begin(keys, argv)
   -- set up one call; returns an error reply for an argument refused before any write
   reset_call(keys[1])
   cmd = argv[1]
-  a = cjson.decode(argv[2])
+  local plain = PLAIN[cmd]
+  if plain then
+    local t, expected = tonumber(argv[2]), nil
+    if t then a, expected = plain(argv) end
+    if not t or expected then
+      return redis.error_reply("runlane: " .. cmd .. ": malformed arguments ("
+        .. (t and "expected now, " .. expected or "now is not a number") .. ")")
+    end
+    seed_n(t, argv[2])
+    a.now = t
+  else
+    a = cjson.decode(argv[2])
+  end
   now = a.now
   env_limit = a.env_limit
   if env_limit == NULL then env_limit = nil end
@@ -130,7 +198,7 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   local t = now
   local queued = tonumber(h.updated_at)
   if queued and queued > t then t = queued end
-  local number, started_at, used_ms
+  local number, started_at, used_ms, machine  -- machine: the attempt's, as JSON
   local resumed = h.resume == "1"
   local ak = k("att:" .. id)
   if resumed then
@@ -140,15 +208,16 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
     at.worker_id = worker_id
     redis.call("HSET", ak, N(number), cjson.encode(at))
     attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
+    machine = at.machine == nil and "null" or cjson.encode(at.machine)
   else
     number = tonumber(h.attempt_count or "0") + 1
     started_at, used_ms = t, 0
+    machine = h.machine and cjson.encode(h.machine) or "null"
     -- written out rather than through cjson, which formats each number with snprintf
     -- (an attempt id is runlane's own: letters, digits and "_", nothing to escape)
     redis.call("HSET", ak, N(number), '{"id":"' .. attempt_id .. '","number":' .. N(number)
       .. ',"status":"EXECUTING","started_at":' .. N(t) .. ',"worker_id":'
-      .. cjson.encode(worker_id) .. ',"machine":' .. (h.machine and cjson.encode(h.machine)
-      or "null") .. ',"duration_ms":0}')
+      .. cjson.encode(worker_id) .. ',"machine":' .. machine .. ',"duration_ms":0}')
   end
   local sets = {"status", "EXECUTING", "updated_at", N(t), "attempt_count", N(number),
                 "worker_id", worker_id, "resume", "0", "segment_started_at", N(t),
@@ -177,10 +246,12 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
       h.ttl_expires_at = nil
     end
   end
-  -- the attempt as JSON text (see above)
+  -- the attempt as JSON text (see above), with what its record holds that the caller may not
+  -- know (its machine: a finish writes the final record from it, see finish_attempt)
   return '{"attempt_id":"' .. attempt_id .. '","number":' .. N(number) .. ',"started_at":'
            .. N(started_at) .. ',"resumed":' .. tostring(resumed) .. ',"used_ms":' .. N(used_ms)
-           .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null") .. '}',
+           .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null") .. ',"machine":'
+           .. machine .. '}',
          h, h.md_set
 end
 
@@ -408,9 +479,7 @@ elseif cmd == "expire_runs" then
   return json_list(expired)
 
 elseif cmd == "start_attempt" then
-  local known = {}
-  for _, t in ipairs(a.known) do known[t] = true end
-  local st, h, md_set = start(a.run_id, a.worker_id, known, a.lease_until,
+  local st, h, md_set = start(a.run_id, a.worker_id, a.known, a.lease_until,
                               a.default_max_attempts, a.attempt_id)
   if not st then return "null" end
   -- one JSON document: decoding it is C code in Python, where a reply array of ~60 strings
@@ -475,13 +544,19 @@ elseif cmd == "finish_attempt" then
   end
   local o = a.outcome
   local ak, n = k("att:" .. id), N(a.attempt)
-  local raw = redis.call("HGET", ak, n)
-  local at = raw and cjson.decode(raw) or nil
+  -- the attempt's record: written from what the caller knows of it (a.record, its duration
+  -- when it started a.used_ms), else read and rewritten (a caller that did not start it)
+  local at, used = nil, a.used_ms
+  if not a.record then
+    local raw = redis.call("HGET", ak, n)
+    at = raw and cjson.decode(raw) or nil
+    used = (at and at.duration_ms) or 0
+  end
   local elapsed  -- execution time of this stretch: the attempt's own measure when given
   if o.attempt_ms == nil or o.attempt_ms == NULL then
     elapsed = r[4] and math.max(0, math.floor((now - tonumber(r[4])) * 1000)) or 0
   else
-    elapsed = math.max(0, o.attempt_ms - ((at and at.duration_ms) or 0))
+    elapsed = math.max(0, o.attempt_ms - used)
   end
   local key = rk(id)
   local sets = {"status", o.run_status, "updated_at", N(now), "admitted", "0",
@@ -510,7 +585,9 @@ elseif cmd == "finish_attempt" then
   redis.call("HDEL", key, unpack(dels))
   redis.call("ZREM", k("leases"), id)
   move_status(id, o.run_status, now, "EXECUTING")
-  if at then
+  if a.record then
+    redis.call("HSET", ak, n, a.record .. N(used + elapsed) .. "}")
+  elseif at then
     at.status = o.attempt_status
     at.finished_at = now
     at.error = s(o.error) and cjson.decode(o.error) or NULL

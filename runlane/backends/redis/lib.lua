@@ -84,6 +84,13 @@ local function N(x)
   return last_s
 end
 
+local function seed_n(x, text)
+  -- a call's clock arrives as text (a plain argument: Python's repr, which reads back as the
+  -- same number): N() hands that text out instead of formatting the number again. An
+  -- integral clock is left to N(), which writes it as "%d" ("5", not repr's "5.0")
+  if x ~= math.floor(x) then last_n, last_s = x, text end
+end
+
 local function json_list(t)
   -- cjson encodes an empty Lua table as {}: a list reply must stay a JSON list
   if #t == 0 then return "[]" end

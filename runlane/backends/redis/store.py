@@ -185,7 +185,19 @@ class RedisStore(RedisReads):
                 args["push"] = push.commands
                 if self._server is None or push.db != self._server.db:
                     args["push_db"] = push.db
-        raw = self._lane(self.prefix, command, _dumps(args))
+        return self._reply(self._lane(self.prefix, command, _dumps(args)), take, push)
+
+    def _call_plain(self, command: str, args: list[str], take: list[Dispatch] | None) -> Any:
+        """Run one of the hot commands, which take plain string arguments (PLAIN in
+        commands.lua: "" is unset, and trailing unset ones are left out). ``take`` as
+        ``ready`` in ``_call``, when the call's arguments ask for it."""
+        while args[-1] == "":
+            args.pop()
+        return self._reply(self._lane(self.prefix, command, *args), take, None)
+
+    def _reply(self, raw: Any, take: list[Dispatch] | None, push: Push | None) -> Any:
+        """A command's decoded reply, what it admitted for the caller to send (TAKE)
+        appended to ``take``."""
         if take is not None and isinstance(raw, list):
             raw, taken, pushed, failed = raw
             take.extend(Dispatch(*row) for row in _loads(taken))
@@ -304,23 +316,29 @@ class RedisStore(RedisReads):
         lease_until: float | None = None,
         default_max_attempts: int = 1,
     ) -> StartedAttempt | None:
-        got = self._call(
+        got = self._call_plain(
             "start_attempt",
-            run_id=run_id,
-            worker_id=worker_id,
-            now=now,
-            known=list(known_tasks),
-            lease_until=lease_until,
-            default_max_attempts=default_max_attempts,
-            attempt_id=ids.attempt_id(),
+            [
+                repr(now),  # stored as it is (the same number as formatted by the script)
+                run_id,
+                worker_id,
+                "" if lease_until is None else repr(lease_until),
+                repr(default_max_attempts),
+                ids.attempt_id(),
+                *known_tasks,
+            ],
+            None,
         )
         if got is None:
             return None
         started, h, md = got
-        return self._started(started, h, md)
+        return self._started(started, h, md, worker_id)
 
-    def _started(self, got: dict[str, Any], h: dict[str, str], md: str | None) -> StartedAttempt:
-        """A StartedAttempt from what a start returned and the run's hash."""
+    def _started(
+        self, got: dict[str, Any], h: dict[str, str], md: str | None, worker_id: str
+    ) -> StartedAttempt:
+        """A StartedAttempt from what a start returned and the run's hash (``worker_id``: the
+        attempt's worker)."""
         payload = h.get("payload")
         if h.get("payload_blob"):
             payload = self.client.get(self._k(f"blob:{h['id']}:payload"))
@@ -344,6 +362,8 @@ class RedisStore(RedisReads):
             got.get("max_duration"),
             resumed=bool(got["resumed"]),
             used_ms=int(got["used_ms"] or 0),
+            worker_id=worker_id,
+            machine=got["machine"],
         )
 
     @_translate
@@ -373,7 +393,8 @@ class RedisStore(RedisReads):
             attempt_ids=[ids.attempt_id() for _ in range(max_count + 2)],
             now=now,
         )
-        return [(msg, self._started(got, h, md)) for msg, got, h, md in out], bool(more)
+        started = [(msg, self._started(got, h, md, worker_id)) for msg, got, h, md in out]
+        return started, bool(more)
 
     @_translate
     def adopt(self, run_id: str, worker_id: str) -> StartedAttempt | None:
@@ -399,8 +420,9 @@ class RedisStore(RedisReads):
             "resumed": resumed,
             "used_ms": at.get("duration_ms") or 0,
             "max_duration": int(float(md_value)) if md_value not in (None, "") else None,
+            "machine": at.get("machine"),
         }
-        return self._started(got, h, md)
+        return self._started(got, h, md, worker_id)
 
     def _apply_metadata(
         self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
@@ -444,25 +466,55 @@ class RedisStore(RedisReads):
         now: float,
         ack: str | None = None,
         ready: list[Dispatch] | None = None,
+        started: StartedAttempt | None = None,
     ) -> bool:
         if outcome.metadata_ops:
             self._apply_metadata(run_id, outcome.metadata_ops, None)
-        done = self._call(
+        error = outcome.error.model_dump_json() if outcome.error is not None else ""
+        record = used_ms = ""
+        if (
+            started is not None
+            and started.worker_id is not None
+            and started.attempt_number == attempt_number
+            and started.run_id == run_id
+        ):
+            # the attempt's final record up to its duration, which the script appends: what
+            # the script would make of the record this attempt's start wrote (which a run
+            # EXECUTING this attempt still has): its times as cjson writes numbers ("%.14g"),
+            # the error as given. An attempt id is runlane's own (nothing to escape)
+            record = (
+                f'{{"id":"{started.attempt_id}","number":{attempt_number},'
+                f'"status":"{outcome.attempt_status}",'
+                f'"started_at":{started.started_at:.14g},"finished_at":{now:.14g},'
+                f'"worker_id":{json.dumps(started.worker_id)},'
+                f'"machine":{json.dumps(started.machine)},'
+                f'"error":{error or "null"},"duration_ms":'
+            )
+            used_ms = repr(started.used_ms)
+        take = ready if self.direct is None else None
+        limit, retention = self.concurrency_limit, self.retention
+        done = self._call_plain(
             "finish_attempt",
-            ready,
-            run_id=run_id,
-            attempt=attempt_number,
-            now=now,
-            ack=ack,
-            outcome={
-                "attempt_status": outcome.attempt_status,
-                "run_status": outcome.run_status.value,
-                "output": outcome.output,
-                "error": outcome.error.model_dump_json() if outcome.error else None,
-                "retry_at": outcome.retry_at,
-                "machine": outcome.machine,
-                "attempt_ms": outcome.attempt_ms,
-            },
+            [
+                repr(now),
+                "" if take is None else "1",
+                "" if retention is None else repr(retention),
+                run_id,
+                repr(attempt_number),
+                outcome.attempt_status,
+                outcome.run_status.value,
+                "" if outcome.output is None else outcome.output,
+                "" if outcome.attempt_ms is None else repr(outcome.attempt_ms),
+                record,
+                used_ms,
+                error,
+                "" if outcome.retry_at is None else repr(outcome.retry_at),
+                outcome.machine or "",
+                ack or "",
+                "" if limit is None else repr(limit),
+                self.direct or "",
+            ],
+            take,
         )
         return done == 1
 
