@@ -123,13 +123,17 @@ def test_a_start_that_is_not_this_attempts_is_not_used(store):
     assert _record(store, first.run_id, 1)["id"] == first.attempt_id
 
 
-def test_now_is_stored_as_the_text_sent_and_an_integral_one_as_an_integer(store):
-    for now in (time.time(), 1_000_000.0):
+def test_now_is_stored_as_the_script_would_format_it(store):
+    """The text sent ("%.17g") is what the script's N() writes: stored as it is, an
+    integral clock as an integer."""
+    for now, text in ((1796240356.3802087, "1796240356.3802087"), (1_000_000.0, "1000000")):
         [started] = _twins(store, now)[:1]
         h = store.client.hmget(store._k(f"run:{started.run_id}"), "updated_at", "started_at")
-        text = repr(now) if now != int(now) else str(int(now))
         assert h == [text, text]
         assert started.started_at == now
+    # what the JSON commands store (the script formats the number itself)
+    created_at = store.client.hget(store._k(f"run:{started.run_id}"), "created_at")
+    assert created_at == "1000000"
 
 
 def _call(store: RedisStore, command: str, *args: str):
@@ -175,7 +179,7 @@ def test_a_malformed_finish_is_refused_before_it_writes(store, changed):
     assert store.start_attempt(new.id, worker_id="w", now=now, known_tasks=["t"])
     # now, take, retention, run_id, attempt, attempt_status, run_status, output, attempt_ms,
     # record, used_ms, error, retry_at, machine, ack, env_limit
-    args = [repr(now), "", "", new.id, "1", "COMPLETED", "COMPLETED", "1", "1", "", "", ""]
+    args = [f"{now:.17g}", "", "", new.id, "1", "COMPLETED", "COMPLETED", "1", "1", "", "", ""]
     args += ["", "", "", ""]
     for i, v in changed.items():
         args[i] = v

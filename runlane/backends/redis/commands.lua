@@ -5,8 +5,8 @@
 local cmd, a, now, env_limit  -- the call's command, argument, clock and environment cap
 
 -- The transitions every run goes through take plain string arguments instead of one JSON
--- document, which cjson would decode whole into a table: ARGV[2] is now (Python's repr,
--- stored as it is: see seed_n), then the command's own, in the order PLAIN's parsers give.
+-- document, which cjson would decode whole into a table: ARGV[2] is now (as "%.17g" formats
+-- it, stored as it is: see seed_n), then the command's own, in the order PLAIN's parsers give.
 -- "" is unset, and trailing unset arguments may be left out (the rare ones come last). The
 -- parsers are written for few Lua instructions (every one costs on the server's single
 -- thread): one check of everything, one table.

@@ -85,10 +85,10 @@ local function N(x)
 end
 
 local function seed_n(x, text)
-  -- a call's clock arrives as text (a plain argument: Python's repr, which reads back as the
-  -- same number): N() hands that text out instead of formatting the number again. An
-  -- integral clock is left to N(), which writes it as "%d" ("5", not repr's "5.0")
-  if x ~= math.floor(x) then last_n, last_s = x, text end
+  -- a call's clock arrives as text (a plain argument, formatted by the caller as N() would
+  -- format it): N() hands that text out instead of formatting the number again. An integral
+  -- clock is left to N() (a "5.0" would not be what N() writes)
+  if x % 1 ~= 0 then last_n, last_s = x, text end
 end
 
 local function json_list(t)

@@ -56,6 +56,19 @@ def _dumps(value: Any) -> str | bytes:
     return json.dumps(value)
 
 
+def _num(value: float) -> str:
+    """A number as the script's N() formats it ("%.17g": the same number, and integers
+    without a fraction), for a plain argument the script may store as it is."""
+    return f"{value:.17g}"
+
+
+def _text(value: str | None) -> str:
+    """A string (or None) as JSON text."""
+    if orjson is not None:
+        return orjson.dumps(value).decode()
+    return json.dumps(value)
+
+
 def _loads(text: str | None) -> Any:
     """``json.loads``, with the few documents most replies and runs hold answered without
     the decoder (each a new object: the caller may change it). None or "" → None. orjson
@@ -319,10 +332,10 @@ class RedisStore(RedisReads):
         got = self._call_plain(
             "start_attempt",
             [
-                repr(now),  # stored as it is (the same number as formatted by the script)
+                _num(now),  # stored as it is: the text the script would write
                 run_id,
                 worker_id,
-                "" if lease_until is None else repr(lease_until),
+                "" if lease_until is None else _num(lease_until),
                 repr(default_max_attempts),
                 ids.attempt_id(),
                 *known_tasks,
@@ -486,8 +499,7 @@ class RedisStore(RedisReads):
                 f'{{"id":"{started.attempt_id}","number":{attempt_number},'
                 f'"status":"{outcome.attempt_status}",'
                 f'"started_at":{started.started_at:.14g},"finished_at":{now:.14g},'
-                f'"worker_id":{json.dumps(started.worker_id)},'
-                f'"machine":{json.dumps(started.machine)},'
+                f'"worker_id":{_text(started.worker_id)},"machine":{_text(started.machine)},'
                 f'"error":{error or "null"},"duration_ms":'
             )
             used_ms = repr(started.used_ms)
@@ -496,9 +508,9 @@ class RedisStore(RedisReads):
         done = self._call_plain(
             "finish_attempt",
             [
-                repr(now),
+                _num(now),
                 "" if take is None else "1",
-                "" if retention is None else repr(retention),
+                "" if retention is None else _num(retention),
                 run_id,
                 repr(attempt_number),
                 outcome.attempt_status,
@@ -508,7 +520,7 @@ class RedisStore(RedisReads):
                 record,
                 used_ms,
                 error,
-                "" if outcome.retry_at is None else repr(outcome.retry_at),
+                "" if outcome.retry_at is None else _num(outcome.retry_at),
                 outcome.machine or "",
                 ack or "",
                 "" if limit is None else repr(limit),
