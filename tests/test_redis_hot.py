@@ -164,7 +164,7 @@ def test_a_malformed_start_is_refused_before_it_writes(store, args, why):
     "changed",
     [
         {4: "one"},  # attempt: not a number
-        {2: "month"},  # retention
+        {2: "month"},  # purge_at
         {8: "fast"},  # attempt_ms
         {9: '{"id":"x","duration_ms":'},  # a record without used_ms
         {10: "5"},  # used_ms without a record
@@ -177,13 +177,13 @@ def test_a_malformed_finish_is_refused_before_it_writes(store, changed):
     new = new_run(created_at=now)
     store.create_runs([new], now=now, ready=[])
     assert store.start_attempt(new.id, worker_id="w", now=now, known_tasks=["t"])
-    # now, take, retention, run_id, attempt, attempt_status, run_status, output, attempt_ms,
+    # now, take, purge_at, run_id, attempt, attempt_status, run_status, output, attempt_ms,
     # record, used_ms, error, retry_at, machine, ack, env_limit
     args = [f"{now:.17g}", "", "", new.id, "1", "COMPLETED", "COMPLETED", "1", "1", "", "", ""]
     args += ["", "", "", ""]
     for i, v in changed.items():
         args[i] = v
-    expected = "finish_attempt: malformed arguments \\(expected now, take, retention, run_id"
+    expected = "finish_attempt: malformed arguments \\(expected now, take, purge_at, run_id"
     with pytest.raises(redis.exceptions.ResponseError, match=expected):
         _call(store, "finish_attempt", *args)
     assert store.client.hget(store._k(f"run:{new.id}"), "status") == "EXECUTING"

@@ -33,28 +33,29 @@ PLAIN.start_attempt = function(argv)
   end
   local known = {}
   for i = 8, #argv do known[argv[i]] = true end
-  -- the lease as its text: stored as it is
-  return {run_id = argv[3], worker_id = argv[4], lease_until = lease and argv[5],
+  -- times as their text: stored as they are
+  return {now = argv[2], run_id = argv[3], worker_id = argv[4], lease_until = lease and argv[5],
           default_max_attempts = dma, attempt_id = argv[7], known = known}
 end
 PLAIN.finish_attempt = function(argv)
   -- record: the attempt's final record up to its duration (which the call appends) from a
   -- caller that knows the attempt as its start left it; used_ms: the attempt's duration
-  -- then. Unset: the call reads the record
-  local retention, attempt, attempt_ms = pnum(argv[4]), pnum(argv[6]), pnum(argv[10])
+  -- then. Unset: the call reads the record. purge_at: now + the retention (see retain)
+  local purge_at, attempt, attempt_ms = pnum(argv[4]), pnum(argv[6]), pnum(argv[10])
   local record, used_ms, retry_at, limit = pstr(argv[11]), pnum(argv[12]), pnum(argv[14]),
                                            pnum(argv[17])
-  if not attempt or retention == false or attempt_ms == false or used_ms == false
+  if not attempt or purge_at == false or attempt_ms == false or used_ms == false
       or retry_at == false or limit == false or (record == nil) ~= (used_ms == nil)
       or argv[5] == "" or argv[7] == "" or (argv[8] or "") == "" then
-    return nil, "take, retention, run_id, attempt, attempt_status, run_status, output, "
+    return nil, "take, purge_at, run_id, attempt, attempt_status, run_status, output, "
       .. "attempt_ms, record, used_ms (with record), error, retry_at, machine, ack, "
       .. "env_limit, direct"
   end
-  return {take = argv[3] == "1", retention = retention, run_id = argv[5], attempt = attempt,
+  return {now = argv[2], take = argv[3] == "1", purge_at = purge_at and argv[4],
+          run_id = argv[5], attempt = attempt,
           outcome = {attempt_status = argv[7], run_status = argv[8], output = pstr(argv[9]),
-                     attempt_ms = attempt_ms, error = pstr(argv[13]), retry_at = retry_at,
-                     machine = pstr(argv[15])},
+                     attempt_ms = attempt_ms, error = pstr(argv[13]),
+                     retry_at = retry_at and argv[14], machine = pstr(argv[15])},
           record = record, used_ms = used_ms, ack = pstr(argv[16]), env_limit = limit,
           direct = pstr(argv[18])}
 end
@@ -65,18 +66,24 @@ local function begin(keys, argv)
   cmd = argv[1]
   local plain = PLAIN[cmd]
   if plain then
-    local t, expected = tonumber(argv[2]), nil
-    if t then a, expected = plain(argv) end
-    if not t or expected then
-      return redis.error_reply("runlane: " .. cmd .. ": malformed arguments ("
-        .. (t and "expected now, " .. expected or "now is not a number") .. ")")
+    local expected
+    a, expected = plain(argv)
+    if expected then
+      return redis.error_reply("runlane: " .. cmd .. ": malformed arguments (expected now, "
+                               .. expected .. ")")
     end
-    seed_n(t, argv[2])
-    a.now = t
   else
     a = cjson.decode(argv[2])
   end
   now = a.now
+  if type(now) == "string" then  -- the clock as text (see seed_n), from the hot commands
+    local t = tonumber(now)
+    if not t then
+      return redis.error_reply("runlane: " .. cmd .. ": now is not a number: " .. now)
+    end
+    seed_n(t, now)
+    now, a.now = t, t
+  end
   env_limit = a.env_limit
   if env_limit == NULL then env_limit = nil end
   if a.direct and a.direct ~= NULL then DIRECT = a.direct end
@@ -173,7 +180,11 @@ local function remove_from_time_index_keep_lease(id)
 end
 
 local function retain(id, t)
-  if a.retention and a.retention ~= NULL then  -- a finished run is kept this long
+  -- a finished run is kept this long: until t + a.retention, or a.purge_at, that sum for t =
+  -- now as the caller made it (finish_attempt: no number to format)
+  if a.purge_at then
+    redis.call("ZADD", k("gc"), a.purge_at, id)
+  elseif a.retention and a.retention ~= NULL then
     redis.call("ZADD", k("gc"), N(t + a.retention), id)
   end
 end

@@ -240,6 +240,7 @@ class RedisStore(RedisReads):
             d = {k: v for k, v in vars(new).items() if v is not None}
             d["task"] = d.pop("task_identifier")
             d["status"] = new.status.value
+            d["created_at"] = _num(new.created_at)  # stored as it is (see _num), as now
             d.pop("trace_context", None)
             if new.trace_context:  # JSON text; none, or empty, is left out
                 d["trace_context"] = json.dumps(new.trace_context)
@@ -249,7 +250,7 @@ class RedisStore(RedisReads):
             ready,
             push,
             runs=payloads,
-            now=now,
+            now=_num(now),
             batch_id=batch_id,
             parent_id=parent_id,
             wait=asdict(wait) if wait else None,
@@ -510,7 +511,7 @@ class RedisStore(RedisReads):
             [
                 _num(now),
                 "" if take is None else "1",
-                "" if retention is None else _num(retention),
+                "" if retention is None else _num(now + retention),  # kept until then
                 run_id,
                 repr(attempt_number),
                 outcome.attempt_status,
