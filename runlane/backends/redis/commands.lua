@@ -244,26 +244,30 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
     sets[#sets + 1] = N(t)
   end
   redis.call("HSET", key, unpack(sets))
-  for i = 1, #sets, 2 do h[sets[i]] = sets[i + 1] end
   move_status(id, "EXECUTING", t, "QUEUED")
-  if h.lease_until and not s(lease_until) then
-    redis.call("HDEL", key, "lease_until")
-    h.lease_until = nil
-  end
+  if h.lease_until and not s(lease_until) then redis.call("HDEL", key, "lease_until") end
   if h.ttl then  -- its TTL no longer applies: it started
     redis.call("ZREM", k("ttl"), id)
     if h.ttl_expires_at then  -- kept in the hash by earlier versions
       redis.call("HDEL", key, "ttl_expires_at")
-      h.ttl_expires_at = nil
     end
   end
+  -- the fields returned are those the caller reads (RedisStore._started, rows.to_run), as they
+  -- are now: the ones this start changed set here, and the run's bookkeeping left out (each
+  -- field costs its encoding here and its decoding there)
+  local md_set = h.md_set
+  h.status, h.updated_at, h.attempt_count, h.started_at = "EXECUTING", N(t), N(number),
+                                                          h.started_at or N(t)
+  h.ckey, h.admitted, h.resume, h.queue_given, h.queue_ts, h.holds_queue, h.holds_env = nil
+  h.worker_id, h.segment_started_at, h.attempts_allowed, h.lease_until, h.md_set = nil
+  h.ttl_expires_at, h.borrowed_from, h.lent_to, h.wait_index = nil
   -- the attempt as JSON text (see above), with what its record holds that the caller may not
   -- know (its machine: a finish writes the final record from it, see finish_attempt)
   return '{"attempt_id":"' .. attempt_id .. '","number":' .. N(number) .. ',"started_at":'
            .. N(started_at) .. ',"resumed":' .. tostring(resumed) .. ',"used_ms":' .. N(used_ms)
            .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null") .. ',"machine":'
            .. machine .. '}',
-         h, h.md_set
+         h, md_set
 end
 
 local function started_json(id, st, h, md_set, lead)
