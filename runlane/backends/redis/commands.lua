@@ -298,7 +298,9 @@ local function settle(id)
 end
 
 if cmd == "create_runs" then
-  local out = {}
+  -- ids: the run id of each NewRun; cached: [index, id, status, queue] of those an idempotency
+  -- key answered with an existing run (the reply: the caller knows what it created)
+  local ids, cached_out = {}, {}
   local subqueues = {}
   for _, r in ipairs(a.runs) do
     local cached = nil
@@ -316,7 +318,8 @@ if cmd == "create_runs" then
       end
     end
     if cached then
-      out[#out + 1] = {cached, true, get(cached, "status"), get(cached, "queue")}
+      ids[#ids + 1] = cached
+      cached_out[#cached_out + 1] = {#ids, cached, get(cached, "status"), get(cached, "queue")}
     else
       local number = redis.call("INCR", k("n:task:" .. enc(r.task)))
       local id = r.id
@@ -376,22 +379,16 @@ if cmd == "create_runs" then
         end
       end
       publish(id, r.status, now)
-      out[#out + 1] = {id, false, r.status, r.queue}
+      ids[#ids + 1] = id
     end
   end
   if s(a.batch_id) then
-    local ids = {}
-    for i, c in ipairs(out) do ids[i] = c[1] end
     redis.call("HSET", k("batch:" .. a.batch_id), "run_ids", cjson.encode(ids),
                "created_at", now, "parent_id", s(a.parent_id) or "")
   end
-  if s(a.wait) then
-    local ids = {}
-    for i, c in ipairs(out) do ids[i] = c[1] end
-    create_waitpoint(a.wait, ids, now)
-  end
+  if s(a.wait) then create_waitpoint(a.wait, ids, now) end
   admit_new(now, env_limit, subqueues)
-  return reply(cjson.encode(out))
+  return reply(json_list(cached_out))
 
 elseif cmd == "register_tasks" then
   local queues = {}

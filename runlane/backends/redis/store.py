@@ -255,18 +255,16 @@ class RedisStore(RedisReads):
             parent_id=parent_id,
             wait=asdict(wait) if wait else None,
         )
-        by_id = {n.id: n.task_identifier for n in runs}
-        result = []
-        for (run_id, cached, status, queue), new in zip(out, runs, strict=True):
-            result.append(
-                Created(
-                    run_id,
-                    bool(cached),
-                    RunStatus(status),
-                    queue,
-                    by_id.get(run_id, new.task_identifier),
+        # the runs created are as given; the reply lists those an idempotency key answered
+        # with an existing run: [position (from 1), run id, its status, its queue]
+        result = [Created(n.id, False, n.status, n.queue, n.task_identifier) for n in runs]
+        if out:
+            by_id = {n.id: n.task_identifier for n in runs}
+            for position, run_id, status, queue in out:
+                new = runs[position - 1]
+                result[position - 1] = Created(
+                    run_id, True, RunStatus(status), queue, by_id.get(run_id, new.task_identifier)
                 )
-            )
         return result
 
     # ------------------------------------------------------------------ transitions
