@@ -348,7 +348,14 @@ if cmd == "create_runs" then
           flat[#flat + 1] = N(v)
         end
       end
-      for _, name in ipairs(OPTIONAL) do opt(name, r[name]) end
+      for i = 1, #OPTIONAL do  -- written out: ipairs and opt() cost a call each, every field
+        local name = OPTIONAL[i]
+        local v = r[name]
+        if v ~= nil and v ~= NULL and v ~= false then
+          flat[#flat + 1] = name
+          flat[#flat + 1] = N(v)
+        end
+      end
       if #r.payload > 524288 then
         redis.call("SET", k("blob:" .. id .. ":payload"), r.payload)
         opt("payload_blob", "1")
