@@ -553,16 +553,18 @@ elseif cmd == "fetch_start" then
   return "[[" .. table.concat(out, ",") .. "]," .. tostring(n_ids >= #a.attempt_ids) .. "]"
 
 elseif cmd == "finish_attempt" then
-  local id = a.run_id
+  -- (its arguments are plain: each unset one nil, never cjson's null)
+  local id, n = a.run_id, N(a.attempt)
+  local key = rk(id)
   settle(id)
-  local r = redis.call("HMGET", rk(id), "status", "attempt_count", "duration_ms",
+  local r = redis.call("HMGET", key, "status", "attempt_count", "duration_ms",
                        "segment_started_at", unpack(SLOT))
-  if r[1] ~= "EXECUTING" or r[2] ~= N(a.attempt) then
+  if r[1] ~= "EXECUTING" or r[2] ~= n then
     release_stopped(id, r[1], r[2], a.attempt)  -- canceled before the worker stopped it
     return reply("0")
   end
   local o = a.outcome
-  local ak, n = k("att:" .. id), N(a.attempt)
+  local ak = k("att:" .. id)
   -- the attempt's record: written from what the caller knows of it (a.record, its duration
   -- when it started a.used_ms), else read and rewritten (a caller that did not start it)
   local at, used = nil, a.used_ms
@@ -572,33 +574,30 @@ elseif cmd == "finish_attempt" then
     used = (at and at.duration_ms) or 0
   end
   local elapsed  -- execution time of this stretch: the attempt's own measure when given
-  if o.attempt_ms == nil or o.attempt_ms == NULL then
+  if o.attempt_ms == nil then
     elapsed = r[4] and math.max(0, math.floor((now - tonumber(r[4])) * 1000)) or 0
   else
-    elapsed = math.max(0, o.attempt_ms - used)
+    elapsed = o.attempt_ms - used
+    if elapsed < 0 then elapsed = 0 end
   end
-  local key = rk(id)
+  -- fields appended in place: the values are the caller's text, now N()'s
   local sets = {"status", o.run_status, "updated_at", N(now), "admitted", "0",
                 "duration_ms", N(tonumber(r[3] or "0") + elapsed)}
   local dels = {"segment_started_at", "lease_until"}
-  local function set(name, v)
-    sets[#sets + 1] = name
-    sets[#sets + 1] = N(v)
-  end
-  if s(o.output) then
+  if o.output then
     if #o.output > 524288 then
       redis.call("SET", k("blob:" .. id .. ":output"), o.output)
-      set("output_blob", "1")
+      sets[#sets + 1], sets[#sets + 2] = "output_blob", "1"
       dels[#dels + 1] = "output"
     else
-      set("output", o.output)
+      sets[#sets + 1], sets[#sets + 2] = "output", o.output
     end
   end
-  if s(o.error) then set("error", o.error)
+  if o.error then sets[#sets + 1], sets[#sets + 2] = "error", o.error
   elseif o.run_status == "COMPLETED" then dels[#dels + 1] = "error" end
-  if FINAL[o.run_status] then set("finished_at", now) end
-  if s(o.retry_at) then set("retry_at", o.retry_at) end
-  if s(o.machine) then set("machine", o.machine) end
+  if FINAL[o.run_status] then sets[#sets + 1], sets[#sets + 2] = "finished_at", N(now) end
+  if o.retry_at then sets[#sets + 1], sets[#sets + 2] = "retry_at", o.retry_at end
+  if o.machine then sets[#sets + 1], sets[#sets + 2] = "machine", o.machine end
   redis.call("HSET", key, unpack(sets))
   local q, freed_ck = release(id, false, slot_of(r, 5), dels)
   redis.call("HDEL", key, unpack(dels))
@@ -609,7 +608,7 @@ elseif cmd == "finish_attempt" then
   elseif at then
     at.status = o.attempt_status
     at.finished_at = now
-    at.error = s(o.error) and cjson.decode(o.error) or NULL
+    at.error = o.error and cjson.decode(o.error) or NULL
     at.duration_ms = (at.duration_ms or 0) + elapsed
     redis.call("HSET", ak, n, cjson.encode(at))
   end
