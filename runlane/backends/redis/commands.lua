@@ -211,41 +211,42 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   if queued and queued > t then t = queued end
   local number, started_at, used_ms, machine  -- machine: the attempt's, as JSON
   local resumed = h.resume == "1"
-  local ak = k("att:" .. id)
+  local ak, ts = k("att:" .. id), N(t)  -- (each N() a call: the texts kept)
   if resumed then
     number = tonumber(h.attempt_count)
     local at = cjson.decode(redis.call("HGET", ak, N(number)))
     at.status = "EXECUTING"
     at.worker_id = worker_id
     redis.call("HSET", ak, N(number), cjson.encode(at))
-    attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
+    attempt_id, started_at, used_ms = at.id, N(at.started_at), N(at.duration_ms or 0)
     machine = at.machine == nil and "null" or cjson.encode(at.machine)
   else
     number = tonumber(h.attempt_count or "0") + 1
-    started_at, used_ms = t, 0
+    started_at, used_ms = ts, "0"
     machine = h.machine and cjson.encode(h.machine) or "null"
     -- written out rather than through cjson, which formats each number with snprintf
     -- (an attempt id is runlane's own: letters, digits and "_", nothing to escape)
     redis.call("HSET", ak, N(number), '{"id":"' .. attempt_id .. '","number":' .. N(number)
-      .. ',"status":"EXECUTING","started_at":' .. N(t) .. ',"worker_id":'
+      .. ',"status":"EXECUTING","started_at":' .. ts .. ',"worker_id":'
       .. cjson.encode(worker_id) .. ',"machine":' .. machine .. ',"duration_ms":0}')
   end
-  local sets = {"status", "EXECUTING", "updated_at", N(t), "attempt_count", N(number),
-                "worker_id", worker_id, "resume", "0", "segment_started_at", N(t),
+  local ns = N(number)
+  local sets = {"status", "EXECUTING", "updated_at", ts, "attempt_count", ns,
+                "worker_id", worker_id, "resume", "0", "segment_started_at", ts,
                 "attempts_allowed", h.max_attempts or N(default_max_attempts)}
-  if s(lease_until) then
-    local lease = N(lease_until)
+  local lease = s(lease_until) and N(lease_until)
+  if lease then
     sets[#sets + 1] = "lease_until"
     sets[#sets + 1] = lease
     redis.call("ZADD", k("leases"), lease, id)
   end
   if not h.started_at then
     sets[#sets + 1] = "started_at"
-    sets[#sets + 1] = N(t)
+    sets[#sets + 1] = ts
   end
   redis.call("HSET", key, unpack(sets))
   move_status(id, "EXECUTING", t, "QUEUED")
-  if h.lease_until and not s(lease_until) then redis.call("HDEL", key, "lease_until") end
+  if h.lease_until and not lease then redis.call("HDEL", key, "lease_until") end
   if h.ttl then  -- its TTL no longer applies: it started
     redis.call("ZREM", k("ttl"), id)
     if h.ttl_expires_at then  -- kept in the hash by earlier versions
@@ -256,17 +257,17 @@ local function start(id, worker_id, known, lease_until, default_max_attempts, at
   -- are now: the ones this start changed set here, and the run's bookkeeping left out (each
   -- field costs its encoding here and its decoding there)
   local md_set = h.md_set
-  h.status, h.updated_at, h.attempt_count, h.started_at = "EXECUTING", N(t), N(number),
-                                                          h.started_at or N(t)
+  h.status, h.updated_at, h.attempt_count, h.started_at = "EXECUTING", ts, ns,
+                                                          h.started_at or ts
   h.ckey, h.admitted, h.resume, h.queue_given, h.queue_ts, h.holds_queue, h.holds_env = nil
   h.worker_id, h.segment_started_at, h.attempts_allowed, h.lease_until, h.md_set = nil
   h.ttl_expires_at, h.borrowed_from, h.lent_to, h.wait_index = nil
   -- the attempt as JSON text (see above), with what its record holds that the caller may not
   -- know (its machine: a finish writes the final record from it, see finish_attempt)
-  return '{"attempt_id":"' .. attempt_id .. '","number":' .. N(number) .. ',"started_at":'
-           .. N(started_at) .. ',"resumed":' .. tostring(resumed) .. ',"used_ms":' .. N(used_ms)
-           .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null") .. ',"machine":'
-           .. machine .. '}',
+  return '{"attempt_id":"' .. attempt_id .. '","number":' .. ns .. ',"started_at":'
+           .. started_at .. ',"resumed":' .. (resumed and "true" or "false") .. ',"used_ms":'
+           .. used_ms .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null")
+           .. ',"machine":' .. machine .. '}',
          h, md_set
 end
 
