@@ -343,13 +343,7 @@ if cmd == "create_runs" then
         flat[#flat + 1] = "holds_env"
         flat[#flat + 1] = "1"
       end
-      local function opt(name, v)
-        if v ~= nil and v ~= NULL and v ~= false then
-          flat[#flat + 1] = name
-          flat[#flat + 1] = N(v)
-        end
-      end
-      for i = 1, #OPTIONAL do  -- written out: ipairs and opt() cost a call each, every field
+      for i = 1, #OPTIONAL do  -- written out: ipairs and a helper cost a call each, every field
         local name = OPTIONAL[i]
         local v = r[name]
         if v ~= nil and v ~= NULL and v ~= false then
@@ -359,13 +353,14 @@ if cmd == "create_runs" then
       end
       if #r.payload > 524288 then
         redis.call("SET", k("blob:" .. id .. ":payload"), r.payload)
-        opt("payload_blob", "1")
+        flat[#flat + 1], flat[#flat + 2] = "payload_blob", "1"
       else
-        opt("payload", r.payload)
+        flat[#flat + 1], flat[#flat + 2] = "payload", r.payload
       end
       if r.status ~= "DELAYED" then
-        opt("queued_at", now)
-        opt("queue_ts", now)
+        local at = N(now)
+        flat[#flat + 1], flat[#flat + 2], flat[#flat + 3], flat[#flat + 4] =
+          "queued_at", at, "queue_ts", at
       end
       redis.call("HSET", rk(id), unpack(flat))
       redis.call("ZADD", k("ix:st:" .. r.status), "0", id)
