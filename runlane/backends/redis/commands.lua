@@ -197,12 +197,15 @@ end
 
 local function start(id, worker_id, known, lease_until, default_max_attempts, attempt_id)
   -- an admitted QUEUED run -> EXECUTING: a new attempt, or the suspended one resumed. Returns
-  -- the attempt, the run's fields as they are after the start (name -> value: read once, with
-  -- one HGETALL, for the checks and for the reply) and whether md:<id> exists
+  -- the attempt, the run's fields its caller reads as they are after the start (name ->
+  -- value: read once, with one HGETALL, for the checks and for the reply) and whether
+  -- md:<id> exists
   local key = rk(id)
-  local flat = redis.call("HGETALL", key)
-  local h = {}
-  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  -- the hash as RESP3 makes it, a map: a table Redis fills in C, not field by field in Lua
+  -- (the rest of the call keeps RESP2's replies, nil as false)
+  redis.setresp(3)
+  local h = redis.call("HGETALL", key).map
+  redis.setresp(2)
   if h.status ~= "QUEUED" or h.admitted ~= "1" or not known[h.task] then return nil end
   -- a fetch reads its clock before its call reaches Redis, where a run queued meanwhile may
   -- wait: the start is not dated before the run was queued
