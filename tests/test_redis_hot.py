@@ -187,3 +187,37 @@ def test_a_malformed_finish_is_refused_before_it_writes(store, changed):
     with pytest.raises(redis.exceptions.ResponseError, match=expected):
         _call(store, "finish_attempt", *args)
     assert store.client.hget(store._k(f"run:{new.id}"), "status") == "EXECUTING"
+
+
+def test_a_started_run_is_the_run_as_stored_after_the_start(store):
+    """A start returns the fields its caller reads (not the run's bookkeeping): the run built
+    from them is the run as read back."""
+    now = time.time()
+    new = new_run(
+        created_at=now,
+        tags=["a", "b"],
+        machine="large-1x",
+        concurrency_key="k",
+        ttl=60.0,
+        max_attempts=3,
+        max_duration=30,
+        version="v1",
+        payload='{"x": [1, "é"]}',
+        metadata='{"m": 1}',
+    )
+    store.create_runs([new], now=now, ready=[])
+    started = store.start_attempt(
+        new.id, worker_id="w", now=now + 1, known_tasks=["t"], lease_until=now + 60
+    )
+    assert started is not None
+    stored = store.get_run(new.id, with_attempts=False)
+    assert stored is not None and started.run.model_dump() == stored.model_dump()
+    assert started.run.status == RunStatus.EXECUTING and started.run.attempt_count == 1
+
+
+def test_a_start_knowing_no_task_starts_nothing(store):
+    now = time.time()
+    new = new_run(created_at=now)
+    store.create_runs([new], now=now, ready=[])
+    assert store.start_attempt(new.id, worker_id="w", now=now, known_tasks=[]) is None
+    assert store.client.hget(store._k(f"run:{new.id}"), "status") == "QUEUED"
