@@ -1,6 +1,6 @@
 -- runlane Redis store: the commands (ARGV[1] names one, ARGV[2] is its JSON argument, except
--- for the hot commands of PLAIN, which take plain arguments). Each call is one atomic transition; guards check the run's
--- current status (and attempt).
+-- for the hot commands of PLAIN, which take plain arguments). Each call is one atomic
+-- transition; guards check the run's current status (and attempt).
 
 local cmd, a, now, env_limit  -- the call's command, argument, clock and environment cap
 
@@ -76,7 +76,7 @@ local function begin(keys, argv)
     a = cjson.decode(argv[2])
   end
   now = a.now
-  if type(now) == "string" then  -- the clock as text (see seed_n), from the hot commands
+  if type(now) == "string" then  -- the clock as text (see seed_n): PLAIN, create_runs
     local t = tonumber(now)
     if not t then
       return redis.error_reply("runlane: " .. cmd .. ": now is not a number: " .. now)
