@@ -432,7 +432,13 @@ class Executor:
         ack = delivery.ack_ref if delivery is not None else None
         with rt.engine.sending() as ready:  # the freed slot may admit a run; a parent resume
             recorded = rt.store.finish_attempt(
-                started.run_id, started.attempt_number, outcome, now=rt.now(), ack=ack, ready=ready
+                started.run_id,
+                started.attempt_number,
+                outcome,
+                now=rt.now(),
+                ack=ack,
+                ready=ready,
+                started=started,
             )
         if delivery is not None and ack is not None:
             delivery.settled = True

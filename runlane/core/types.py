@@ -170,6 +170,10 @@ class StartedAttempt:
     max_duration: int | None = None  # as stored: 0 = no limit, None = task/config decide
     resumed: bool = False  # continuing an attempt that was suspended on a wait
     used_ms: int = 0  # execution time this attempt already used before it was suspended
+    # what the attempt's record says, for a store that writes the final record from it (see
+    # Store.finish_attempt's ``started``); None where the store does not fill them in
+    worker_id: str | None = None
+    machine: str | None = None
 
     @functools.cached_property
     def run(self) -> Run:
@@ -340,12 +344,14 @@ class Store(Protocol):
         now: float,
         ack: str | None = None,
         ready: list[Dispatch] | None = None,
+        started: StartedAttempt | None = None,
     ) -> bool:
         """Record the attempt's end, guarded by (EXECUTING, attempt number); False when the
         run changed meanwhile (nothing recorded; if it was canceled while this attempt ran,
         the slots the attempt kept are freed, as by ``release_canceled``). ``ack``: a
         delivery's ``ack_ref`` the store removes from its broker in the same transition,
-        recorded or not."""
+        recorded or not. ``started``: the attempt as this store's start returned it, if the
+        caller has it (a store may then write the attempt's record without reading it)."""
         ...
 
     def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:

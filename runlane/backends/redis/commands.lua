@@ -1,14 +1,89 @@
--- runlane Redis store: the commands (ARGV[1] names one, ARGV[2] is its JSON argument).
--- Each call is one atomic transition; guards check the run's current status (and attempt).
+-- runlane Redis store: the commands (ARGV[1] names one, ARGV[2] is its JSON argument, except
+-- for the hot commands of PLAIN, which take plain arguments). Each call is one atomic
+-- transition; guards check the run's current status (and attempt).
 
 local cmd, a, now, env_limit  -- the call's command, argument, clock and environment cap
+
+-- The transitions every run goes through take plain string arguments instead of one JSON
+-- document, which cjson would decode whole into a table: ARGV[2] is now (as "%.17g" formats
+-- it, stored as it is: see seed_n), then the command's own, in the order PLAIN's parsers give.
+-- "" is unset, and trailing unset arguments may be left out (the rare ones come last). The
+-- parsers are written for few Lua instructions (every one costs on the server's single
+-- thread): one check of everything, one table.
+local function pnum(v)
+  -- a plain numeric argument: nil when unset, false when malformed
+  if v == nil or v == "" then return nil end
+  return tonumber(v) or false
+end
+
+local function pstr(v)
+  -- a plain string argument: nil when unset
+  if v == "" then return nil end
+  return v
+end
+
+-- each: the call's argument (what its JSON document would decode to), or nil and what the
+-- arguments should have been
+local PLAIN = {}
+PLAIN.start_attempt = function(argv)
+  local lease, dma = pnum(argv[5]), pnum(argv[6])
+  if #argv < 7 or argv[3] == "" or argv[4] == "" or argv[7] == "" or not dma
+      or lease == false then
+    return nil, "run_id, worker_id, lease_until, default_max_attempts, attempt_id, task ids..."
+  end
+  local known = {}
+  for i = 8, #argv do known[argv[i]] = true end
+  -- times as their text: stored as they are
+  return {now = argv[2], run_id = argv[3], worker_id = argv[4], lease_until = lease and argv[5],
+          default_max_attempts = dma, attempt_id = argv[7], known = known}
+end
+PLAIN.finish_attempt = function(argv)
+  -- record: the attempt's final record up to its duration (which the call appends) from a
+  -- caller that knows the attempt as its start left it; used_ms: the attempt's duration
+  -- then. Unset: the call reads the record. purge_at: now + the retention (see retain)
+  local purge_at, attempt, attempt_ms = pnum(argv[4]), pnum(argv[6]), pnum(argv[10])
+  local record, used_ms, retry_at, limit = pstr(argv[11]), pnum(argv[12]), pnum(argv[14]),
+                                           pnum(argv[17])
+  if not attempt or purge_at == false or attempt_ms == false or used_ms == false
+      or retry_at == false or limit == false or (record == nil) ~= (used_ms == nil)
+      or argv[5] == "" or argv[7] == "" or (argv[8] or "") == "" then
+    return nil, "take, purge_at, run_id, attempt, attempt_status, run_status, output, "
+      .. "attempt_ms, record, used_ms (with record), error, retry_at, machine, ack, "
+      .. "env_limit, direct"
+  end
+  return {now = argv[2], take = argv[3] == "1", purge_at = purge_at and argv[4],
+          run_id = argv[5], attempt = attempt,
+          outcome = {attempt_status = argv[7], run_status = argv[8], output = pstr(argv[9]),
+                     attempt_ms = attempt_ms, error = pstr(argv[13]),
+                     retry_at = retry_at and argv[14], machine = pstr(argv[15])},
+          record = record, used_ms = used_ms, ack = pstr(argv[16]), env_limit = limit,
+          direct = pstr(argv[18])}
+end
 
 local function begin(keys, argv)
   -- set up one call; returns an error reply for an argument refused before any write
   reset_call(keys[1])
   cmd = argv[1]
-  a = cjson.decode(argv[2])
+  local plain = PLAIN[cmd]
+  if plain then
+    local expected
+    a, expected = plain(argv)
+    if expected then
+      return redis.error_reply("runlane: " .. cmd .. ": malformed arguments (expected now, "
+                               .. expected .. ")")
+    end
+  else
+    a = cjson.decode(argv[2])
+  end
   now = a.now
+  if type(now) == "string" then  -- the clock as text (see seed_n): PLAIN, create_runs
+    local t = tonumber(now)
+    if not t then
+      return redis.error_reply("runlane: " .. cmd .. ": now is not a number: " .. now)
+    end
+    seed_n(t, now)
+    now, a.now = t, t
+  end
   env_limit = a.env_limit
   if env_limit == NULL then env_limit = nil end
   if a.direct and a.direct ~= NULL then DIRECT = a.direct end
@@ -105,7 +180,11 @@ local function remove_from_time_index_keep_lease(id)
 end
 
 local function retain(id, t)
-  if a.retention and a.retention ~= NULL then  -- a finished run is kept this long
+  -- a finished run is kept this long: until t + a.retention, or a.purge_at, that sum for t =
+  -- now as the caller made it (finish_attempt: no number to format)
+  if a.purge_at then
+    redis.call("ZADD", k("gc"), a.purge_at, id)
+  elseif a.retention and a.retention ~= NULL then
     redis.call("ZADD", k("gc"), N(t + a.retention), id)
   end
 end
@@ -118,70 +197,81 @@ end
 
 local function start(id, worker_id, known, lease_until, default_max_attempts, attempt_id)
   -- an admitted QUEUED run -> EXECUTING: a new attempt, or the suspended one resumed. Returns
-  -- the attempt, the run's fields as they are after the start (name -> value: read once, with
-  -- one HGETALL, for the checks and for the reply) and whether md:<id> exists
+  -- the attempt, the run's fields its caller reads as they are after the start (name ->
+  -- value: read once, with one HGETALL, for the checks and for the reply) and whether
+  -- md:<id> exists
   local key = rk(id)
-  local flat = redis.call("HGETALL", key)
-  local h = {}
-  for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
+  -- the hash as RESP3 makes it, a map: a table Redis fills in C, not field by field in Lua
+  -- (the rest of the call keeps RESP2's replies, nil as false)
+  redis.setresp(3)
+  local h = redis.call("HGETALL", key).map
+  redis.setresp(2)
   if h.status ~= "QUEUED" or h.admitted ~= "1" or not known[h.task] then return nil end
   -- a fetch reads its clock before its call reaches Redis, where a run queued meanwhile may
   -- wait: the start is not dated before the run was queued
   local t = now
   local queued = tonumber(h.updated_at)
   if queued and queued > t then t = queued end
-  local number, started_at, used_ms
+  local number, started_at, used_ms, machine  -- machine: the attempt's, as JSON
   local resumed = h.resume == "1"
-  local ak = k("att:" .. id)
+  local ak, ts = k("att:" .. id), N(t)  -- (each N() a call: the texts kept)
   if resumed then
     number = tonumber(h.attempt_count)
     local at = cjson.decode(redis.call("HGET", ak, N(number)))
     at.status = "EXECUTING"
     at.worker_id = worker_id
     redis.call("HSET", ak, N(number), cjson.encode(at))
-    attempt_id, started_at, used_ms = at.id, at.started_at, at.duration_ms or 0
+    attempt_id, started_at, used_ms = at.id, N(at.started_at), N(at.duration_ms or 0)
+    machine = at.machine == nil and "null" or cjson.encode(at.machine)
   else
     number = tonumber(h.attempt_count or "0") + 1
-    started_at, used_ms = t, 0
+    started_at, used_ms = ts, "0"
+    machine = h.machine and cjson.encode(h.machine) or "null"
     -- written out rather than through cjson, which formats each number with snprintf
     -- (an attempt id is runlane's own: letters, digits and "_", nothing to escape)
     redis.call("HSET", ak, N(number), '{"id":"' .. attempt_id .. '","number":' .. N(number)
-      .. ',"status":"EXECUTING","started_at":' .. N(t) .. ',"worker_id":'
-      .. cjson.encode(worker_id) .. ',"machine":' .. (h.machine and cjson.encode(h.machine)
-      or "null") .. ',"duration_ms":0}')
+      .. ',"status":"EXECUTING","started_at":' .. ts .. ',"worker_id":'
+      .. cjson.encode(worker_id) .. ',"machine":' .. machine .. ',"duration_ms":0}')
   end
-  local sets = {"status", "EXECUTING", "updated_at", N(t), "attempt_count", N(number),
-                "worker_id", worker_id, "resume", "0", "segment_started_at", N(t),
+  local ns = N(number)
+  local sets = {"status", "EXECUTING", "updated_at", ts, "attempt_count", ns,
+                "worker_id", worker_id, "resume", "0", "segment_started_at", ts,
                 "attempts_allowed", h.max_attempts or N(default_max_attempts)}
-  if s(lease_until) then
-    local lease = N(lease_until)
+  local lease = s(lease_until) and N(lease_until)
+  if lease then
     sets[#sets + 1] = "lease_until"
     sets[#sets + 1] = lease
     redis.call("ZADD", k("leases"), lease, id)
   end
   if not h.started_at then
     sets[#sets + 1] = "started_at"
-    sets[#sets + 1] = N(t)
+    sets[#sets + 1] = ts
   end
   redis.call("HSET", key, unpack(sets))
-  for i = 1, #sets, 2 do h[sets[i]] = sets[i + 1] end
   move_status(id, "EXECUTING", t, "QUEUED")
-  if h.lease_until and not s(lease_until) then
-    redis.call("HDEL", key, "lease_until")
-    h.lease_until = nil
-  end
+  if h.lease_until and not lease then redis.call("HDEL", key, "lease_until") end
   if h.ttl then  -- its TTL no longer applies: it started
     redis.call("ZREM", k("ttl"), id)
     if h.ttl_expires_at then  -- kept in the hash by earlier versions
       redis.call("HDEL", key, "ttl_expires_at")
-      h.ttl_expires_at = nil
     end
   end
-  -- the attempt as JSON text (see above)
-  return '{"attempt_id":"' .. attempt_id .. '","number":' .. N(number) .. ',"started_at":'
-           .. N(started_at) .. ',"resumed":' .. tostring(resumed) .. ',"used_ms":' .. N(used_ms)
-           .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null") .. '}',
-         h, h.md_set
+  -- the fields returned are those the caller reads (RedisStore._started, rows.to_run), as they
+  -- are now: the ones this start changed set here, and the run's bookkeeping left out (each
+  -- field costs its encoding here and its decoding there)
+  local md_set = h.md_set
+  h.status, h.updated_at, h.attempt_count, h.started_at = "EXECUTING", ts, ns,
+                                                          h.started_at or ts
+  h.ckey, h.admitted, h.resume, h.queue_given, h.queue_ts, h.holds_queue, h.holds_env = nil
+  h.worker_id, h.segment_started_at, h.attempts_allowed, h.lease_until, h.md_set = nil
+  h.ttl_expires_at, h.borrowed_from, h.lent_to, h.wait_index = nil
+  -- the attempt as JSON text (see above), with what its record holds that the caller may not
+  -- know (its machine: a finish writes the final record from it, see finish_attempt)
+  return '{"attempt_id":"' .. attempt_id .. '","number":' .. ns .. ',"started_at":'
+           .. started_at .. ',"resumed":' .. (resumed and "true" or "false") .. ',"used_ms":'
+           .. used_ms .. ',"max_duration":' .. N(tonumber(h.max_duration) or "null")
+           .. ',"machine":' .. machine .. '}',
+         h, md_set
 end
 
 local function started_json(id, st, h, md_set, lead)
@@ -212,7 +302,9 @@ local function settle(id)
 end
 
 if cmd == "create_runs" then
-  local out = {}
+  -- ids: the run id of each NewRun; cached: [index, id, status, queue] of those an idempotency
+  -- key answered with an existing run (the reply: the caller knows what it created)
+  local ids, cached_out = {}, {}
   local subqueues = {}
   for _, r in ipairs(a.runs) do
     local cached = nil
@@ -230,7 +322,8 @@ if cmd == "create_runs" then
       end
     end
     if cached then
-      out[#out + 1] = {cached, true, get(cached, "status"), get(cached, "queue")}
+      ids[#ids + 1] = cached
+      cached_out[#cached_out + 1] = {#ids, cached, get(cached, "status"), get(cached, "queue")}
     else
       local number = redis.call("INCR", k("n:task:" .. enc(r.task)))
       local id = r.id
@@ -253,22 +346,24 @@ if cmd == "create_runs" then
         flat[#flat + 1] = "holds_env"
         flat[#flat + 1] = "1"
       end
-      local function opt(name, v)
+      for i = 1, #OPTIONAL do  -- written out: ipairs and a helper cost a call each, every field
+        local name = OPTIONAL[i]
+        local v = r[name]
         if v ~= nil and v ~= NULL and v ~= false then
           flat[#flat + 1] = name
           flat[#flat + 1] = N(v)
         end
       end
-      for _, name in ipairs(OPTIONAL) do opt(name, r[name]) end
       if #r.payload > 524288 then
         redis.call("SET", k("blob:" .. id .. ":payload"), r.payload)
-        opt("payload_blob", "1")
+        flat[#flat + 1], flat[#flat + 2] = "payload_blob", "1"
       else
-        opt("payload", r.payload)
+        flat[#flat + 1], flat[#flat + 2] = "payload", r.payload
       end
       if r.status ~= "DELAYED" then
-        opt("queued_at", now)
-        opt("queue_ts", now)
+        local at = N(now)
+        flat[#flat + 1], flat[#flat + 2], flat[#flat + 3], flat[#flat + 4] =
+          "queued_at", at, "queue_ts", at
       end
       redis.call("HSET", rk(id), unpack(flat))
       redis.call("ZADD", k("ix:st:" .. r.status), "0", id)
@@ -290,22 +385,16 @@ if cmd == "create_runs" then
         end
       end
       publish(id, r.status, now)
-      out[#out + 1] = {id, false, r.status, r.queue}
+      ids[#ids + 1] = id
     end
   end
   if s(a.batch_id) then
-    local ids = {}
-    for i, c in ipairs(out) do ids[i] = c[1] end
     redis.call("HSET", k("batch:" .. a.batch_id), "run_ids", cjson.encode(ids),
                "created_at", now, "parent_id", s(a.parent_id) or "")
   end
-  if s(a.wait) then
-    local ids = {}
-    for i, c in ipairs(out) do ids[i] = c[1] end
-    create_waitpoint(a.wait, ids, now)
-  end
+  if s(a.wait) then create_waitpoint(a.wait, ids, now) end
   admit_new(now, env_limit, subqueues)
-  return reply(cjson.encode(out))
+  return reply(json_list(cached_out))
 
 elseif cmd == "register_tasks" then
   local queues = {}
@@ -408,9 +497,7 @@ elseif cmd == "expire_runs" then
   return json_list(expired)
 
 elseif cmd == "start_attempt" then
-  local known = {}
-  for _, t in ipairs(a.known) do known[t] = true end
-  local st, h, md_set = start(a.run_id, a.worker_id, known, a.lease_until,
+  local st, h, md_set = start(a.run_id, a.worker_id, a.known, a.lease_until,
                               a.default_max_attempts, a.attempt_id)
   if not st then return "null" end
   -- one JSON document: decoding it is C code in Python, where a reply array of ~60 strings
@@ -465,55 +552,62 @@ elseif cmd == "fetch_start" then
   return "[[" .. table.concat(out, ",") .. "]," .. tostring(n_ids >= #a.attempt_ids) .. "]"
 
 elseif cmd == "finish_attempt" then
-  local id = a.run_id
+  -- (its arguments are plain: each unset one nil, never cjson's null)
+  local id, n = a.run_id, N(a.attempt)
+  local key = rk(id)
   settle(id)
-  local r = redis.call("HMGET", rk(id), "status", "attempt_count", "duration_ms",
+  local r = redis.call("HMGET", key, "status", "attempt_count", "duration_ms",
                        "segment_started_at", unpack(SLOT))
-  if r[1] ~= "EXECUTING" or r[2] ~= N(a.attempt) then
+  if r[1] ~= "EXECUTING" or r[2] ~= n then
     release_stopped(id, r[1], r[2], a.attempt)  -- canceled before the worker stopped it
     return reply("0")
   end
   local o = a.outcome
-  local ak, n = k("att:" .. id), N(a.attempt)
-  local raw = redis.call("HGET", ak, n)
-  local at = raw and cjson.decode(raw) or nil
+  local ak = k("att:" .. id)
+  -- the attempt's record: written from what the caller knows of it (a.record, its duration
+  -- when it started a.used_ms), else read and rewritten (a caller that did not start it)
+  local at, used = nil, a.used_ms
+  if not a.record then
+    local raw = redis.call("HGET", ak, n)
+    at = raw and cjson.decode(raw) or nil
+    used = (at and at.duration_ms) or 0
+  end
   local elapsed  -- execution time of this stretch: the attempt's own measure when given
-  if o.attempt_ms == nil or o.attempt_ms == NULL then
+  if o.attempt_ms == nil then
     elapsed = r[4] and math.max(0, math.floor((now - tonumber(r[4])) * 1000)) or 0
   else
-    elapsed = math.max(0, o.attempt_ms - ((at and at.duration_ms) or 0))
+    elapsed = o.attempt_ms - used
+    if elapsed < 0 then elapsed = 0 end
   end
-  local key = rk(id)
+  -- fields appended in place: the values are the caller's text, now N()'s
   local sets = {"status", o.run_status, "updated_at", N(now), "admitted", "0",
                 "duration_ms", N(tonumber(r[3] or "0") + elapsed)}
   local dels = {"segment_started_at", "lease_until"}
-  local function set(name, v)
-    sets[#sets + 1] = name
-    sets[#sets + 1] = N(v)
-  end
-  if s(o.output) then
+  if o.output then
     if #o.output > 524288 then
       redis.call("SET", k("blob:" .. id .. ":output"), o.output)
-      set("output_blob", "1")
+      sets[#sets + 1], sets[#sets + 2] = "output_blob", "1"
       dels[#dels + 1] = "output"
     else
-      set("output", o.output)
+      sets[#sets + 1], sets[#sets + 2] = "output", o.output
     end
   end
-  if s(o.error) then set("error", o.error)
+  if o.error then sets[#sets + 1], sets[#sets + 2] = "error", o.error
   elseif o.run_status == "COMPLETED" then dels[#dels + 1] = "error" end
-  if FINAL[o.run_status] then set("finished_at", now) end
-  if s(o.retry_at) then set("retry_at", o.retry_at) end
-  if s(o.machine) then set("machine", o.machine) end
+  if FINAL[o.run_status] then sets[#sets + 1], sets[#sets + 2] = "finished_at", N(now) end
+  if o.retry_at then sets[#sets + 1], sets[#sets + 2] = "retry_at", o.retry_at end
+  if o.machine then sets[#sets + 1], sets[#sets + 2] = "machine", o.machine end
   redis.call("HSET", key, unpack(sets))
   local q, freed_ck = release(id, false, slot_of(r, 5), dels)
   redis.call("HDEL", key, unpack(dels))
   redis.call("ZREM", k("leases"), id)
   move_status(id, o.run_status, now, "EXECUTING")
-  if at then
+  if a.record then
+    redis.call("HSET", ak, n, a.record .. N(used + elapsed) .. "}")
+  elseif at then
     at.status = o.attempt_status
     at.finished_at = now
-    at.error = s(o.error) and cjson.decode(o.error) or NULL
+    at.error = o.error and cjson.decode(o.error) or NULL
     at.duration_ms = (at.duration_ms or 0) + elapsed
     redis.call("HSET", ak, n, cjson.encode(at))
   end

@@ -211,7 +211,7 @@ def _timeout_in_kernel(sock: Any) -> None:
 
 
 class ScriptLane:
-    """Calls of the store's scripts: ``lane(key, command, argument)`` runs the script of
+    """Calls of the store's scripts: ``lane(key, command, *args)`` runs the script of
     ``command`` (``scripts``; the ``program`` for a command it does not name)."""
 
     def __init__(
@@ -255,7 +255,7 @@ class ScriptLane:
         key and ``command, *args``."""
         functions = self.functions
         # the command's fixed part (FCALL/EVALSHA, function or script, key, command), packed
-        # once: what varies is the argument (usually one JSON document)
+        # once: what varies is the arguments (one JSON document, or a hot command's strings)
         head_key = (functions is not False, key, command, len(args))
         head = self._heads.get(head_key)
         if head is None:

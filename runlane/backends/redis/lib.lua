@@ -84,6 +84,13 @@ local function N(x)
   return last_s
 end
 
+local function seed_n(x, text)
+  -- a call's clock arrives as text (a plain argument, formatted by the caller as N() would
+  -- format it): N() hands that text out instead of formatting the number again. An integral
+  -- clock is left to N() (a "5.0" would not be what N() writes)
+  if x % 1 ~= 0 then last_n, last_s = x, text end
+end
+
 local function json_list(t)
   -- cjson encodes an empty Lua table as {}: a list reply must stay a JSON list
   if #t == 0 then return "[]" end
@@ -226,6 +233,8 @@ local function reply(value)
   -- caller to send, JSON ids of those whose messages it wrote itself, JSON ids of those whose
   -- messages it could not write (the caller sends them)}
   if not TAKE then return value end
+  -- nothing admitted and nothing delivered (most calls): nothing to encode
+  if #TAKEN == 0 and #PUSHED == 0 then return {value, "[]", "[]", "[]"} end
   local taken = json_list(dispatches(TAKEN))
   local written, failed = {}, {}
   if #PUSHED > 0 then
@@ -307,15 +316,18 @@ local function admits_at_once(q, ck, now, env_limit)
   -- Returns the queue's and the sub-queue's keys then (the caller creates the run with its
   -- slot and calls count_slots), else false
   if env_limit ~= nil and env_limit ~= NULL then return false end
-  local qk = k("queue:" .. enc(q))
+  local eq = enc(q)
+  local qk = k("queue:" .. eq)
   local qh = redis.call("HMGET", qk, "limit", "total", "paused", "until", "running")
-  if qh[2] or paused(qh[3], qh[4], now) then return false end
-  local sqk = k("sq:" .. enc(q) .. ":" .. enc(ck))
+  -- (paused() asked only where a pause is recorded)
+  if qh[2] or (qh[3] and paused(qh[3], qh[4], now)) then return false end
+  local sub = eq .. ":" .. enc(ck)  -- (the names below: each formed once)
+  local sqk = k("sq:" .. sub)
   local sh = redis.call("HMGET", sqk, "running", "paused", "until")
-  if paused(sh[2], sh[3], now) then return false end
-  local limit = tonumber(qh[1])
+  if sh[2] and paused(sh[2], sh[3], now) then return false end
+  local limit = qh[1] and tonumber(qh[1]) or nil
   if limit ~= nil and tonumber(sh[1] or "0") >= limit then return false end
-  if redis.call("EXISTS", k("sqw:" .. enc(q) .. ":" .. enc(ck))) == 1 then return false end
+  if redis.call("EXISTS", k("sqw:" .. sub)) == 1 then return false end
   if not qh[5] then upsert_queue(q, nil, nil, false) end
   return qk, sqk
 end

@@ -56,6 +56,19 @@ def _dumps(value: Any) -> str | bytes:
     return json.dumps(value)
 
 
+def _num(value: float) -> str:
+    """A number as the script's N() formats it ("%.17g": the same number, and integers
+    without a fraction), for a plain argument the script may store as it is."""
+    return f"{value:.17g}"
+
+
+def _text(value: str | None) -> str:
+    """A string (or None) as JSON text."""
+    if orjson is not None:
+        return orjson.dumps(value).decode()
+    return json.dumps(value)
+
+
 def _loads(text: str | None) -> Any:
     """``json.loads``, with the few documents most replies and runs hold answered without
     the decoder (each a new object: the caller may change it). None or "" → None. orjson
@@ -185,7 +198,19 @@ class RedisStore(RedisReads):
                 args["push"] = push.commands
                 if self._server is None or push.db != self._server.db:
                     args["push_db"] = push.db
-        raw = self._lane(self.prefix, command, _dumps(args))
+        return self._reply(self._lane(self.prefix, command, _dumps(args)), take, push)
+
+    def _call_plain(self, command: str, args: list[str], take: list[Dispatch] | None) -> Any:
+        """Run one of the hot commands, which take plain string arguments (PLAIN in
+        commands.lua: "" is unset, and trailing unset ones are left out). ``take`` as
+        ``ready`` in ``_call``, when the call's arguments ask for it."""
+        while args[-1] == "":
+            args.pop()
+        return self._reply(self._lane(self.prefix, command, *args), take, None)
+
+    def _reply(self, raw: Any, take: list[Dispatch] | None, push: Push | None) -> Any:
+        """A command's decoded reply, what it admitted for the caller to send (TAKE)
+        appended to ``take``."""
         if take is not None and isinstance(raw, list):
             raw, taken, pushed, failed = raw
             take.extend(Dispatch(*row) for row in _loads(taken))
@@ -215,6 +240,7 @@ class RedisStore(RedisReads):
             d = {k: v for k, v in vars(new).items() if v is not None}
             d["task"] = d.pop("task_identifier")
             d["status"] = new.status.value
+            d["created_at"] = _num(new.created_at)  # stored as it is (see _num), as now
             d.pop("trace_context", None)
             if new.trace_context:  # JSON text; none, or empty, is left out
                 d["trace_context"] = json.dumps(new.trace_context)
@@ -224,23 +250,21 @@ class RedisStore(RedisReads):
             ready,
             push,
             runs=payloads,
-            now=now,
+            now=_num(now),
             batch_id=batch_id,
             parent_id=parent_id,
             wait=asdict(wait) if wait else None,
         )
-        by_id = {n.id: n.task_identifier for n in runs}
-        result = []
-        for (run_id, cached, status, queue), new in zip(out, runs, strict=True):
-            result.append(
-                Created(
-                    run_id,
-                    bool(cached),
-                    RunStatus(status),
-                    queue,
-                    by_id.get(run_id, new.task_identifier),
+        # the runs created are as given; the reply lists those an idempotency key answered
+        # with an existing run: [position (from 1), run id, its status, its queue]
+        result = [Created(n.id, False, n.status, n.queue, n.task_identifier) for n in runs]
+        if out:
+            by_id = {n.id: n.task_identifier for n in runs}
+            for position, run_id, status, queue in out:
+                new = runs[position - 1]
+                result[position - 1] = Created(
+                    run_id, True, RunStatus(status), queue, by_id.get(run_id, new.task_identifier)
                 )
-            )
         return result
 
     # ------------------------------------------------------------------ transitions
@@ -304,23 +328,29 @@ class RedisStore(RedisReads):
         lease_until: float | None = None,
         default_max_attempts: int = 1,
     ) -> StartedAttempt | None:
-        got = self._call(
+        got = self._call_plain(
             "start_attempt",
-            run_id=run_id,
-            worker_id=worker_id,
-            now=now,
-            known=list(known_tasks),
-            lease_until=lease_until,
-            default_max_attempts=default_max_attempts,
-            attempt_id=ids.attempt_id(),
+            [
+                _num(now),  # stored as it is: the text the script would write
+                run_id,
+                worker_id,
+                "" if lease_until is None else _num(lease_until),
+                repr(default_max_attempts),
+                ids.attempt_id(),
+                *known_tasks,
+            ],
+            None,
         )
         if got is None:
             return None
         started, h, md = got
-        return self._started(started, h, md)
+        return self._started(started, h, md, worker_id)
 
-    def _started(self, got: dict[str, Any], h: dict[str, str], md: str | None) -> StartedAttempt:
-        """A StartedAttempt from what a start returned and the run's hash."""
+    def _started(
+        self, got: dict[str, Any], h: dict[str, str], md: str | None, worker_id: str
+    ) -> StartedAttempt:
+        """A StartedAttempt from what a start returned and the run's hash (``worker_id``: the
+        attempt's worker)."""
         payload = h.get("payload")
         if h.get("payload_blob"):
             payload = self.client.get(self._k(f"blob:{h['id']}:payload"))
@@ -344,6 +374,8 @@ class RedisStore(RedisReads):
             got.get("max_duration"),
             resumed=bool(got["resumed"]),
             used_ms=int(got["used_ms"] or 0),
+            worker_id=worker_id,
+            machine=got["machine"],
         )
 
     @_translate
@@ -373,7 +405,8 @@ class RedisStore(RedisReads):
             attempt_ids=[ids.attempt_id() for _ in range(max_count + 2)],
             now=now,
         )
-        return [(msg, self._started(got, h, md)) for msg, got, h, md in out], bool(more)
+        started = [(msg, self._started(got, h, md, worker_id)) for msg, got, h, md in out]
+        return started, bool(more)
 
     @_translate
     def adopt(self, run_id: str, worker_id: str) -> StartedAttempt | None:
@@ -399,8 +432,9 @@ class RedisStore(RedisReads):
             "resumed": resumed,
             "used_ms": at.get("duration_ms") or 0,
             "max_duration": int(float(md_value)) if md_value not in (None, "") else None,
+            "machine": at.get("machine"),
         }
-        return self._started(got, h, md)
+        return self._started(got, h, md, worker_id)
 
     def _apply_metadata(
         self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
@@ -444,25 +478,54 @@ class RedisStore(RedisReads):
         now: float,
         ack: str | None = None,
         ready: list[Dispatch] | None = None,
+        started: StartedAttempt | None = None,
     ) -> bool:
         if outcome.metadata_ops:
             self._apply_metadata(run_id, outcome.metadata_ops, None)
-        done = self._call(
+        error = outcome.error.model_dump_json() if outcome.error is not None else ""
+        record = used_ms = ""
+        if (
+            started is not None
+            and started.worker_id is not None
+            and started.attempt_number == attempt_number
+            and started.run_id == run_id
+        ):
+            # the attempt's final record up to its duration, which the script appends: what
+            # the script would make of the record this attempt's start wrote (which a run
+            # EXECUTING this attempt still has): its times as cjson writes numbers ("%.14g"),
+            # the error as given. An attempt id is runlane's own (nothing to escape)
+            record = (
+                f'{{"id":"{started.attempt_id}","number":{attempt_number},'
+                f'"status":"{outcome.attempt_status}",'
+                f'"started_at":{started.started_at:.14g},"finished_at":{now:.14g},'
+                f'"worker_id":{_text(started.worker_id)},"machine":{_text(started.machine)},'
+                f'"error":{error or "null"},"duration_ms":'
+            )
+            used_ms = repr(started.used_ms)
+        take = ready if self.direct is None else None
+        limit, retention = self.concurrency_limit, self.retention
+        done = self._call_plain(
             "finish_attempt",
-            ready,
-            run_id=run_id,
-            attempt=attempt_number,
-            now=now,
-            ack=ack,
-            outcome={
-                "attempt_status": outcome.attempt_status,
-                "run_status": outcome.run_status.value,
-                "output": outcome.output,
-                "error": outcome.error.model_dump_json() if outcome.error else None,
-                "retry_at": outcome.retry_at,
-                "machine": outcome.machine,
-                "attempt_ms": outcome.attempt_ms,
-            },
+            [
+                _num(now),
+                "" if take is None else "1",
+                "" if retention is None else _num(now + retention),  # kept until then
+                run_id,
+                repr(attempt_number),
+                outcome.attempt_status,
+                outcome.run_status.value,
+                "" if outcome.output is None else outcome.output,
+                "" if outcome.attempt_ms is None else repr(outcome.attempt_ms),
+                record,
+                used_ms,
+                error,
+                "" if outcome.retry_at is None else _num(outcome.retry_at),
+                outcome.machine or "",
+                ack or "",
+                "" if limit is None else repr(limit),
+                self.direct or "",
+            ],
+            take,
         )
         return done == 1
 

@@ -273,6 +273,7 @@ class _Lifecycle(_Base):
         now: float,
         ack: str | None = None,  # the local broker acks apart
         ready: list[Dispatch] | None = None,
+        started: StartedAttempt | None = None,  # the attempt's row is updated in place
     ) -> bool:
         env = self.environment
         with self.db.write() as conn:
