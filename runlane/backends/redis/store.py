@@ -63,10 +63,9 @@ def _num(value: float) -> str:
 
 
 def _text(value: str | None) -> str:
-    """A string (or None) as JSON text."""
-    if orjson is not None:
-        return orjson.dumps(value).decode()
-    return json.dumps(value)
+    """A string (or None) as JSON text (``_dumps``, as ``str``)."""
+    text = _dumps(value)
+    return text.decode() if isinstance(text, bytes) else text
 
 
 def _loads(text: str | None) -> Any:
