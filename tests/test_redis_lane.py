@@ -180,6 +180,9 @@ def test_calls_differing_in_key_command_or_arguments_are_packed_apart(redis_url)
         assert lane("k1", "b", "é") == "b|é@k1"
         assert lane("k1", "a") == "a@k1"
         assert lane("k1", "a", b"y", "z") == "a|y|z@k1"
+        # framed as one text when all are ASCII; else each as its own UTF-8 bytes
+        assert lane("k1", "a", "", "1.5", "") == "a||1.5|@k1"
+        assert lane("k1", "a", "x", "\u00e9\u20ac", "y") == "a|x|\u00e9\u20ac|y@k1"
         assert lane("k1", "a", "x") == "a|x@k1"
         lane.close()
     finally:

@@ -177,6 +177,20 @@ def _bulk(arg: str | bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
+def _pack(args: tuple[str | bytes, ...]) -> bytes:
+    """``args`` as RESP bulk strings. When all are ASCII text (a hot command's arguments:
+    ids, numbers, runlane's own words), their lengths in characters are their lengths in bytes:
+    framed as one text and encoded once (about half the CPU of framing each one). Bytes or
+    other text: one by one."""
+    try:
+        text = "".join(args).isascii()  # (a TypeError: bytes among them)
+    except TypeError:
+        text = False
+    if text:
+        return "".join([f"${len(arg)}\r\n{arg}\r\n" for arg in args]).encode()
+    return b"".join([_bulk(arg) for arg in args])
+
+
 def _head(call: tuple[str, ...], count: int) -> bytes:
     """The start of a command of ``count`` arguments whose first ones are ``call``."""
     return b"*%d\r\n" % count + b"".join(_bulk(arg) for arg in call)
@@ -267,7 +281,7 @@ class ScriptLane:
             if len(self._heads) >= 1024:  # keys are few (one per environment); bounded anyway
                 self._heads.clear()
             head = self._heads[head_key] = _head(fixed, len(fixed) + len(args))
-        packed = head + b"".join([_bulk(arg) for arg in args])
+        packed = head + _pack(args)
         conn = self._connection()
         try:
             sock = getattr(conn, "_sock", None)
