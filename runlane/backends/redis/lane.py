@@ -183,10 +183,10 @@ def _pack(args: tuple[str | bytes, ...]) -> bytes:
     framed as one text and encoded once (about half the CPU of framing each one). Bytes or
     other text: one by one."""
     try:
-        text = "".join(args).isascii()  # (a TypeError: bytes among them)
+        ascii_only = "".join(args).isascii()  # (a TypeError: bytes among them)
     except TypeError:
-        text = False
-    if text:
+        ascii_only = False
+    if ascii_only:
         return "".join([f"${len(arg)}\r\n{arg}\r\n" for arg in args]).encode()
     return b"".join([_bulk(arg) for arg in args])
 
