@@ -737,12 +737,20 @@ def main() -> None:
                         h.Measurement(framework, f"{label}: CPU a task, RabbitMQ server",
                                       med("rabbitmq_cpu"), "ms", "server-wide, this machine")
                     )  # fmt: skip
+            # each runlane round against the raw round of the same index (next to it in time
+            # with --interleave): how far one pair of rounds strays from the medians' ratio
+            pairs = [
+                mine.total / theirs.total
+                for mine, theirs in zip(by_mode["runlane"], by_mode["raw"], strict=True)
+                if theirs.total > 0
+            ]
             results.append(
                 h.Measurement(
                     framework,
                     "overhead ratio (runlane ÷ raw, target ≤ 1.30)",
                     h.ratio(cost["runlane"], cost["raw"]),
                     "x",
+                    f"round by round: {min(pairs):.2f}x-{max(pairs):.2f}x" if pairs else "",
                 )
             )
             if args.floor:
