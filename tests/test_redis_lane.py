@@ -183,6 +183,7 @@ def test_calls_differing_in_key_command_or_arguments_are_packed_apart(redis_url)
         # framed as one text when all are ASCII; else each as its own UTF-8 bytes
         assert lane("k1", "a", "", "1.5", "") == "a||1.5|@k1"
         assert lane("k1", "a", "x", "\u00e9\u20ac", "y") == "a|x|\u00e9\u20ac|y@k1"
+        assert lane("k1", "a", "x", b"y") == "a|x|y@k1"  # text, then bytes
         assert lane("k1", "a", "x") == "a|x@k1"
         lane.close()
     finally:

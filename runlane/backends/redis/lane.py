@@ -181,10 +181,10 @@ def _pack(args: tuple[str | bytes, ...]) -> bytes:
     """``args`` as RESP bulk strings. When all are ASCII text (a hot command's arguments:
     ids, numbers, runlane's own words), their lengths in characters are their lengths in bytes:
     framed as one text and encoded once (about half the CPU of framing each one). Bytes or
-    other text: one by one."""
+    other text: one by one (a JSON argument arrives as bytes: no exception raised for it)."""
     try:
-        ascii_only = "".join(args).isascii()  # (a TypeError: bytes among them)
-    except TypeError:
+        ascii_only = type(args[0]) is not bytes and "".join(args).isascii()
+    except (IndexError, TypeError):  # no arguments (framed below as nothing), or mixed
         ascii_only = False
     if ascii_only:
         return "".join([f"${len(arg)}\r\n{arg}\r\n" for arg in args]).encode()
@@ -193,7 +193,7 @@ def _pack(args: tuple[str | bytes, ...]) -> bytes:
 
 def _head(call: tuple[str, ...], count: int) -> bytes:
     """The start of a command of ``count`` arguments whose first ones are ``call``."""
-    return b"*%d\r\n" % count + b"".join(_bulk(arg) for arg in call)
+    return b"*%d\r\n" % count + _pack(call)
 
 
 _TIMEVAL = struct.Struct("ll")  # struct timeval on Linux: seconds, microseconds (longs)
