@@ -84,6 +84,12 @@ def _build_broker(broker: Any, store: Store, environment: str, heartbeat: float)
     )
 
 
+def _seconds(value: Any, option: str, least: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
+        raise InvalidOptionError(option, value, f"must be seconds >= {least:g}")
+    return float(value)
+
+
 def configure(
     *,
     store: str | Store | None = None,
@@ -100,6 +106,7 @@ def configure(
     engine_interval: float | None = None,
     wait_in_place: float | None = None,
     lease_timeout: float | None = None,
+    store_retry_timeout: float | None = None,
     retention: Any = UNSET,
     **hooks: Callable[..., Any],
 ) -> Runtime:
@@ -135,23 +142,13 @@ def configure(
     if engine_interval is not None:
         settings.engine_interval = float(engine_interval)
     if lease_timeout is not None:
-        if (
-            isinstance(lease_timeout, bool)
-            or not isinstance(lease_timeout, (int, float))
-            or (lease_timeout < 1)
-        ):
-            raise InvalidOptionError("lease_timeout", lease_timeout, "must be seconds >= 1")
-        settings.lease_timeout = float(lease_timeout)
+        settings.lease_timeout = _seconds(lease_timeout, "lease_timeout", 1)
+    if store_retry_timeout is not None:
+        settings.store_retry_timeout = _seconds(store_retry_timeout, "store_retry_timeout", 0)
     if retention is not UNSET:  # a duration ("30d"); None keeps finished runs forever
         settings.retention = None if retention is None else parse_duration(retention, "retention")
     if wait_in_place is not None:
-        if (
-            isinstance(wait_in_place, bool)
-            or not isinstance(wait_in_place, (int, float))
-            or (wait_in_place < 0)
-        ):
-            raise InvalidOptionError("wait_in_place", wait_in_place, "must be seconds >= 0")
-        settings.wait_in_place = float(wait_in_place)
+        settings.wait_in_place = _seconds(wait_in_place, "wait_in_place", 0)
     settings.secret_key = secret_key or os.environ.get("RUNLANE_SECRET_KEY")
     store_url = (
         store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)

@@ -14,6 +14,8 @@ One root, so ``except RunlaneError`` catches everything runlane raises on purpos
     ├── NotInRunError               a run-only call made outside a run
     ├── NonDeterminismError         a replayed attempt took another path at a wait
     ├── StoreError                  the store could not be read or written
+    │   ├── StoreUnavailableError   not reachable or not serving yet (transient: retried)
+    │   └── StoreRejectedError      the store answered the call with an error
     ├── AbortTaskRunError           raised by a task: fail the run, no retry
     ├── SubtaskUnwrapError          TaskRunResult.unwrap() of a failed child
     ├── TaskPayloadParsedError      schema_task payload did not parse
@@ -84,7 +86,20 @@ class NonDeterminismError(RunlaneError):
 
 
 class StoreError(RunlaneError):
-    pass
+    """The store could not be read or written (see the two subclasses for why)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached, or is not serving yet: connection refused, reset or
+    timed out, Redis loading its data after a restart (LOADING), a replica during a failover
+    (READONLY), SQLite locked by another writer. Transient: triggers are retried for
+    ``configure(store_retry_timeout=...)`` seconds, a finished attempt's result is kept and
+    recorded when the store answers again."""
+
+
+class StoreRejectedError(StoreError):
+    """The store answered, with an error: the call was refused (a script error, a key of the
+    wrong type, out of memory, no permission). Retrying the same call does not help."""
 
 
 class AbortTaskRunError(RunlaneError):

@@ -148,6 +148,9 @@ class ActiveRun:
         self.control = control
         self.waits = waits
         self.busy = busy
+        # when the store's lease on this attempt lapses, as far as this process knows (set at
+        # its start and by each renewal: time.time() seconds)
+        self.lease_until = float("inf")
         self.remote_metadata = remote_metadata if remote_metadata is not None else RemoteOps()
         # held while pending updates are written, so a background flush never lands after the
         # attempt's final write (an older ``set`` overwriting the final value)

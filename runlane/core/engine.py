@@ -29,6 +29,7 @@ from runlane.core.options import (
     parse_trigger_options,
     validate_task_id,
 )
+from runlane.core.storecalls import retrying
 from runlane.core.task import Task, default_queue_name
 from runlane.core.types import (
     TAKE_LIMIT,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runlane.engine")
 PURGE_EVERY = 60.0  # seconds between passes that delete runs past their retention
+REDELIVER_LIMIT = 1000  # runs a redelivery pass looks at (the oldest)
 
 
 class _Sending:
@@ -80,6 +82,8 @@ class Engine:
         self.rt = runtime
         self._registered: set[str] = set()
         self._last_purge = 0.0
+        # runs sent again by redeliver(): run id -> (times, when next)
+        self._resent: dict[str, tuple[int, float]] = {}
         # (broker, store) → the broker's Redis server when the store writes its messages
         self._push_pair: tuple[Any, Any] | None = None
         self._push_server: RedisServer | None = None
@@ -190,7 +194,12 @@ class Engine:
     def _known(self, task_ids: set[str]) -> dict[str, RegisteredTask]:
         """Tasks not defined in this process that the store knows (a worker registered)."""
         unknown = {t for t in task_ids if self.rt.registry.get(t) is None}
-        return self.rt.store.known_tasks(unknown) if unknown else {}
+        if not unknown:
+            return {}
+        store = self.rt.store
+        return retrying(
+            lambda: store.known_tasks(unknown), "trigger", self.rt.settings.store_retry_timeout
+        )
 
     def _register_local(self, news: Sequence[NewRun]) -> None:
         """A task defined in this process is registered in the store (with its queue's limits)
@@ -214,15 +223,22 @@ class Engine:
         """Create runs and send what the store admitted in the same transition (or, with a
         broker on the store's own Redis server, let that transition write their messages)."""
         push = self._push(news)
+        store = self.rt.store
+        token = ids.ulid()  # the same on every try: a retry never creates the runs twice
         with self.sending() as ready:
-            return self.rt.store.create_runs(
-                news,
-                now=now,
-                batch_id=batch_id,
-                parent_id=parent_id,
-                wait=wait,
-                ready=ready,
-                push=push,
+            return retrying(
+                lambda: store.create_runs(
+                    news,
+                    now=now,
+                    batch_id=batch_id,
+                    parent_id=parent_id,
+                    wait=wait,
+                    ready=ready,
+                    push=push,
+                    token=token,
+                ),
+                "trigger",
+                self.rt.settings.store_retry_timeout,
             )
 
     def _push(self, news: Sequence[NewRun]) -> Push | None:
@@ -542,39 +558,62 @@ class Engine:
         self.send_ready()
         return moved
 
-    def tick(self, *, redeliver: bool = False) -> None:
+    def tick(self, *, redeliver: bool = False, reap: bool = True) -> None:
         """One pass of the time-driven loops (the leader runs it every engine_interval):
-        delayed runs, retries and time waits that are due; TTL expiry; dead workers' leases."""
+        delayed runs, retries and time waits that are due; TTL expiry; dead workers' leases
+        (unless ``reap`` is false)."""
         now = self.rt.now()
         self.rt.store.promote_due(now=now, limit=1000)
         self.rt.store.expire_runs(now=now, limit=1000)
-        self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time
+        if reap:
+            self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time
         self.send_ready(always=True)
         if now - self._last_purge >= PURGE_EVERY:
             self._last_purge = now
             self.rt.store.purge(now=now, limit=1000)
-        # a store that pushes admitted runs onto its broker in the same transition loses no
-        # dispatch; a re-send would only duplicate the backlog of busy workers
+        # a store that pushes admitted runs onto its native broker in the same transition
+        # loses no dispatch (a dead worker's deliveries go back to their lists)
         if redeliver and not getattr(self.rt.store, "dispatches_itself", False):
-            self.send(
-                self.rt.store.queued_run_ids(
-                    older_than=now - self.rt.settings.redeliver_after, limit=1000
-                )
-            )
+            self.redeliver(now)
+
+    def redeliver(self, now: float) -> None:
+        """Send again the runs sent to the broker a lease period ago or more that have not
+        started: the worker that took them may have died before it started them (Celery and
+        Dramatiq workers prefetch messages; a broker may lose one). A second message for a
+        run is harmless (a start admits one attempt), but a long backlog is not multiplied:
+        each run is sent again after 1, 2, 4, ... lease periods (at most an hour apart)."""
+        period = self.rt.settings.lease_timeout
+        stale = self.rt.store.queued_run_ids(older_than=now - period, limit=REDELIVER_LIMIT)
+        resent: dict[str, tuple[int, float]] = {}
+        due: list[Dispatch] = []
+        for dispatch in stale:
+            times, next_at = self._resent.get(dispatch.run_id, (0, now))
+            if next_at <= now:
+                due.append(dispatch)
+                times += 1
+                next_at = now + min(3600.0, period * 2**times)
+            resent[dispatch.run_id] = (times, next_at)
+        self._resent = resent  # runs that started since are forgotten
+        if due:
+            log.info("sending %d run(s) again: sent %.0f s ago, not started", len(due), period)
+            self.send(due)
 
     def register(self, tasks: Sequence[Task[Any]]) -> None:
         """Tell the store these tasks are deployed; queue their WAITING_FOR_DEPLOY runs."""
-        self.rt.store.register_tasks(
-            [
-                RegisteredTask(
-                    t.id,
-                    t.queue_name,
-                    t.queue_spec.concurrency_limit,
-                    t.queue_spec.total_concurrency_limit,
-                )
-                for t in tasks
-            ],
-            now=self.rt.now(),
+        registered = [
+            RegisteredTask(
+                t.id,
+                t.queue_name,
+                t.queue_spec.concurrency_limit,
+                t.queue_spec.total_concurrency_limit,
+            )
+            for t in tasks
+        ]
+        store, now = self.rt.store, self.rt.now()
+        retrying(  # the same tasks registered twice are registered once
+            lambda: store.register_tasks(registered, now=now),
+            "register tasks",
+            self.rt.settings.store_retry_timeout,
         )
         self._registered.update(t.id for t in tasks)
         self.send_ready()

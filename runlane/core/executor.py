@@ -29,10 +29,11 @@ from runlane.core.logs import LogBuffer, capture_prints, flush_partial_line
 from runlane.core.metadata import MetadataState
 from runlane.core.models import AttemptStatus, Run, RunStatus, TaskRunError
 from runlane.core.options import DEFAULT_MACHINE, MACHINES, UNSET, RetryOptions, parse_retry
+from runlane.core.storecalls import retrying
 from runlane.core.task import Task
 from runlane.core.types import AttemptOutcome, Delivery, Dispatch, StartedAttempt, StartRequest
 from runlane.core.waits import Suspend, WaitState
-from runlane.errors import LimitExceededError
+from runlane.errors import LimitExceededError, StoreUnavailableError
 
 if TYPE_CHECKING:
     from runlane.core.runtime import Runtime
@@ -266,6 +267,8 @@ class Executor:
             )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return
+        if delivery is not None:
+            delivery.started = started  # this delivery's attempt: never executed again here
         brief = started.brief
         retry = effective_retry(rt, task, brief.max_attempts, options)
         max_duration = effective_max_duration(rt, task, started.max_duration)
@@ -287,6 +290,7 @@ class Executor:
             waits=WaitState(replay_log),
             busy=self.busy,
         )
+        active.lease_until = time.time() + rt.settings.lease_timeout  # as the start set it
         spec = AttemptSpec(
             task=task,
             payload=brief.payload,
@@ -328,19 +332,59 @@ class Executor:
         finally:
             control.finish()
             context.deactivate(token)
+        # the attempt stays among this process's active ones until its end is recorded: its
+        # lease is renewed meanwhile, however long the store takes to answer again
+        try:
+            if active.waits is not None and active.waits.suspended_index is not None:
+                suspended = active.waits.suspended_index  # even if user code swallowed Suspend
+            with active.flush_lock:  # (a flush in progress ends first; none has work after)
+                ops = active.metadata.take_pending()
+            if suspended is not None and control.reason is None:
+                self._through_outage(
+                    active, lambda: self._suspend_once(started, active, suspended, ops, delivery)
+                )
+                return
+            outcome = self._outcome(end, control, max_duration)
+            self._through_outage(
+                active, lambda: self._record_once(started, active, outcome, ops, delivery)
+            )
+        finally:
             self.active.remove(active)
-        if active.waits is not None and active.waits.suspended_index is not None:
-            suspended = active.waits.suspended_index  # even if user code swallowed Suspend
-        if suspended is not None and control.reason is None:
-            with active.flush_lock:
-                self._suspend_locked(started, active, suspended, delivery)
-            return
-        outcome = self._outcome(end, control, max_duration)
-        with active.flush_lock:
-            self._record_locked(started, active, outcome, delivery)
 
-    def _suspend_locked(
-        self, started: StartedAttempt, active: ActiveRun, index: int, delivery: Delivery | None
+    def _through_outage(self, active: ActiveRun, record: Callable[[], object]) -> None:
+        """``record()`` the attempt's end, tried again while the store is unavailable (the
+        result is kept meanwhile, for up to ``result_retry_timeout`` seconds). Each try is
+        guarded by the attempt in the store, so one that was written before its reply was lost
+        is not written twice. Says once if the lease lapses before the store answers."""
+        rt = self.rt
+        warned = False
+
+        def failed(exc: StoreUnavailableError, failures: int) -> None:
+            nonlocal warned
+            if not warned and time.time() > active.lease_until:
+                warned = True
+                log.warning(
+                    "run %s: attempt %d ended but the store has been unavailable past its "
+                    "lease; its result is kept and recorded when the store answers, unless "
+                    "the run was given to another worker meanwhile",
+                    active.run_id,
+                    active.attempt_number,
+                )
+
+        retrying(
+            record,
+            f"recording run {active.run_id}",
+            rt.settings.result_retry_timeout,
+            on_failure=failed,
+        )
+
+    def _suspend_once(
+        self,
+        started: StartedAttempt,
+        active: ActiveRun,
+        index: int,
+        ops: list[dict[str, Any]],
+        delivery: Delivery | None,
     ) -> None:
         """Freeze the run on its waitpoint: this worker is free until the wait resolves."""
         rt = self.rt
@@ -352,7 +396,7 @@ class Executor:
                 started.attempt_number,
                 index,
                 now=rt.now(),
-                metadata_ops=active.metadata.take_pending(),
+                metadata_ops=ops,
                 attempt_ms=int(active.control.elapsed() * 1000) if active.control else None,
                 ack=ack,
                 ready=ready,
@@ -361,16 +405,24 @@ class Executor:
             delivery.settled = True
 
     def _flush_side(self, active: ActiveRun) -> None:
-        """Logs and parent/root metadata of an attempt that is ending or suspending."""
+        """Logs and parent/root metadata of an attempt that is ending or suspending. While
+        the store is unavailable they are kept (and ``StoreUnavailableError`` raised, for the
+        caller to try again); other failures are logged and the rest goes on."""
         rt = self.rt
         entries = active.logs.take() if active.logs is not None else []
         if entries:
             try:
                 rt.store.append_logs(active.run_id, entries)
+            except StoreUnavailableError:
+                assert active.logs is not None
+                active.logs.restore(entries)
+                raise
             except Exception:
                 log.exception("could not write the logs of run %s", active.run_id)
         try:
             flush_remote_metadata(rt, active)
+        except StoreUnavailableError:
+            raise
         except Exception:
             log.exception("could not apply the parent/root metadata of run %s", active.run_id)
 
@@ -406,21 +458,22 @@ class Executor:
             "error": end.error,
         }
 
-    def _record_locked(
+    def _record_once(
         self,
         started: StartedAttempt,
         active: ActiveRun,
         fields: dict[str, Any] | None,
+        ops: list[dict[str, Any]],
         delivery: Delivery | None,
     ) -> None:
         rt = self.rt
         self._flush_side(active)
-        ops = active.metadata.take_pending()
         if fields is None:
             if ops:  # the run was canceled: keep what it reported until then
                 rt.store.update_metadata(
                     started.run_id, ops, now=rt.now(), limit=rt.settings.limits.metadata_bytes
                 )
+                ops.clear()  # written: not again if the release below is tried again
             # the attempt has stopped: the slots it kept while stopping are free now
             with rt.engine.sending() as ready:
                 rt.store.release_canceled(

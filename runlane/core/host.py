@@ -21,7 +21,9 @@ from runlane.core.context import ActiveRun
 from runlane.core.executor import ActiveRuns, Executor, flush_active, timed_out_error
 from runlane.core.interrupt import CANCEL, TIMEOUT
 from runlane.core.models import AttemptStatus, RunStatus
+from runlane.core.storecalls import backoff, describe_wait
 from runlane.core.types import AttemptOutcome
+from runlane.errors import StoreUnavailableError
 
 log = logging.getLogger("runlane.worker")
 
@@ -60,6 +62,7 @@ class Host:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_renewal = time.time()
+        self._last_outage = -float("inf")  # time.monotonic() of the last unavailable store
 
     @property
     def runtime(self) -> runtime.Runtime:
@@ -110,7 +113,13 @@ class Host:
         # every tick: a fleet of worker processes does not poll the store for it 4 times a second
         next_claim, claim_every = 0.0, lease_ttl / 5
         failures = 0
+        # a wait after a failure: short enough that the leases of this process's attempts are
+        # renewed soon after the store answers again
+        max_wait = min(2.0, rt.settings.lease_timeout / 6)
+        # runs sent and not started are looked for a few times a lease period (Engine.redeliver)
+        redeliver_every = min(REDELIVER_EVERY, rt.settings.lease_timeout / 4)
         while not self._stop.is_set():
+            wait = interval
             if self.engine and (self.is_leader or time.monotonic() >= next_claim):
                 try:
                     self.is_leader = rt.store.acquire_lease(
@@ -119,17 +128,17 @@ class Host:
                     if not self.is_leader:
                         next_claim = time.monotonic() + claim_every
                     else:
-                        redeliver = time.monotonic() - last_redeliver >= REDELIVER_EVERY
+                        redeliver = time.monotonic() - last_redeliver >= redeliver_every
                         if redeliver:
                             last_redeliver = time.monotonic()
-                        rt.engine.tick(redeliver=redeliver)
+                        rt.engine.tick(redeliver=redeliver, reap=self._may_reap())
+                    if failures:
+                        log.info("store available again (engine loops)")
                     failures = 0
-                except Exception:  # the store is unreachable: back off, and say so once
+                except Exception as exc:  # back off; a line for each wait
                     failures += 1
-                    if failures == 1:
-                        log.exception("engine tick failed; retrying with backoff")
-                    else:
-                        log.debug("engine tick failed again (%d in a row)", failures, exc_info=True)
+                    wait = min(max_wait, backoff(failures, first=interval, cap=max_wait))
+                    self._failed(exc, "engine loops", f"retrying in {describe_wait(wait)}")
             if self._on_tick is not None:
                 try:
                     self._on_tick()
@@ -140,16 +149,33 @@ class Host:
                 last_status = time.monotonic()
             try:
                 self.supervise(check_status)
-            except Exception:
-                log.exception("supervising attempts failed")
+            except Exception as exc:
+                self._failed(exc, "supervising attempts", "checked again shortly")
             if time.monotonic() - last_flush >= rt.settings.metadata_flush_interval:
                 last_flush = time.monotonic()
                 for active in self.active.snapshot():
                     try:
                         flush_active(rt, active)
-                    except Exception:
-                        log.exception("flush of run %s failed", active.run_id)
-            self._stop.wait(interval if failures == 0 else min(5.0, interval * 2**failures))
+                    except Exception as exc:  # kept: written by a later flush
+                        self._failed(exc, f"flush of run {active.run_id}", "kept for later")
+            self._stop.wait(wait)
+
+    def _failed(self, exc: BaseException, what: str, then: str) -> None:
+        """Log a failed store call: one line while the store is unavailable (and no reaping
+        until the attempts of live workers have had a lease period to be renewed again), a
+        traceback for anything else."""
+        if isinstance(exc, StoreUnavailableError):
+            self._last_outage = time.monotonic()
+            log.warning("store unavailable (%s: %s); %s", what, exc, then)
+        else:
+            log.error("%s failed; %s", what, then, exc_info=exc)
+
+    def _may_reap(self) -> bool:
+        """Whether the reaper may take lapsed leases now. Right after the store was
+        unavailable, not yet: every worker's renewals failed meanwhile, and a lease that
+        lapsed during the outage belongs to a live worker as often as to a dead one. After a
+        lease period, a live worker has renewed its leases."""
+        return time.monotonic() - self._last_outage >= self.runtime.settings.lease_timeout
 
     def supervise(self, check_status: bool = True) -> None:
         """Interrupt attempts past their max duration or canceled; end the run of an attempt
@@ -202,8 +228,8 @@ class Host:
                 lease_until=now + timeout,
                 now=now,
             )
-        except Exception:
-            log.exception("lease renewal failed")
+        except Exception as exc:
+            self._failed(exc, "lease renewal", "renewed again shortly")
             if now - self._last_renewal > timeout * 0.8:
                 for active in actives:
                     assert active.control is not None
@@ -214,6 +240,8 @@ class Host:
             if active.run_id in lost:
                 assert active.control is not None
                 active.control.interrupt(CANCEL)
+            else:
+                active.lease_until = now + timeout
 
     def _abandon(self, active: ActiveRun) -> None:
         """The attempt does not return from a blocking call: end the run now (its thread stops

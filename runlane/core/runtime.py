@@ -34,10 +34,13 @@ class Settings:
     limits: Limits = DEFAULT_LIMITS
     metadata_flush_interval: float = 1.0
     engine_interval: float = 0.25
-    redeliver_after: float = 60.0
     wait_in_place: float = 2.0  # seconds a wait may block its worker before suspending
     retention: float | None = 30 * 86400.0  # finished runs are deleted after this (seconds)
     lease_timeout: float = 30.0  # an executing run whose worker is silent this long crashed
+    # seconds a trigger keeps trying while the store is unavailable (StoreUnavailableError)
+    store_retry_timeout: float = 10.0
+    # seconds a worker keeps a finished attempt's result while the store is unavailable
+    result_retry_timeout: float = 600.0
     store_url: str | None = None
     broker_name: str | None = None
     secret_key: str | None = None

@@ -240,6 +240,7 @@ class Store(Protocol):
         wait: WaitSpec | None = None,
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
+        token: str | None = None,
     ) -> list[Created]:
         """Create all runs (or none), honouring idempotency keys, in one transaction; with
         ``wait``, also the parent's waitpoint on them (trigger_and_wait). ``ready``: the
@@ -247,7 +248,10 @@ class Store(Protocol):
         instead of its outbox (``take_ready``); a store that pushes admitted runs onto its
         own broker adds nothing. ``finish_attempt``, ``suspend`` and ``release_canceled``
         take it too. ``push``: messages of the new runs that the store may write itself
-        (only a store for which ``delivers_to`` is true does)."""
+        (only a store for which ``delivers_to`` is true does). ``token``: names this call;
+        the same call made again with the same token (after a ``StoreUnavailableError``,
+        whether or not the first try was written) returns what the first did and creates
+        nothing more."""
         ...
 
     def delivers_to(self, server: RedisServer) -> bool:

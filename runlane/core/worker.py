@@ -17,13 +17,14 @@ from typing import Any
 
 from runlane.core import ids, runtime
 from runlane.core.context import ActiveRun
-from runlane.core.executor import ActiveRuns
+from runlane.core.executor import ActiveRuns, Executor
 from runlane.core.host import INTERRUPT_GRACE, Host
 from runlane.core.interrupt import CANCEL
 from runlane.core.options import validate_queue_name
+from runlane.core.storecalls import backoff, describe_wait
 from runlane.core.task import Task
-from runlane.core.types import NativeBroker, StartRequest
-from runlane.errors import ConfigurationError, InvalidOptionError
+from runlane.core.types import Delivery, NativeBroker, StartRequest
+from runlane.errors import ConfigurationError, InvalidOptionError, StoreUnavailableError
 
 log = logging.getLogger("runlane.worker")
 
@@ -187,32 +188,56 @@ class Worker:
     def _executor_loop(self) -> None:
         executor = self.host.executor(busy=self._all_busy)
         me = threading.get_ident()
+        fetch_failures = 0
         while not self._draining.is_set() and me not in self.host.abandoned:
             start = self._start_request
             if start is None:
                 start = self._start_request = executor.start_request()
             try:
                 deliveries = self._consumer.fetch(1, self.fetch_timeout, start)
-            except Exception:
-                log.exception("fetch failed; retrying")
-                self._draining.wait(1.0)
+                fetch_failures = 0
+            except Exception as exc:
+                fetch_failures += 1
+                wait = backoff(fetch_failures, first=0.5, cap=5.0)
+                _log_failure(exc, "fetch", f"retrying in {describe_wait(wait)}")
+                self._draining.wait(wait)
                 continue
             for delivery in deliveries:
-                try:
-                    executor.execute(delivery.dispatch, delivery)
-                except Exception:
-                    log.exception(
-                        "executing run %s failed; it will be delivered again",
-                        delivery.dispatch.run_id,
-                    )
-                    try:  # give it back now, not when its claim lapses
-                        self._consumer.nack(delivery)
-                    except Exception:
-                        log.exception("could not give back run %s", delivery.dispatch.run_id)
-                    self._draining.wait(1.0)  # the store may be down: do not spin
-                    continue
-                try:
-                    self._consumer.ack(delivery)
-                except Exception:
-                    log.exception("ack of run %s failed", delivery.dispatch.run_id)
+                self._execute(executor, delivery)
         self.host.abandoned.discard(me)
+
+    def _execute(self, executor: Executor, delivery: Delivery) -> None:
+        """Execute one delivery, then ack it; a delivery whose attempt never started is given
+        back (nack). One whose attempt started is never given back nor run again here, even
+        when its end could not be recorded: its run then goes back to its queue when its
+        lease lapses (the reaper), as if this worker had died."""
+        run_id = delivery.dispatch.run_id
+        try:
+            executor.execute(delivery.dispatch, delivery)
+        except Exception as exc:
+            if delivery.started is None:
+                _log_failure(exc, f"starting run {run_id}", "it is delivered again")
+                try:  # now, not when its claim lapses
+                    self._consumer.nack(delivery)
+                except Exception as again:
+                    _log_failure(again, f"giving back run {run_id}", "it is given back later")
+                self._draining.wait(1.0)  # the store may be down: do not spin
+                return
+            _log_failure(
+                exc,
+                f"recording run {run_id}",
+                "its result is lost; the run is retried when its lease lapses",
+            )
+        try:
+            self._consumer.ack(delivery)
+        except Exception as exc:
+            _log_failure(exc, f"ack of run {run_id}", "it is dropped later")
+
+
+def _log_failure(exc: BaseException, what: str, then: str) -> None:
+    """One line for a store that is unavailable (expected in an outage); a traceback for
+    anything else."""
+    if isinstance(exc, StoreUnavailableError):
+        log.warning("store unavailable (%s: %s); %s", what, exc, then)
+    else:
+        log.error("%s failed; %s", what, then, exc_info=exc)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
+from runlane.backends.redis.errors import translate
 from runlane.core.types import Delivery, Dispatch, StartRequest
 from runlane.errors import StoreError
 
@@ -70,6 +71,7 @@ class RedisBroker:
             self.store = store  # type: ignore[assignment]
             store.direct = self.prefix  # type: ignore[attr-defined]
 
+    @translate
     def send(self, dispatches: Sequence[Dispatch]) -> None:
         if not dispatches:
             return
@@ -89,9 +91,11 @@ class RedisBroker:
     ) -> RedisConsumer:
         return RedisConsumer(self, worker_id, task_ids, queues)
 
+    @translate
     def recover(self) -> int:
         return int(self._recover(keys=[self.prefix]))
 
+    @translate
     def pending(self) -> int:
         keys = list(self.client.scan_iter(match=f"{self.prefix}bq:*", count=1000))
         return sum(self.client.llen(k) for k in keys)
@@ -120,10 +124,17 @@ class RedisConsumer:
         self._last_beat = 0.0
         self._lock = threading.Lock()
         self._turn = 0
-        self._handed: set[str] = set()  # deliveries given to this worker's threads, not settled
+        # Who owns a delivery: a run id in _handed belongs to one executor thread of this
+        # worker, from its fetch (or its adoption by _reclaim) until ack or nack. Attempts
+        # executed here whose delivery could not be removed from in-flight are _spent (run id
+        # -> attempt number): a reclaim drops them, never runs them again.
+        self._handed: set[str] = set()
+        self._spent: dict[str, int] = {}
         self._unsure = False  # a fetch failed: its reply (and deliveries) may have been lost
+        self._reclaiming = threading.Lock()  # one thread at a time looks for lost deliveries
         self._inflight = f"{broker.prefix}inflight:{worker_id}"
 
+    @translate
     def heartbeat(self) -> None:
         """Refresh this worker's heartbeat (fetches do too; the housekeeping loop calls this
         so a worker whose threads are all busy in long attempts keeps its deliveries)."""
@@ -143,29 +154,52 @@ class RedisConsumer:
     def _reclaim(self, start: StartRequest | None) -> list[Delivery]:
         """After a fetch whose reply was lost, the in-flight deliveries no thread here holds:
         with fetch-and-start, each is an attempt started for us, adopted (returned, to run
-        here) unless it ended meanwhile; a plain fetch's go back to the front of their lists
-        (else they would wait for redelivery)."""
+        here) unless it ended meanwhile or was executed here already; a plain fetch's go back
+        to the front of their lists (else they would wait for redelivery). One thread at a
+        time: the orphans it finds are its own (in ``_handed``) before another can look."""
+        with self._reclaiming:
+            if not self._unsure:  # another thread reclaimed meanwhile
+                return []
+            items = self.broker.client.hgetall(self._inflight)
+            self._unsure = False
+            with self._lock:
+                orphans = {rid: msg for rid, msg in items.items() if rid not in self._handed}
+                self._handed.update(orphans)
+            adopted: list[Delivery] = []
+            try:
+                for run_id, msg in orphans.items():
+                    got = self._adopt(run_id, msg, start)
+                    if got is not None:
+                        adopted.append(got)
+            except BaseException:
+                with self._lock:  # undecided: found again by the next reclaim
+                    self._handed.difference_update(orphans)
+                self._unsure = True
+                raise
+            with self._lock:
+                self._handed.difference_update(orphans.keys() - {d.run_id for d in adopted})
+            return adopted
+
+    def _adopt(self, run_id: str, msg: str, start: StartRequest | None) -> Delivery | None:
+        """An orphan in-flight delivery: the attempt it started, to run here; else None (the
+        delivery dropped, or given back to its list)."""
         client = self.broker.client
-        items = client.hgetall(self._inflight)
-        with self._lock:
-            orphans = {rid: msg for rid, msg in items.items() if rid not in self._handed}
-        adopted = []
         store = self.broker.store if start is not None else None
-        for run_id, msg in orphans.items():
-            if store is not None:  # only a started delivery enters in-flight: adopt it or drop it
-                started = store.adopt(run_id, self.worker_id)
-                if started is None:  # finished, canceled or reaped meanwhile
-                    client.hdel(self._inflight, run_id)
-                else:
-                    d = Dispatch(*json.loads(msg))
-                    adopted.append(Delivery(d, msg, started=started, ack_ref=self.worker_id))
-                continue
-            task = json.loads(msg)[1]
-            pipe = client.pipeline(transaction=True)
-            pipe.hdel(self._inflight, run_id)
-            pipe.lpush(f"{self.broker.prefix}bq:{_enc(task)}", msg)
-            pipe.execute()
-        return adopted
+        if store is not None:  # only a started delivery enters in-flight: adopt it or drop it
+            started = store.adopt(run_id, self.worker_id)
+            if started is not None and self._spent.get(run_id) != started.attempt_number:
+                d = Dispatch(*json.loads(msg))
+                return Delivery(d, msg, started=started, ack_ref=self.worker_id)
+            # finished, canceled or reaped meanwhile, or executed here already
+            client.hdel(self._inflight, run_id)
+            self._spent.pop(run_id, None)
+            return None
+        task = json.loads(msg)[1]
+        pipe = client.pipeline(transaction=True)
+        pipe.hdel(self._inflight, run_id)
+        pipe.lpush(f"{self.broker.prefix}bq:{_enc(task)}", msg)
+        pipe.execute()
+        return None
 
     def _tasks_in_turn(self) -> list[str]:
         tasks = list(self.task_ids)
@@ -174,6 +208,7 @@ class RedisConsumer:
             tasks = tasks[self._turn :] + tasks[: self._turn]
         return tasks
 
+    @translate
     def fetch(
         self, max_count: int, timeout: float, start: StartRequest | None = None
     ) -> list[Delivery]:
@@ -184,10 +219,9 @@ class RedisConsumer:
                 self.broker.recover()
             tasks = self._tasks_in_turn()
             if self._unsure:
-                adopted = self._reclaim(start)
-                self._unsure = False
+                adopted = self._reclaim(start)  # (already handed to this thread)
                 if adopted:
-                    return self._hand(adopted)
+                    return adopted
             try:
                 out, more = self._fetch_once(tasks, max_count, start) if tasks else ([], False)
             except (redis.exceptions.RedisError, StoreError):
@@ -259,22 +293,41 @@ class RedisConsumer:
             out.append(Delivery(d, msg))
         return out, False
 
+    @translate
     def ack(self, delivery: Delivery) -> None:
-        with self._lock:
-            self._handed.discard(delivery.dispatch.run_id)
-        if not delivery.settled:  # else the store removed it as it recorded the result
-            self.broker.client.hdel(self._inflight, delivery.dispatch.run_id)
+        """This worker is done with the delivery (its attempt ended, recorded or not)."""
+        run_id = delivery.dispatch.run_id
+        try:
+            if not delivery.settled:  # else the store removed it as it recorded the result
+                self.broker.client.hdel(self._inflight, run_id)
+        except BaseException:
+            if delivery.started is not None:  # left in flight: a reclaim drops it, never runs it
+                self._spent[run_id] = delivery.started.attempt_number
+                self._unsure = True
+            raise
+        finally:
+            with self._lock:
+                self._handed.discard(run_id)
 
+    @translate
     def nack(self, delivery: Delivery) -> None:
-        with self._lock:
-            self._handed.discard(delivery.dispatch.run_id)
+        """Give back a delivery whose attempt was not started here, to the front of its list.
+        If that fails it stays in flight, and a reclaim gives it back later."""
+        run_id = delivery.dispatch.run_id
         task = _enc(delivery.dispatch.task_identifier)
         pipe = self.broker.client.pipeline(transaction=True)
-        pipe.hdel(self._inflight, delivery.dispatch.run_id)
+        pipe.hdel(self._inflight, run_id)
         pipe.lpush(f"{self.broker.prefix}bq:{task}", delivery.tag)
         pipe.rpush(f"{self.broker.prefix}sig:{task}", 1)
         pipe.ltrim(f"{self.broker.prefix}sig:{task}", 0, 31)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except BaseException:
+            self._unsure = True
+            raise
+        finally:
+            with self._lock:
+                self._handed.discard(run_id)
 
     def close(self) -> None:
         self._closed = True

@@ -304,6 +304,20 @@ end
 if cmd == "create_runs" then
   -- ids: the run id of each NewRun; cached: [index, id, status, queue] of those an idempotency
   -- key answered with an existing run (the reply: the caller knows what it created)
+  -- token: names this call, so that trying it again after its reply was lost (a connection
+  -- reset, Redis restarting) returns what the first try did instead of creating the runs twice
+  local memo = s(a.token) and k("tok:" .. a.token)
+  if memo then
+    local first = redis.call("GET", memo)
+    if first then
+      -- [reply, runs it admitted for the caller to send, runs whose messages it wrote]: the
+      -- written ones are reported as not written, for the caller to send (a second message
+      -- for a run is harmless: a start admits one attempt)
+      local r = cjson.decode(first)
+      if not TAKE then return r[1] end
+      return {r[1], r[2], "[]", r[3]}
+    end
+  end
   local ids, cached_out = {}, {}
   local subqueues = {}
   for _, r in ipairs(a.runs) do
@@ -394,7 +408,12 @@ if cmd == "create_runs" then
   end
   if s(a.wait) then create_waitpoint(a.wait, ids, now) end
   admit_new(now, env_limit, subqueues)
-  return reply(json_list(cached_out))
+  local out, taken = json_list(cached_out), nil
+  if memo then
+    if TAKE then taken = json_list(dispatches(TAKEN)) end
+    redis.call("SET", memo, cjson.encode({out, taken or "[]", json_list(PUSHED)}), "PX", 3600000)
+  end
+  return reply(out, taken)
 
 elseif cmd == "register_tasks" then
   local queues = {}

@@ -76,8 +76,8 @@ class _RespReader:
                 continue
             if end != len(buf):  # a reply we did not ask for: the stream is out of step
                 raise redis.exceptions.ConnectionError("unexpected data after a reply")
-            if isinstance(value, redis.exceptions.ResponseError):
-                raise value
+            if isinstance(value, redis.exceptions.RedisError):
+                raise value  # an error reply (LOADING, READONLY, a script's own, ...)
             return value
 
     def _parse(self, buf: bytes, pos: int) -> tuple[Any, int]:

@@ -13,6 +13,8 @@
 --   ix:all, ix:st:<S>, ix:task:<t>, ix:tag:<t>, ix:batch:<b>, ix:sched:<s>, ix:ver:<v>,
 --   ix:q:<q>, ix:parent:<id>   zsets (score 0) of run ids: lexical order = creation order
 --   idem:<task>:<key>   string run id, expires with the key's TTL
+--   tok:<token>         string a create_runs call's reply, kept an hour: the same call tried
+--                       again (its reply lost in an outage) gets it back and writes nothing
 --   n:<name>            counters (run numbers, served sequence, log sequence)
 --   batch:<id>          hash   run_ids JSON, created_at, parent_id
 --   tasks               hash   task id -> queue (registered, "deployed" tasks)
@@ -228,14 +230,15 @@ local function take_outbox(limit)
   return dispatches(ids)
 end
 
-local function reply(value)
+local function reply(value, taken)
   -- the command's reply; with TAKE, {reply, JSON dispatches of the runs it admitted for the
   -- caller to send, JSON ids of those whose messages it wrote itself, JSON ids of those whose
-  -- messages it could not write (the caller sends them)}
+  -- messages it could not write (the caller sends them)}. taken: those dispatches' JSON when
+  -- the caller has it already
   if not TAKE then return value end
   -- nothing admitted and nothing delivered (most calls): nothing to encode
   if #TAKEN == 0 and #PUSHED == 0 then return {value, "[]", "[]", "[]"} end
-  local taken = json_list(dispatches(TAKEN))
+  taken = taken or json_list(dispatches(TAKEN))
   local written, failed = {}, {}
   if #PUSHED > 0 then
     -- last: a SELECT (the broker's database) would send any later store call astray. A

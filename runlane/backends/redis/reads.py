@@ -10,21 +10,12 @@ from typing import Any
 
 import redis
 
-from runlane.backends._translate import translating
+from runlane.backends.redis.errors import translate as _translate
 from runlane.backends.redis.rows import as_list, attempts_of, to_run
 from runlane.core import ids
 from runlane.core.clock import to_datetime
 from runlane.core.models import Batch, Run, RunStatus
 from runlane.core.types import RegisteredTask, RunQuery
-
-
-def _describe(verb: str, exc: BaseException) -> str:
-    if isinstance(exc, redis.exceptions.ConnectionError):
-        return f"Redis store unreachable ({verb}): {exc}"
-    return f"Redis store error in {verb}: {exc}"
-
-
-_translate = translating(redis.exceptions.RedisError, _describe)  # errors as StoreError
 
 
 def _enc(value: str) -> str:

@@ -231,6 +231,7 @@ class RedisStore(RedisReads):
         wait: WaitSpec | None = None,
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
+        token: str | None = None,
     ) -> list[Created]:
         payloads = []
         for new in runs:
@@ -253,6 +254,7 @@ class RedisStore(RedisReads):
             batch_id=batch_id,
             parent_id=parent_id,
             wait=asdict(wait) if wait else None,
+            token=token,
         )
         # the runs created are as given; the reply lists those an idempotency key answered
         # with an existing run: [position (from 1), run id, its status, its queue]
@@ -436,17 +438,29 @@ class RedisStore(RedisReads):
         return self._started(got, h, md, worker_id)
 
     def _apply_metadata(
-        self, run_id: str, ops: Sequence[dict[str, Any]], limit: int | None
+        self,
+        run_id: str,
+        ops: Sequence[dict[str, Any]],
+        limit: int | None,
+        once: str | None = None,
     ) -> dict[str, Any] | None:
+        """Apply ``ops`` to the run's metadata. ``once``: names these ops (an attempt's last
+        ones, sent with the transition that ends it): tried again after a lost reply, they
+        are not applied twice."""
         # md:<id> holds the document once updated; until then the run's seed_metadata does,
         # and the first update creates md:<id> (saying so in the run's hash, so that a start
-        # reads it): only that one watches the run's hash too (a purge deletes both; later
-        # updates are not retried for every change of the run)
+        # reads it): only that one, and one with ``once``, watches the run's hash too (a
+        # purge deletes both; later updates are not retried for every change of the run)
         key, run_key = self._k(f"md:{run_id}"), self._k(f"run:{run_id}")
         with self.client.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     pipe.watch(key)
+                    if once is not None:
+                        pipe.watch(run_key)
+                        if pipe.hget(run_key, "md_once") == once:
+                            pipe.unwatch()
+                            return None  # applied by an earlier try
                     raw = pipe.get(key)
                     first = raw is None
                     if first:
@@ -462,6 +476,8 @@ class RedisStore(RedisReads):
                     pipe.set(key, jsonvalue.dumps(md))
                     if first:
                         pipe.hset(run_key, "md_set", "1")
+                    if once is not None:
+                        pipe.hset(run_key, "md_once", once)
                     pipe.execute()
                     return md
                 except redis.exceptions.WatchError:
@@ -480,7 +496,7 @@ class RedisStore(RedisReads):
         started: StartedAttempt | None = None,
     ) -> bool:
         if outcome.metadata_ops:
-            self._apply_metadata(run_id, outcome.metadata_ops, None)
+            self._apply_metadata(run_id, outcome.metadata_ops, None, f"end:{attempt_number}")
         error = outcome.error.model_dump_json() if outcome.error is not None else ""
         record = used_ms = ""
         if (
@@ -650,7 +666,7 @@ class RedisStore(RedisReads):
         ready: list[Dispatch] | None = None,
     ) -> RunStatus | None:
         if metadata_ops:
-            self._apply_metadata(run_id, metadata_ops, None)
+            self._apply_metadata(run_id, metadata_ops, None, f"wait:{attempt}:{index}")
         got = self._call(
             "suspend",
             ready,

@@ -8,7 +8,7 @@ from typing import Any
 
 from runlane.backends._translate import translating
 from runlane.backends.sqlite import admission, waits
-from runlane.backends.sqlite.db import Database
+from runlane.backends.sqlite.db import Database, transient
 from runlane.backends.sqlite.rows import (
     CHANGEABLE,
     attempts_of,
@@ -21,7 +21,9 @@ from runlane.core.models import (
 from runlane.core.types import TAKE_LIMIT, Dispatch
 from runlane.errors import StoreError
 
-_translate = translating(sqlite3.Error, lambda verb, exc: f"SQLite store error in {verb}: {exc}")
+_translate = translating(
+    sqlite3.Error, lambda verb, exc: f"SQLite store error in {verb}: {exc}", transient
+)
 
 
 class _Base:

@@ -11,10 +11,24 @@ from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 
-from runlane.errors import StoreError
+from runlane.errors import StoreError, StoreRejectedError, StoreUnavailableError
 
 _SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
 _BUSY_TIMEOUT_MS = 60_000
+
+
+def transient(exc: BaseException) -> bool:
+    """A write that waited its busy timeout for another writer, or a disk briefly full: a
+    later try may succeed. Other SQLite errors are refusals."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in text or "busy" in text or "disk is full" in text or "unable to open" in text
+    )
+
+
+def as_store_error(exc: BaseException, where: str) -> StoreError:
+    kind = StoreUnavailableError if transient(exc) else StoreRejectedError
+    return kind(f"{where}: {exc}")
 
 
 class Database:
@@ -75,7 +89,7 @@ class Database:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._settle(conn)
-            raise StoreError(f"SQLite store {self.path}: {exc}") from exc
+            raise as_store_error(exc, f"SQLite store {self.path}") from exc
         except BaseException:
             self._settle(conn)
             raise

@@ -83,8 +83,11 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
         wait: WaitSpec | None = None,
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
+        token: str | None = None,
     ) -> list[Created]:
-        # push: never delivered here (delivers_to is false); admitted runs go to ready
+        # push: never delivered here (delivers_to is false); admitted runs go to ready.
+        # token: unused: a transaction that raised wrote nothing (no reply is lost between a
+        # commit and this process), so the same call may simply be made again
         env = self.environment
         out: list[Created] = []
         with self.db.write() as conn:
