@@ -25,7 +25,21 @@ acknowledged run is COMPLETED, that a trigger that raised raised ``StoreError`` 
 most one run, that no attempt ran twice (unless its worker was killed) and no run's bodies
 overlapped, that no run has two COMPLETED attempts, and, with kills, that every run held by a
 killed worker started again within 2 x lease_timeout. It prints its figures and exits 1 when a
-check fails. What the recovery figures measure is in tests/chaos_support.py.
+check fails.
+
+Figures: ``raised`` counts triggers that raised, by exception type; ``repeated executions`` are
+attempt ids whose body started more than once (a copy whose worker was killed before it ended
+does not count; those are ``re-executions after a worker death``); ``concurrent copies`` are
+two bodies of one run open at the same time; ``runs executed more than once`` counts runs with
+several bodies (a new attempt after a crash is normal); ``run wait`` is the longest time from a
+trigger's return to its run's first body start. Recovery, restarts: per restart, the time from
+redis-server answering PING again (its file loaded) until the first body starts and until the
+first run is COMPLETED in the store; the slowest of the latter is reported. Recovery, kills: for
+each kill at time K, every run triggered before K, not finished by K, whose body started again
+at or after K (a run a survivor was executing is left out) recovers at that start; a run that
+never started again counts until the end; the slowest is compared with 2 x lease_timeout.
+Right before each restart or kill the client triggers a burst of up to 50 runs with no pause,
+so the workers hold a backlog (executing, or delivered and not started) when it happens.
 """
 
 from __future__ import annotations

@@ -583,17 +583,21 @@ def run_chaos(cfg: ChaosConfig, workdir: Path) -> Report:
         raised: dict[int, tuple[str, str, bool]] = {}  # type, message, is a StoreError
         thread.start()
         t_trigger = time.monotonic()
+        slowest_call = 0.0
         try:
             for i in range(cfg.runs):
                 progress["i"] = i
+                t_call = time.monotonic()
                 try:
                     handle = runlane.tasks.trigger(TASK_ID, {"n": i})
                 except Exception as exc:  # recorded, checked below
                     kind = f"{type(exc).__module__}.{type(exc).__qualname__}"
                     raised[i] = (kind, str(exc)[:200], isinstance(exc, StoreError))
+                    slowest_call = max(slowest_call, time.monotonic() - t_call)
                     time.sleep(max(pace, 0.1))  # a client backs off a little
                     continue
                 acked[i] = (handle.id, time.time())
+                slowest_call = max(slowest_call, time.monotonic() - t_call)
                 if pace and i not in bursts:
                     time.sleep(pace)
         finally:
@@ -613,9 +617,8 @@ def run_chaos(cfg: ChaosConfig, workdir: Path) -> Report:
         t_wait = time.monotonic()
 
         def all_final() -> bool:
-            for w in fleet.live:
-                if not w.alive():
-                    raise RuntimeError(f"{w.name} died:\n{tail(w.log)}")
+            if not any(w.alive() for w in fleet.live):
+                return True  # no worker left: reported below
             try:
                 counts = store.count_runs()
                 pending = sum(n for s, n in counts.items() if s not in FINAL_STATUSES)
@@ -635,6 +638,12 @@ def run_chaos(cfg: ChaosConfig, workdir: Path) -> Report:
         except TimeoutError:
             timed_out = True
         drain_seconds = time.monotonic() - t_wait
+        for w in fleet.live:  # a worker that exited without being killed
+            if not w.alive():
+                report.defects.append(
+                    f"{w.name} (pid {w.pg}) exited by itself with code {w.proc.returncode}; "
+                    f"its output ends:\n{tail(w.log, 1500)}"
+                )
         say(f"{'deadline passed' if timed_out else 'every run final'} after {drain_seconds:.1f}s")
         time.sleep(0.5)  # the last end records land on the log
 
@@ -645,6 +654,7 @@ def run_chaos(cfg: ChaosConfig, workdir: Path) -> Report:
         records = reader.read()
         _check(report, cfg, runs, acked, raised, records, chaos_log, fleet, timed_out)
         report.figures["trigger phase"] = f"{trigger_seconds:.1f}s (pace {pace * 1000:.0f} ms)"
+        report.figures["slowest trigger call"] = f"{slowest_call:.2f}s"
         report.figures["wait for final"] = f"{drain_seconds:.1f}s" + (
             f" (DEADLINE {cfg.deadline:.0f}s PASSED)" if timed_out else ""
         )
@@ -791,12 +801,17 @@ def _check(
             first_start[c["run"]].append(c["t0"])
     for v in first_start.values():
         v.sort()
-    waits = []
-    for rid, t_ack in acked.values():
-        if first_start.get(rid):
-            waits.append(first_start[rid][0] - t_ack)
+    waits = sorted(
+        ((first_start[rid][0] - t_ack, rid, t_ack) for rid, t_ack in acked.values()
+         if first_start.get(rid)),
+        reverse=True,
+    )  # fmt: skip
     if waits:
-        f["run wait (ack -> first body) max"] = f"{max(waits):.2f}s"
+        f["run wait (ack -> first body) max"] = f"{waits[0][0]:.2f}s"
+        details.append(
+            "longest waits: "
+            + ", ".join(f"{rid} {w:.2f}s (triggered {_clock(t)})" for w, rid, t in waits[:3])
+        )
     if cfg.mode == "restarts":
         _recovery_restarts(report, chaos_log, records, runs)
     else:
