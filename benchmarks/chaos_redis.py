@@ -45,6 +45,7 @@ so the workers hold a backlog (executing, or delivered and not started) when it 
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import tempfile
@@ -78,8 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int)
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress lines, and not the client's 'store unavailable; retrying' warnings",
+    )
     args = p.parse_args(argv)
+    if args.quiet:
+        logging.getLogger("runlane.store").setLevel(logging.ERROR)
     mode = "kills" if args.kill_workers or args.transport != "native" else "restarts"
     cfg = ChaosConfig(
         transport=args.transport,
