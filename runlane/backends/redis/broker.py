@@ -176,8 +176,9 @@ class RedisConsumer:
                     self._handed.difference_update(orphans)
                 self._unsure = True
                 raise
+            kept = {d.dispatch.run_id for d in adopted}
             with self._lock:
-                self._handed.difference_update(orphans.keys() - {d.run_id for d in adopted})
+                self._handed.difference_update(orphans.keys() - kept)
             return adopted
 
     def _adopt(self, run_id: str, msg: str, start: StartRequest | None) -> Delivery | None:

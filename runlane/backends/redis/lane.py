@@ -236,12 +236,16 @@ class ScriptLane:
         *,
         decode: bool | None = None,
         library: Library | None = None,
+        not_resent: frozenset[str] = frozenset(),
     ) -> None:
         """``decode``: strings in replies as ``str`` (True) or ``bytes`` (False) whatever the
         client does; None: as the client does. ``library``: the same commands as a Redis
         function library, used instead of the scripts where the server has functions (Redis
-        7 and later) and this client may load them."""
+        7 and later) and this client may load them. ``not_resent``: commands that are not
+        sent again when the connection is lost after they were sent (Redis may have run
+        them, and running them twice is not the same as once): the error is raised."""
         self.client = client
+        self.not_resent = not_resent
         self.scripts = scripts
         self.program = program
         self.decode = decode
@@ -283,6 +287,7 @@ class ScriptLane:
             head = self._heads[head_key] = _head(fixed, len(fixed) + len(args))
         packed = head + _pack(args)
         conn = self._connection()
+        sent = False
         try:
             sock = getattr(conn, "_sock", None)
             if sock is None:
@@ -290,6 +295,7 @@ class ScriptLane:
                 sock = conn._sock
                 _timeout_in_kernel(sock)
             sock.sendall(packed)
+            sent = True
             reply = self._local.reader.read(sock)
             if functions is None:
                 self.functions = True
@@ -297,7 +303,9 @@ class ScriptLane:
         except redis.exceptions.NoScriptError:
             pass  # loaded again below
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
-            conn.disconnect()  # redis-py retries as it would have: a lost reply is sent again
+            conn.disconnect()  # sent again below, through redis-py (a stale connection after
+            if sent and command in self.not_resent:  # a restart, or a lost reply)
+                raise
         except redis.exceptions.ResponseError as exc:
             if functions is not False and _no_functions(exc):
                 self.functions = False  # Redis 6, or FCALL refused to this user: scripts

@@ -122,6 +122,10 @@ class RedisStore(RedisReads):
             self.client.register_script(PROGRAM),
             decode=True,
             library=LIBRARY,
+            # a second start of a run whose first start was written starts nothing: the
+            # attempt the first started would wait for the reaper; its caller recovers it
+            # (the native broker's reclaim) or leaves it to the reaper (an adapter's start)
+            not_resent=frozenset({"start_attempt", "fetch_start"}),
         )
         # where this store's client connects (None for a cluster): what a broker's messages
         # must share for the store to write them (delivers_to)
