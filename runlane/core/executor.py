@@ -257,13 +257,19 @@ class Executor:
         options = task_retry(rt, task)
         started = delivery.started if delivery is not None else None
         if started is None:
-            started = rt.store.start_attempt(
-                dispatch.run_id,
-                worker_id=self.worker_id,
-                now=rt.now(),
-                known_tasks={task.id},
-                lease_until=time.time() + rt.settings.lease_timeout,  # leases use real time
-                default_max_attempts=default_max_attempts(rt, task, options),
+            # tried again while the store is unavailable: a start whose reply was lost is not
+            # started twice (the second finds the run EXECUTING; the reaper recovers it)
+            started = retrying(
+                lambda: rt.store.start_attempt(
+                    dispatch.run_id,
+                    worker_id=self.worker_id,
+                    now=rt.now(),
+                    known_tasks={task.id},
+                    lease_until=time.time() + rt.settings.lease_timeout,  # leases: real time
+                    default_max_attempts=default_max_attempts(rt, task, options),
+                ),
+                f"starting run {dispatch.run_id}",
+                rt.settings.store_retry_timeout,
             )
         if started is None:  # canceled, expired, or already taken: nothing to do
             return

@@ -106,7 +106,9 @@ class Host:
     def _loop(self) -> None:
         rt = self.runtime
         interval = rt.settings.engine_interval
-        lease_ttl = max(5.0, interval * 20)
+        # the engine lease: long enough for a slow tick, short enough that when its holder
+        # dies another process reaps that holder's attempts within about a lease period
+        lease_ttl = max(interval * 20, min(5.0, rt.settings.lease_timeout / 2))
         last_redeliver = time.monotonic()
         last_flush = last_status = 0.0
         # a process that is not the leader tries for the lease every lease_ttl / 5 seconds, not

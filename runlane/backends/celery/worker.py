@@ -33,7 +33,7 @@ from kombu.exceptions import ContentDisallowed
 from runlane.backends._hosting import ProcessHost
 from runlane.backends.celery.broker import TASK_NAME, CeleryBroker, brokers
 from runlane.core.types import Dispatch
-from runlane.errors import ConfigurationError
+from runlane.errors import ConfigurationError, StoreUnavailableError
 
 log = logging.getLogger("runlane.celery")
 
@@ -85,7 +85,10 @@ def execute(
     except ConfigurationError:
         raise
     except Exception as exc:  # the store is unreachable: give the delivery back, slowly
-        log.exception("run %s could not be executed; it is delivered again", run_id)
+        if isinstance(exc, StoreUnavailableError):
+            log.warning("store unavailable (run %s: %s); it is delivered again", run_id, exc)
+        else:
+            log.exception("run %s could not be executed; it is delivered again", run_id)
         time.sleep(STORE_DOWN_PAUSE)
         raise Reject(exc, requeue=True) from exc
 

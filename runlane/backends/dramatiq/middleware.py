@@ -19,6 +19,7 @@ from dramatiq.middleware import Middleware
 from runlane.backends._hosting import ProcessHost
 from runlane.backends.dramatiq.broker import DramatiqBroker, check_encoder
 from runlane.core.types import Dispatch
+from runlane.errors import StoreUnavailableError
 
 log = logging.getLogger("runlane.dramatiq")
 
@@ -32,10 +33,15 @@ def execute(
     machine: str | None = None,
     environment: str | None = None,
 ) -> None:
-    """Execute run ``run_id`` in this worker (the body of the ``runlane_execute`` actor). A
-    failure to reach the store fails the message; the run stays QUEUED in the store and the
-    engine sends it again."""
-    process.execute(Dispatch(run_id, task_identifier, queue, machine), environment)
+    """Execute run ``run_id`` in this worker (the body of the ``runlane_execute`` actor).
+    While the store is unavailable the message is dropped with a line in the log: the run
+    stays QUEUED in the store and the engine sends it again after a lease period (sooner than
+    Dramatiq's own retries, which would also log a traceback each time). Other failures fail
+    the message."""
+    try:
+        process.execute(Dispatch(run_id, task_identifier, queue, machine), environment)
+    except StoreUnavailableError as exc:
+        log.warning("store unavailable (run %s: %s); the engine sends it again", run_id, exc)
 
 
 class RunlaneMiddleware(Middleware):  # type: ignore[misc]
