@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--lease-timeout", type=float, default=5.0)
+    p.add_argument(
+        "--store-retry-timeout",
+        type=float,
+        default=10.0,
+        help="the client's configure(store_retry_timeout=): short, and triggers give up",
+    )
     p.add_argument("--pace", type=float, help="seconds between two triggers")
     p.add_argument(
         "--deadline",
@@ -97,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         concurrency=args.concurrency,
         lease_timeout=args.lease_timeout,
+        store_retry_timeout=args.store_retry_timeout,
         pace=args.pace,
         deadline=args.deadline,
         seed=args.seed,

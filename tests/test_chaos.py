@@ -63,24 +63,32 @@ def _assert_clean(report: Report) -> None:
 
 
 @pytest.mark.parametrize(
-    ("runs", "restarts"),
+    ("runs", "restarts", "retry"),
     [
-        pytest.param(300, 3, id="300-runs-3-restarts"),
+        pytest.param(300, 3, 10.0, id="300-runs-3-restarts"),
+        # triggers give up after 0.2 s: some raise, and each made at most one run
+        pytest.param(300, 3, 0.2, id="300-runs-3-restarts-triggers-give-up"),
         pytest.param(
-            5000, 5, id="5000-runs-5-restarts", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]
+            5000,
+            5,
+            10.0,
+            id="5000-runs-5-restarts",
+            marks=[pytest.mark.slow, pytest.mark.timeout(1800)],
         ),
     ],
 )
-def test_native_rides_through_redis_restarts(chaos, runs, restarts):
+def test_native_rides_through_redis_restarts(chaos, runs, restarts, retry):
     """Redis restarted (SHUTDOWN NOSAVE, kill -9) under load: every acknowledged run COMPLETED
     once, a trigger that failed failed with StoreError and made at most one run, no attempt
     executed twice, no run's bodies overlapping."""
     deadline = 60.0 if runs < 1000 else 600.0
     report = chaos(
         ChaosConfig(transport="native", mode="restarts", runs=runs, restarts=restarts,
-                    deadline=deadline)
+                    deadline=deadline, store_retry_timeout=retry)
     )  # fmt: skip
     _assert_clean(report)
+    if retry < 1:
+        assert report.figures["raised (count)"] > 0, "no trigger gave up: nothing was checked"
 
 
 @pytest.mark.parametrize("transport", ["celery", "dramatiq", "native"])

@@ -292,9 +292,13 @@ class Engine:
             return
         try:
             self.rt.broker.send(dispatches)
-        except Exception:
-            log.exception(
-                "broker send failed for %d run(s); they will be redelivered", len(dispatches)
+        except Exception as exc:  # one line (an outage would log a traceback per trigger)
+            log.warning(
+                "broker send failed for %d run(s) (%s: %s); they are sent again later",
+                len(dispatches),
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
             )
 
     def trigger(
