@@ -84,9 +84,11 @@ def _build_broker(broker: Any, store: Store, environment: str, heartbeat: float)
     )
 
 
-def _seconds(value: Any, option: str, least: float) -> float:
+def _seconds(value: Any, option: str, least: float, most: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
         raise InvalidOptionError(option, value, f"must be seconds >= {least:g}")
+    if most is not None and value > most:
+        raise InvalidOptionError(option, value, f"must be seconds <= {most:g}")
     return float(value)
 
 
@@ -144,7 +146,8 @@ def configure(
     if lease_timeout is not None:
         settings.lease_timeout = _seconds(lease_timeout, "lease_timeout", 1)
     if store_retry_timeout is not None:
-        settings.store_retry_timeout = _seconds(store_retry_timeout, "store_retry_timeout", 0)
+        # at most a minute: a retried creation is recognised for two minutes (the Redis store)
+        settings.store_retry_timeout = _seconds(store_retry_timeout, "store_retry_timeout", 0, 60)
     if retention is not UNSET:  # a duration ("30d"); None keeps finished runs forever
         settings.retention = None if retention is None else parse_duration(retention, "retention")
     if wait_in_place is not None:

@@ -380,3 +380,11 @@ def test_a_worker_waits_out_an_outage_with_a_line_per_retry(outage, caplog):
         "retrying in" in r.getMessage() or "shortly" in r.getMessage() or "later" in r.getMessage()
         for r in unavailable
     )
+
+
+def test_store_retry_timeout_is_checked(tmp_path):
+    from runlane.errors import InvalidOptionError
+
+    for bad in (-1, 61, "10", True):
+        with pytest.raises(InvalidOptionError, match="store_retry_timeout"):
+            runlane.configure(store=f"sqlite:///{tmp_path}/x.db", store_retry_timeout=bad)

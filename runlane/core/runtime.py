@@ -37,7 +37,8 @@ class Settings:
     wait_in_place: float = 2.0  # seconds a wait may block its worker before suspending
     retention: float | None = 30 * 86400.0  # finished runs are deleted after this (seconds)
     lease_timeout: float = 30.0  # an executing run whose worker is silent this long crashed
-    # seconds a trigger keeps trying while the store is unavailable (StoreUnavailableError)
+    # seconds a trigger keeps trying while the store is unavailable (StoreUnavailableError;
+    # at most 60)
     store_retry_timeout: float = 10.0
     # seconds a worker keeps a finished attempt's result while the store is unavailable
     result_retry_timeout: float = 600.0

@@ -411,7 +411,8 @@ if cmd == "create_runs" then
   local out, taken = json_list(cached_out), nil
   if memo then
     if TAKE then taken = json_list(dispatches(TAKEN)) end
-    redis.call("SET", memo, cjson.encode({out, taken or "[]", json_list(PUSHED)}), "PX", 3600000)
+    -- kept two minutes: a trigger retries for at most a minute (store_retry_timeout)
+    redis.call("SET", memo, cjson.encode({out, taken or "[]", json_list(PUSHED)}), "PX", 120000)
   end
   return reply(out, taken)
 

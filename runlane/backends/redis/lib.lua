@@ -13,8 +13,8 @@
 --   ix:all, ix:st:<S>, ix:task:<t>, ix:tag:<t>, ix:batch:<b>, ix:sched:<s>, ix:ver:<v>,
 --   ix:q:<q>, ix:parent:<id>   zsets (score 0) of run ids: lexical order = creation order
 --   idem:<task>:<key>   string run id, expires with the key's TTL
---   tok:<token>         string a create_runs call's reply, kept an hour: the same call tried
---                       again (its reply lost in an outage) gets it back and writes nothing
+--   tok:<token>         string a create_runs call's reply, kept two minutes: the same call
+--                       tried again (its reply lost in an outage) gets it and writes nothing
 --   n:<name>            counters (run numbers, served sequence, log sequence)
 --   batch:<id>          hash   run_ids JSON, created_at, parent_id
 --   tasks               hash   task id -> queue (registered, "deployed" tasks)
