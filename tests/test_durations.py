@@ -1,4 +1,4 @@
-"""Durations, points in time and the idempotency-key TTL grammar (pure, no store).
+"""Durations and points in time, one grammar for every option (pure, no store).
 
 Reference: SEMANTICS.md "Durations, delay, TTL": one or more ``<digits><unit>`` with units
 w, d, hr, h, m, s in any order, at most 100 characters; numbers are seconds; a delay also takes
@@ -17,9 +17,10 @@ from runlane.core.durations import (
     MAX_DURATION_STRING,
     format_duration,
     parse_duration,
-    parse_idempotency_key_ttl,
     parse_point_in_time,
 )
+from runlane.core.limits import DEFAULT_LIMITS
+from runlane.core.options import parse_trigger_options
 from runlane.errors import InvalidOptionError, RunlaneError
 
 NOW = 1_750_000_000.0  # a fixed "now" (2025-06-15T15:06:40Z)
@@ -316,6 +317,14 @@ def test_point_in_time_beyond_any_representable_date_is_rejected() -> None:
 
 
 # ---------------------------------------------------------------- idempotency_key_ttl
+# One grammar for every duration option: idempotency_key_ttl takes what ttl and delay take
+# (the reference's ^\d+[smhd]$ is a subset).
+
+
+def _key_ttl(value: object) -> float | None:
+    return parse_trigger_options(
+        {"idempotency_key": "k", "idempotency_key_ttl": value}, NOW, DEFAULT_LIMITS
+    ).idempotency_key_ttl
 
 
 @pytest.mark.parametrize(
@@ -329,21 +338,30 @@ def test_point_in_time_beyond_any_representable_date_is_rejected() -> None:
         ("30d", 30 * 86_400),
         ("0090s", 90),
         (" 5m ", 300),
+        ("1w", 604_800),
+        ("1hr", 3600),
+        ("1h30m", 5400),
+        ("2d12hr", 2 * 86_400 + 12 * 3600),
         (300, 300),
         (1.5, 1.5),
         (timedelta(hours=1), 3600),
     ],
 )
 def test_idempotency_key_ttl_valid(value: object, seconds: float) -> None:
-    assert parse_idempotency_key_ttl(value) == seconds
+    assert _key_ttl(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["1w", "1hr", "1h30m", "90s", 45, timedelta(days=2)])
+def test_idempotency_key_ttl_takes_what_ttl_and_delay_take(value: object) -> None:
+    seconds = parse_duration(value, "ttl")
+    assert _key_ttl(value) == seconds
+    opts = parse_trigger_options({"ttl": value, "delay": value}, NOW, DEFAULT_LIMITS)
+    assert opts.ttl == seconds and opts.delay_until == NOW + seconds
 
 
 @pytest.mark.parametrize(
     "value",
     [
-        "1w",  # w is a duration unit but not in the ^\d+[smhd]$ grammar
-        "1hr",
-        "1h30m",
         "5",
         "m",
         "5 m",
@@ -356,21 +374,14 @@ def test_idempotency_key_ttl_valid(value: object, seconds: float) -> None:
         0,
         "0s",
         True,
-        None,
         [],
         datetime(2030, 1, 1, tzinfo=timezone.utc),
     ],
 )
 def test_idempotency_key_ttl_invalid(value: object) -> None:
     with pytest.raises(InvalidOptionError) as info:
-        parse_idempotency_key_ttl(value)
+        _key_ttl(value)
     assert_option_error(info.value, "idempotency_key_ttl")
-
-
-def test_idempotency_key_ttl_custom_option_name() -> None:
-    with pytest.raises(InvalidOptionError) as info:
-        parse_idempotency_key_ttl("1w", "items[3].idempotency_key_ttl")
-    assert info.value.option == "items[3].idempotency_key_ttl"
 
 
 # ---------------------------------------------------------------- format_duration

@@ -2,8 +2,11 @@
 
 - a duration: ``"1h52m18s"``, ``"88s"``, ``"2w"``, ``"1d12hr"`` (units w, d, hr, h, m, s in any
   order, at most 100 characters), a number of seconds, or a ``timedelta``;
-- a point in time (``delay`` only): a duration from now, a ``datetime`` (naive means UTC), or an
-  ISO-8601 string. A date in the past means "now".
+- a point in time (``delay``, ``runs.reschedule``, ``queues.pause(until=)``): a duration from
+  now, a ``datetime`` (naive means UTC), or an ISO-8601 string. A date in the past means "now".
+
+Every duration option takes the one grammar: ``ttl``, ``delay``, ``idempotency_key_ttl`` (the
+reference's ``^\\d+[smhd]$`` is a subset), ``max_duration``, ``retention``.
 
 Trigger.dev silently ignores what it cannot parse; runlane raises ``InvalidOptionError``.
 """
@@ -20,7 +23,6 @@ from runlane.errors import InvalidOptionError
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "hr": 3600, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)(hr|w|d|h|m|s)")
 _WHOLE = re.compile(r"(?:\d+(?:hr|w|d|h|m|s))+")
-_IDEMPOTENCY_TTL = re.compile(r"^(\d+)([smhd])$")
 MAX_DURATION_STRING = 100
 MAX_SECONDS = 100 * 365 * 86400  # anything longer is a mistake, and overflows datetimes
 
@@ -98,17 +100,6 @@ def parse_point_in_time(value: Any, option: str, now: float) -> float:
     if ts > now + MAX_SECONDS:
         raise InvalidOptionError(option, value, "must be at most 100 years from now")
     return max(now, ts)
-
-
-def parse_idempotency_key_ttl(value: Any, option: str = "idempotency_key_ttl") -> float:
-    """The reference grammar ``^\\d+[smhd]$``, plus seconds and timedelta."""
-    if isinstance(value, str):
-        m = _IDEMPOTENCY_TTL.fullmatch(value.strip())
-        if not m:
-            raise InvalidOptionError(
-                option, value, "expected a number and a unit s, m, h or d, such as '60s' or '5m'"
-            )
-    return parse_duration(value, option)
 
 
 def format_duration(seconds: float) -> str:

@@ -15,7 +15,6 @@ from typing import Any
 
 from runlane.core.durations import (
     parse_duration,
-    parse_idempotency_key_ttl,
     parse_point_in_time,
 )
 from runlane.core.idempotency import make_idempotency_key
@@ -340,7 +339,7 @@ def parse_trigger_options(
         key = raw["idempotency_key"]
         opts.idempotency_key = make_idempotency_key(key)
     if raw.get("idempotency_key_ttl") is not None:
-        opts.idempotency_key_ttl = parse_idempotency_key_ttl(raw["idempotency_key_ttl"])
+        opts.idempotency_key_ttl = parse_duration(raw["idempotency_key_ttl"], "idempotency_key_ttl")
     if raw.get("concurrency_key") is not None:
         opts.concurrency_key = validate_concurrency_key(raw["concurrency_key"])
     if raw.get("queue") is not None:
