@@ -1,7 +1,9 @@
 """``runlane.configure()``: explicit arguments > ``RUNLANE_*`` environment > defaults.
 
 With nothing set, the embedded default is used: a SQLite file store at
-``.runlane/runlane.db`` and the ``local`` broker in the same file. Nothing connects at import.
+``.runlane/runlane.db`` and the ``local`` broker in the same file. ``memory://`` (or
+``sqlite:///:memory:``) is the same pair in memory, for tests: nothing on disk, one process,
+and a fresh database on every ``configure()``. Nothing connects at import.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from runlane.core.types import Broker, Store
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 DEFAULT_STORE_URL = "sqlite:///.runlane/runlane.db"
+MEMORY_STORE_URLS = ("memory://", "sqlite:///:memory:", "sqlite://:memory:")
 
 
 def _build_store(store: Any, environment: str, concurrency_limit: int | None) -> Store:
@@ -35,6 +38,11 @@ def _build_store(store: Any, environment: str, concurrency_limit: int | None) ->
         return store
     if not isinstance(store, str):
         raise ConfigurationError(f"store must be a URL or a Store, not {type(store).__name__}")
+    if store in MEMORY_STORE_URLS:
+        from runlane.backends.sqlite import SQLiteStore
+        from runlane.backends.sqlite.db import memory_path
+
+        return SQLiteStore(memory_path(), environment, concurrency_limit=concurrency_limit)
     if store.startswith("sqlite:"):
         from runlane.backends.sqlite import SQLiteStore
 
@@ -48,7 +56,8 @@ def _build_store(store: Any, environment: str, concurrency_limit: int | None) ->
             ) from exc
         return RedisStore.from_url(store, environment, concurrency_limit=concurrency_limit)
     raise ConfigurationError(
-        f"unknown store URL {store!r}: use sqlite:///path/to/file.db or redis://host:6379/0"
+        f"unknown store URL {store!r}: use sqlite:///path/to/file.db, redis://host:6379/0 "
+        "or memory://"
     )
 
 

@@ -1,4 +1,7 @@
-"""One SQLite file shared by threads (a connection each) and processes (WAL + busy timeout)."""
+"""One SQLite file shared by threads (a connection each) and processes (WAL + busy timeout),
+or an in-memory database (``memory://``) that lives in one connection shared by this
+process's threads, one transaction at a time, until its last holder releases it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import uuid
 import weakref
 from collections.abc import Iterator
 from importlib import resources
@@ -15,6 +19,17 @@ from runlane.errors import StoreError, StoreRejectedError, StoreUnavailableError
 
 _SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text()
 _BUSY_TIMEOUT_MS = 60_000
+_MEMORY_PREFIX = "file:runlane-mem-"
+
+
+def memory_path() -> str:
+    """The name of a new in-memory database, unique in this process: the store and the local
+    broker built for one ``configure(store="memory://")`` share it, and nothing else does."""
+    return f"{_MEMORY_PREFIX}{uuid.uuid4().hex}?mode=memory"
+
+
+def is_memory(path: str | Path) -> bool:
+    return str(path).startswith(_MEMORY_PREFIX)
 
 
 def transient(exc: BaseException) -> bool:
@@ -34,12 +49,21 @@ def as_store_error(exc: BaseException, where: str) -> StoreError:
 class Database:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.memory = is_memory(self.path)
+        if not self.memory:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
         self._refs = 0
+        # in memory: the one connection (the database lives as long as it is open), and the
+        # lock that gives it to one transaction at a time
+        self._single: sqlite3.Connection | None = None
+        self._serial: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if self.memory:
+            self._serial = threading.RLock()
+            self._single = self._connect()
         _instances.add(self)
         self.conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
 
@@ -51,10 +75,12 @@ class Database:
             timeout=_BUSY_TIMEOUT_MS / 1000,
             isolation_level=None,
             check_same_thread=False,
+            uri=self.memory,
         )
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode=WAL")
+        if not self.memory:  # (an in-memory database keeps its journal in memory)
+            conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=OFF")
         with self._lock:
@@ -63,6 +89,10 @@ class Database:
 
     @property
     def conn(self) -> sqlite3.Connection:
+        if self._single is not None:
+            if self._closed:
+                raise StoreError("the in-memory store is closed")
+            return self._single
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -81,29 +111,31 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (BEGIN IMMEDIATE: one writer at a time, across processes)."""
-        conn = self.conn
-        try:
-            self._settle(conn)
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._settle(conn)
-            raise as_store_error(exc, f"SQLite store {self.path}") from exc
-        except BaseException:
-            self._settle(conn)
-            raise
+        with self._serial:
+            conn = self.conn
+            try:
+                self._settle(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._settle(conn)
+                raise as_store_error(exc, f"SQLite store {self.path}") from exc
+            except BaseException:
+                self._settle(conn)
+                raise
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs."""
-        conn = self.conn
-        try:
-            self._settle(conn)
-            conn.execute("BEGIN")
-            yield conn
-        finally:
-            self._settle(conn)
+        with self._serial:
+            conn = self.conn
+            try:
+                self._settle(conn)
+                conn.execute("BEGIN")
+                yield conn
+            finally:
+                self._settle(conn)
 
     def close(self) -> None:
         self._closed = True
@@ -128,6 +160,9 @@ def _after_fork_in_child() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     for db in list(_instances):
+        if db.memory:  # the child's own copy of the database, in its one connection
+            db._serial = threading.RLock()
+            continue
         _inherited.extend(db._all)
         db._all = []
         db._local = threading.local()
@@ -141,7 +176,7 @@ if hasattr(os, "register_at_fork"):
 def shared_database(path: str | Path) -> Database:
     """One Database object per file and process, shared by the stores and local brokers that
     use the file; each holder gives it back with ``release_database``."""
-    key = str(Path(path).resolve())
+    key = str(path) if is_memory(path) else str(Path(path).resolve())
     with _registry_lock:
         db = _registry.get(key)
         if db is None or db._closed:
