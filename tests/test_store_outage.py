@@ -388,3 +388,43 @@ def test_store_retry_timeout_is_checked(tmp_path):
     for bad in (-1, 61, "10", True):
         with pytest.raises(InvalidOptionError, match="store_retry_timeout"):
             runlane.configure(store=f"sqlite:///{tmp_path}/x.db", store_retry_timeout=bad)
+
+
+def test_a_reclaim_waits_for_a_fetch_that_is_handing_its_delivery(outage):
+    """A fetch has taken a run (it is in flight) but not yet handed it to its thread when a
+    reclaim, started by another thread's failed fetch, looks for orphans: the reclaim waits,
+    and the delivery is the fetching thread's alone."""
+    rt = runtime.get()
+    task = runlane.task(id="handing")(_Body())
+    rt.engine.register([task])
+    handle = task.trigger({"m": "i"})
+    wait_status(handle, "QUEUED", timeout=10)
+    consumer = rt.broker.consumer("w-hand", rt.registry.ids())
+    from runlane.core.executor import Executor
+
+    start = Executor(rt, "w-hand").start_request()
+    fetched, release = threading.Event(), threading.Event()
+    real = consumer._fetch_once
+
+    def slow_to_hand(*args, **kwargs):
+        got = real(*args, **kwargs)  # the run is in flight now, not yet handed
+        fetched.set()
+        assert release.wait(20)
+        return got
+
+    consumer._fetch_once = slow_to_hand
+    first: list = []
+    a = threading.Thread(target=lambda: first.extend(consumer.fetch(1, 1.0, start)))
+    a.start()
+    assert fetched.wait(20)
+    consumer._unsure = True  # as after another thread's failed fetch
+    second: list = []
+    b = threading.Thread(target=lambda: second.extend(consumer._reclaim(start)))
+    b.start()
+    b.join(0.5)
+    assert b.is_alive(), "the reclaim looked while a fetch was handing its delivery"
+    release.set()
+    a.join(20)
+    b.join(20)
+    assert [d.dispatch.run_id for d in first] == [handle.id]
+    assert second == []

@@ -132,6 +132,9 @@ class RedisConsumer:
         self._spent: dict[str, int] = {}
         self._unsure = False  # a fetch failed: its reply (and deliveries) may have been lost
         self._reclaiming = threading.Lock()  # one thread at a time looks for lost deliveries
+        self._turns = threading.Condition()  # fetches under way vs. a reclaim looking
+        self._fetching = 0
+        self._reclaim_looking = False
         self._inflight = f"{broker.prefix}inflight:{worker_id}"
 
     @translate
@@ -156,30 +159,45 @@ class RedisConsumer:
         with fetch-and-start, each is an attempt started for us, adopted (returned, to run
         here) unless it ended meanwhile or was executed here already; a plain fetch's go back
         to the front of their lists (else they would wait for redelivery). One thread at a
-        time: the orphans it finds are its own (in ``_handed``) before another can look."""
+        time, while no fetch is under way: the orphans it finds are its own (in ``_handed``)
+        before another thread can look, and none is a delivery a fetch is about to hand."""
         with self._reclaiming:
             if not self._unsure:  # another thread reclaimed meanwhile
                 return []
-            items = self.broker.client.hgetall(self._inflight)
-            self._unsure = False
-            with self._lock:
-                orphans = {rid: msg for rid, msg in items.items() if rid not in self._handed}
-                self._handed.update(orphans)
-            adopted: list[Delivery] = []
+            with self._turns:  # the fetches under way hand theirs first; none starts now
+                self._reclaim_looking = True
+                while self._fetching:
+                    self._turns.wait()
             try:
-                for run_id, msg in orphans.items():
-                    got = self._adopt(run_id, msg, start)
-                    if got is not None:
-                        adopted.append(got)
-            except BaseException:
-                with self._lock:  # undecided: found again by the next reclaim
-                    self._handed.difference_update(orphans)
-                self._unsure = True
-                raise
-            kept = {d.dispatch.run_id for d in adopted}
-            with self._lock:
-                self._handed.difference_update(orphans.keys() - kept)
-            return adopted
+                return self._reclaim_orphans(start)
+            finally:
+                with self._turns:
+                    self._reclaim_looking = False
+                    self._turns.notify_all()
+
+    def _reclaim_orphans(self, start: StartRequest | None) -> list[Delivery]:
+        """The in-flight deliveries that no thread here holds, decided one by one (while no
+        fetch is under way: see ``_reclaim``)."""
+        items = self.broker.client.hgetall(self._inflight)
+        self._unsure = False
+        with self._lock:
+            orphans = {rid: msg for rid, msg in items.items() if rid not in self._handed}
+            self._handed.update(orphans)
+        adopted: list[Delivery] = []
+        try:
+            for run_id, msg in orphans.items():
+                got = self._adopt(run_id, msg, start)
+                if got is not None:
+                    adopted.append(got)
+        except BaseException:
+            with self._lock:  # undecided: found again by the next reclaim
+                self._handed.difference_update(orphans)
+            self._unsure = True
+            raise
+        kept = {d.dispatch.run_id for d in adopted}
+        with self._lock:
+            self._handed.difference_update(orphans.keys() - kept)
+        return adopted
 
     def _adopt(self, run_id: str, msg: str, start: StartRequest | None) -> Delivery | None:
         """An orphan in-flight delivery: the attempt it started, to run here; else None (the
@@ -223,13 +241,9 @@ class RedisConsumer:
                 adopted = self._reclaim(start)  # (already handed to this thread)
                 if adopted:
                     return adopted
-            try:
-                out, more = self._fetch_once(tasks, max_count, start) if tasks else ([], False)
-            except (redis.exceptions.RedisError, StoreError):
-                self._unsure = True  # the reply may be lost with deliveries in it
-                raise
+            out, more = self._fetch_and_hand(tasks, max_count, start) if tasks else ([], False)
             if out:
-                return self._hand(out)
+                return out
             if more:
                 continue
             left = deadline - time.monotonic()
@@ -241,11 +255,30 @@ class RedisConsumer:
             self._block(tasks, min(left, MAX_BLOCK))  # then look again
         return []
 
-    def _hand(self, out: list[Delivery]) -> list[Delivery]:
-        if out:
-            with self._lock:
-                self._handed.update(d.dispatch.run_id for d in out)
-        return out
+    def _fetch_and_hand(
+        self, tasks: list[str], max_count: int, start: StartRequest | None
+    ) -> tuple[list[Delivery], bool]:
+        """One fetch, its deliveries handed to the calling thread. A reclaim waits for the
+        fetches under way to hand theirs (and no fetch starts while it looks), so every
+        in-flight delivery it sees is handed already, or lost with a failed fetch's reply."""
+        with self._turns:
+            while self._reclaim_looking:
+                self._turns.wait()
+            self._fetching += 1
+        try:
+            try:
+                out, more = self._fetch_once(tasks, max_count, start)
+            except (redis.exceptions.RedisError, StoreError):
+                self._unsure = True  # the reply may be lost with deliveries in it
+                raise
+            if out:
+                with self._lock:
+                    self._handed.update(d.dispatch.run_id for d in out)
+            return out, more
+        finally:
+            with self._turns:
+                self._fetching -= 1
+                self._turns.notify_all()
 
     def _block(self, tasks: list[str], timeout: float) -> None:
         """Wait for a wake-up token on any of these tasks' lists (or the timeout)."""
