@@ -18,13 +18,15 @@ One root, so ``except RunlaneError`` catches everything runlane raises on purpos
     │   └── StoreRejectedError      the store answered the call with an error
     ├── AbortTaskRunError           raised by a task: fail the run, no retry
     ├── SubtaskUnwrapError          TaskRunResult.unwrap() of a failed child
-    ├── TaskPayloadParsedError      schema_task payload did not parse
+    ├── TaskPayloadParsedError      (also ValueError) schema_task payload did not parse
     └── OutOfMemoryError            raised by a task to ask for a larger machine
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import ValidationError
 
 
 class RunlaneError(Exception):
@@ -106,12 +108,29 @@ class AbortTaskRunError(RunlaneError):
     """Raise inside a task to fail the run at once, without retrying."""
 
 
-class TaskPayloadParsedError(RunlaneError):
-    """A schema_task payload failed to parse at run start (never retried)."""
+class TaskPayloadParsedError(RunlaneError, ValueError):
+    """A schema_task payload did not parse: raised by ``trigger`` before anything is written,
+    or at run start (the run fails, never retried). ``errors``: the field errors, as pydantic's
+    ``ValidationError.errors()`` gives them (empty for another parser); ``cause``: the
+    parser's exception. Wrapping one of these again gives the same error."""
 
     def __init__(self, cause: BaseException) -> None:
+        if isinstance(cause, TaskPayloadParsedError):
+            cause = cause.cause
         self.cause = cause
-        super().__init__(f"payload failed to parse: {cause}")
+        self.errors: list[dict[str, Any]] = (
+            list(cause.errors()) if isinstance(cause, ValidationError) else []
+        )
+        if self.errors:
+            fields = "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', ())) or 'payload'}: {e.get('msg')}"
+                for e in self.errors
+            )
+            n = len(self.errors)
+            detail = f"{n} error{'s' if n > 1 else ''}: {fields}"
+        else:
+            detail = str(cause) or type(cause).__name__
+        super().__init__(f"payload failed to parse: {detail}")
 
 
 class OutOfMemoryError(RunlaneError):

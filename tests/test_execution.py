@@ -14,7 +14,7 @@ import runlane
 from runlane.core import runtime
 from runlane.core.options import RetryOptions
 from runlane.core.retrying import backoff_delay_ms
-from runlane.errors import AbortTaskRunError, OutOfMemoryError
+from runlane.errors import AbortTaskRunError, OutOfMemoryError, TaskPayloadParsedError
 from tests.helpers import wait_final, wait_for, wait_status
 
 
@@ -560,7 +560,7 @@ def test_schema_task(worker):
         return {"email": payload.email, "next_age": payload.age + 1}
 
     before = runtime.get().store.count_runs()
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(TaskPayloadParsedError):
         signup.trigger({"email": "a@b.c", "age": "not a number"})
     assert runtime.get().store.count_runs() == before  # nothing written
     ok = wait_final(signup.trigger({"email": "a@b.c", "age": "41"}))
