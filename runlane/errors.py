@@ -12,6 +12,7 @@ One root, so ``except RunlaneError`` catches everything runlane raises on purpos
     ├── RunNotFoundError            no run (or batch) with that id in this environment
     ├── InvalidRunStateError        the run's status does not allow the operation
     ├── NotInRunError               a run-only call made outside a run
+    ├── RunTimeoutError             (also TimeoutError) runs.poll / handle.wait gave up
     ├── NonDeterminismError         a replayed attempt took another path at a wait
     ├── StoreError                  the store could not be read or written
     │   ├── StoreUnavailableError   not reachable or not serving yet (transient: retried)
@@ -81,6 +82,16 @@ class InvalidRunStateError(RunlaneError):
 
 class NotInRunError(RunlaneError):
     pass
+
+
+class RunTimeoutError(RunlaneError, TimeoutError):
+    """``runs.poll`` / ``handle.wait`` timed out before the run was final (the run goes on)."""
+
+    def __init__(self, run_id: str, status: str, timeout: float) -> None:
+        self.run_id = run_id
+        self.status = status
+        self.timeout = timeout
+        super().__init__(f"run {run_id} was still {status} after {timeout:g}s")
 
 
 class NonDeterminismError(RunlaneError):

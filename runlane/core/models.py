@@ -171,6 +171,19 @@ class RunHandle(BaseModel):
     def __str__(self) -> str:
         return self.id
 
+    def wait(self, timeout: float | None = None, *, poll_interval_ms: int = 1000) -> Run:
+        """Block until the run is final and return it; ``RunTimeoutError`` (a
+        ``TimeoutError``) after ``timeout`` seconds. See ``runs.poll``."""
+        from runlane.api import runs  # the handle is a value; waiting is the runs API's
+
+        return runs.poll(self, timeout=timeout, poll_interval_ms=poll_interval_ms)
+
+    async def aio_wait(self, timeout: float | None = None, *, poll_interval_ms: int = 1000) -> Run:
+        """Awaitable twin of :meth:`wait`."""
+        from runlane.api import runs
+
+        return await runs.aio_poll(self, timeout=timeout, poll_interval_ms=poll_interval_ms)
+
 
 class BatchHandle(BaseModel):
     model_config = ConfigDict(frozen=True)
