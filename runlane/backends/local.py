@@ -4,7 +4,8 @@ Works across processes on one machine: a ``runlane dev`` worker picks up runs tr
 process that shares the file. Reliable fetch: a delivery is claimed with a visibility lease and
 deleted on ack; a claim whose worker died becomes visible again when the lease lapses (the
 store's guarded ``start_attempt`` makes a second delivery harmless). Senders in this process
-wake local consumers at once; other processes notice within ``poll_interval``.
+wake local consumers at once; other processes notice within ``poll_interval``. With
+``memory://`` the deliveries are in the store's in-memory database: one process.
 """
 
 from __future__ import annotations
