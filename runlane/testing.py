@@ -24,18 +24,30 @@ from runlane.core.executor import Executor
 from runlane.core.models import Run, RunStatus
 from runlane.core.runtime import Runtime
 from runlane.core.types import Consumer, Delivery, NativeBroker, RunQuery
-from runlane.errors import ConfigurationError, RunlaneError
+from runlane.errors import ConfigurationError, RunlaneError, RunTimeoutError
 
 __all__ = ["IdleReport", "IdleTimeoutError", "memory_runtime", "run_until_idle"]
 
 _POLL = 0.02  # seconds between looks while runs progress elsewhere or wait on real time
-_PAST_DUE = 0.001  # the clock is set just past a due time (times read back from a Run are
-# rounded to the microsecond)
+# the clock is set just past a due time: times read back from a Run are rounded to the µs
+_PAST_DUE = 0.001
 _TTL_ROUNDING = 0.5  # a Run gives its TTL in whole seconds
 
 
-class IdleTimeoutError(RunlaneError, TimeoutError):
-    """``run_until_idle`` still had work after its timeout (real seconds)."""
+class IdleTimeoutError(RunTimeoutError):
+    """``run_until_idle`` still had work after its timeout (real seconds): ``remaining``
+    counts the unfinished runs by status; ``run_id`` and ``status`` name one of them."""
+
+    def __init__(self, run_id: str, status: str, timeout: float, remaining: dict[str, int]):
+        super().__init__(run_id, status, timeout)
+        self.remaining = remaining
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(remaining.items()))
+        self.args = (
+            f"run_until_idle: work remains after {timeout:g} s ({counts}; {run_id} is "
+            f"{status}). A run may loop (it triggers or retries for ever), be blocked by a "
+            "concurrency limit, or run on another worker; raise the timeout if the work is "
+            "just long",
+        )
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,8 @@ def run_until_idle(timeout: float = 10.0, *, advance_clock: bool = True) -> Idle
     try:
         while True:
             rt.engine.tick(reap=False)
-            if time.monotonic() > deadline and (left := _unfinished(rt, retries=real_time)):
-                raise IdleTimeoutError(_describe(left, timeout))
+            if time.monotonic() > deadline:
+                _raise_if_unfinished(rt, timeout, retries=real_time)
             deliveries = consumer.fetch(1, 0.0, executor.start_request())
             for delivery in deliveries:
                 _execute(executor, consumer, delivery)
@@ -91,7 +103,7 @@ def run_until_idle(timeout: float = 10.0, *, advance_clock: bool = True) -> Idle
                 continue
             if fake is not None and (due := _next_due(rt)) is not None:
                 fake.set(due)
-            elif _unfinished(rt, retries=real_time):
+            elif _busy(rt, retries=real_time):
                 time.sleep(_POLL)  # runs executing elsewhere, or retries due in real time
             else:
                 break
@@ -149,22 +161,22 @@ def _next_due(rt: Runtime) -> float | None:
     return min(later) + _PAST_DUE if later else None
 
 
-def _unfinished(rt: Runtime, *, retries: bool) -> dict[str, int]:
-    """Runs that still have to run or finish: queued or executing (here or elsewhere), and
-    retries when the clock moves by itself."""
-    wanted = [RunStatus.QUEUED, RunStatus.EXECUTING]
-    if retries:
-        wanted.append(RunStatus.REATTEMPTING)
-    return {k: v for k, v in rt.store.count_runs(wanted).items() if v}
+def _unfinished(*, retries: bool) -> list[str]:
+    """The statuses of runs that still have to run or finish: queued or executing (here or
+    elsewhere), and retrying when the clock moves by itself."""
+    return ["QUEUED", "EXECUTING", "REATTEMPTING"] if retries else ["QUEUED", "EXECUTING"]
 
 
-def _describe(left: dict[str, int], timeout: float) -> str:
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(left.items())) or "runs"
-    return (
-        f"run_until_idle: work remains after {timeout:g} s ({counts}). A run may loop (it "
-        "triggers or retries for ever), be blocked by a concurrency limit, or run on another "
-        "worker; raise the timeout if the work is just long"
-    )
+def _busy(rt: Runtime, *, retries: bool) -> bool:
+    return any(rt.store.count_runs(_unfinished(retries=retries)).values())
+
+
+def _raise_if_unfinished(rt: Runtime, timeout: float, *, retries: bool) -> None:
+    statuses = _unfinished(retries=retries)
+    page, _ = rt.store.list_runs(RunQuery(status=statuses, limit=1))
+    if page:
+        remaining = {k: v for k, v in rt.store.count_runs(statuses).items() if v}
+        raise IdleTimeoutError(page[0].id, page[0].status.value, timeout, remaining)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ import pytest
 
 import runlane
 from runlane.core import runtime
-from runlane.errors import ConfigurationError, RunlaneError, StoreError
+from runlane.errors import ConfigurationError, RunTimeoutError, StoreError
 from runlane.testing import IdleTimeoutError, memory_runtime, run_until_idle
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,9 +197,14 @@ def test_work_that_never_ends_raises_a_timeout(fake):
         forever.trigger(payload + 1)
 
     forever.trigger(0)
-    with pytest.raises(IdleTimeoutError, match=r"work remains after 0.3 s \(1 QUEUED\)") as info:
+    with pytest.raises(
+        IdleTimeoutError, match=r"work remains after 0.3 s \(1 QUEUED; run_"
+    ) as info:
         run_until_idle(timeout=0.3)
-    assert isinstance(info.value, RunlaneError) and isinstance(info.value, TimeoutError)
+    error = info.value
+    assert isinstance(error, RunTimeoutError) and isinstance(error, TimeoutError)
+    assert error.remaining == {"QUEUED": 1} and error.status == "QUEUED"
+    assert runlane.runs.retrieve(error.run_id).task_identifier == "forever"
 
 
 def test_on_the_system_clock_retries_are_waited_for_and_the_future_left_alone():
