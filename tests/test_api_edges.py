@@ -218,7 +218,7 @@ def _request_seen(request: Any) -> dict[str, Any]:
 def test_a_wrapped_bound_task_sees_the_run_in_self_request(worker):
     app = celery.Celery("edges", set_as_current=False)
 
-    @app.task(name="legacy.fetch", bind=True)
+    @app.task(name="legacy.fetch", bind=True, shared=False)
     def fetch(self: Any, url: str) -> dict:
         if self.request.retries < 2:  # the common pattern: give up after two retries
             raise self.retry(exc=ConnectionError(json.dumps(_request_seen(self.request))))
