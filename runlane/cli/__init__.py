@@ -1,6 +1,7 @@
 """The ``runlane`` command: ``dev``, ``worker``, ``trigger``, ``runs …`` and ``demo``.
 
-Global options come before the command (``runlane --store sqlite:///x.db runs list``). Errors
+Global options (``--store``, ``--env``) go before the command or after it: ``runlane --store
+sqlite:///x.db runs list`` and ``runlane runs list --store sqlite:///x.db`` are the same. Errors
 that runlane raises on purpose are shown as one clear line, never a traceback: a bad argument or
 option exits with code 2, any other runlane error (an unknown run, a run in the wrong state)
 with code 1.
@@ -50,22 +51,14 @@ class RunlaneGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+_STORE_HELP = "Store URL (default: $RUNLANE_STORE_URL, else sqlite:///.runlane/runlane.db)."
+_ENV_HELP = "Environment that scopes runs, keys and queues (default: $RUNLANE_ENV, else dev)."
+
+
 @click.group(cls=RunlaneGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--store",
-    metavar="URL",
-    envvar="RUNLANE_STORE_URL",
-    default=None,
-    help="Store URL (default: $RUNLANE_STORE_URL, else sqlite:///.runlane/runlane.db).",
-)
-@click.option(
-    "--env",
-    "environment",
-    type=click.Choice(ENVIRONMENTS),
-    envvar="RUNLANE_ENV",
-    default=None,
-    help="Environment that scopes runs, keys and queues (default: $RUNLANE_ENV, else dev).",
-)
+@click.option("--store", metavar="URL", envvar="RUNLANE_STORE_URL", default=None, help=_STORE_HELP)
+# $RUNLANE_ENV is read (and checked) by CliState.environment, so a bad value names the variable
+@click.option("--env", "environment", type=click.Choice(ENVIRONMENTS), default=None, help=_ENV_HELP)
 @click.version_option(package_name="runlane", prog_name="runlane")
 @click.pass_context
 def main(ctx: click.Context, store: str | None, environment: str | None) -> None:
@@ -76,9 +69,42 @@ def main(ctx: click.Context, store: str | None, environment: str | None) -> None
     source = ctx.get_parameter_source("store")
     ctx.obj = CliState(
         store=store,
-        environment=environment,
+        env_option=environment,
         store_given=source is click.core.ParameterSource.COMMANDLINE,
     )
+
+
+def _set_store(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        st = ctx.ensure_object(CliState)
+        st.store, st.store_given = value, True
+
+
+def _set_env(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(CliState).env_option = value
+
+
+def _add_global_options(command: click.Command) -> None:
+    """``--store`` and ``--env`` on ``command`` (and the commands below it) too, so they can
+    follow the command; given there, they win over the ones given before it."""
+    names = {opt for param in command.params for opt in getattr(param, "opts", ())}
+    if "--store" not in names:  # `runlane demo --store` is the demo's own option
+        command.params.append(
+            click.Option(
+                ["--store"], metavar="URL", expose_value=False, callback=_set_store,
+                help=_STORE_HELP,
+            )
+        )  # fmt: skip
+    if "--env" not in names:
+        command.params.append(
+            click.Option(
+                ["--env"], type=click.Choice(ENVIRONMENTS), expose_value=False,
+                callback=_set_env, help=_ENV_HELP,
+            )
+        )  # fmt: skip
+    for sub in getattr(command, "commands", {}).values():
+        _add_global_options(sub)
 
 
 def _register() -> None:
@@ -88,6 +114,7 @@ def _register() -> None:
     from runlane.cli.worker import dev, worker
 
     for command in (dev, worker, trigger, runs, demo):
+        _add_global_options(command)
         main.add_command(command)
 
 

@@ -1,5 +1,6 @@
-"""What every command shares: the invocation's settings, configuring runlane once, loading the
-user's task modules, parsing JSON and duration arguments, and rendering runs."""
+"""What every command shares: the invocation's settings, configuring runlane once (a command that
+only reads never creates a store), loading the user's task modules, parsing JSON and duration
+arguments, and rendering runs."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from rich.console import Console
 from rich.text import Text
 
 import runlane
+from runlane.config import DEFAULT_STORE_URL
 from runlane.core import runtime
 from runlane.core.models import FAILED_STATUSES, Run, RunStatus
+from runlane.core.options import ENVIRONMENTS
 
 STATUS_STYLES: dict[str, str] = {
     "COMPLETED": "green",
@@ -36,14 +39,34 @@ STATUS_STYLES: dict[str, str] = {
 }
 
 
+class BadEnvironmentVariable(click.ClickException):
+    """A ``RUNLANE_*`` variable with a bad value: exit code 2, as for a bad option."""
+
+    exit_code = 2
+
+
 @dataclass
 class CliState:
-    """The global options of one invocation (``ctx.obj``)."""
+    """The global options of one invocation (``ctx.obj``): given before the command or after it
+    (the later one wins)."""
 
     store: str | None = None
-    environment: str | None = None
-    store_given: bool = False
+    env_option: str | None = None
+    store_given: bool = False  # on the command line (not from $RUNLANE_STORE_URL)
     configured: bool = False
+
+    @property
+    def environment(self) -> str | None:
+        """``--env``, else ``$RUNLANE_ENV`` (checked here, so a bad value names the variable)."""
+        if self.env_option is not None:
+            return self.env_option
+        value = os.environ.get("RUNLANE_ENV") or None
+        if value is not None and value not in ENVIRONMENTS:
+            raise BadEnvironmentVariable(
+                f"the environment variable RUNLANE_ENV is {value!r}: use one of "
+                f"{', '.join(ENVIRONMENTS)}"
+            )
+        return value
 
 
 def state() -> CliState:
@@ -54,14 +77,51 @@ def state() -> CliState:
     return obj
 
 
-def configure(store: str | None = None) -> runtime.Runtime:
-    """``runlane.configure()`` once per invocation, from the global options."""
+def configure(store: str | None = None, *, existing: bool = False) -> runtime.Runtime:
+    """``runlane.configure()`` once per invocation, from the global options. With ``existing``
+    (commands that read or change existing runs) a SQLite store that does not exist yet is an
+    error rather than a new empty file."""
     st = state()
     rt = runtime.peek()
     if st.configured and rt is not None:
         return rt
+    url = store or st.store
+    environment = st.environment
+    if existing:
+        _require_store(url)
     st.configured = True
-    return runlane.configure(store=store or st.store, environment=st.environment)
+    return runlane.configure(store=url, environment=environment)
+
+
+def _require_store(url: str | None) -> None:
+    given = url if url is not None else os.environ.get("RUNLANE_STORE_URL") or None
+    target = given or DEFAULT_STORE_URL
+    if not target.startswith("sqlite:"):
+        return  # a server's store: connecting creates nothing
+    from runlane.backends.sqlite.store import path_from_url
+
+    path = Path(path_from_url(target))
+    if path.exists():
+        return
+    if given is not None:
+        raise click.ClickException(
+            f"no SQLite store at {path} ({given}): check the path; a command that only reads "
+            "or changes existing runs does not create a store"
+        )
+    lines = [
+        f"no runlane store here: the default store {path} does not exist "
+        "(it is created by `runlane trigger`, `runlane worker` or `runlane dev`)."
+    ]
+    demos = sorted(path.parent.glob("demo-*.db"), key=lambda p: p.stat().st_mtime)
+    if demos:
+        newest = f"sqlite:///{demos[-1].as_posix()}"
+        lines.append(
+            f"`runlane demo` wrote its runs to {demos[-1]}; to see them:\n"
+            f"  runlane --store {newest} runs list"
+        )
+    else:
+        lines.append("Pass --store URL, set RUNLANE_STORE_URL, or start with `runlane demo`.")
+    raise click.ClickException("\n".join(lines))
 
 
 def console(stderr: bool = False) -> Console:
@@ -202,15 +262,26 @@ def when(dt: datetime | None) -> str:
 
 
 def duration_text(run: Run) -> str:
+    """How long the run executed; ``-`` only for a run that never finished an attempt."""
     ms = run.duration_ms
-    if not ms:
+    if not ms and (run.started_at is None or run.finished_at is None):
         return "-"
     if ms < 1000:
-        return f"{ms}ms"
+        return ms_text(ms)
     if ms < 60_000:
-        return f"{ms / 1000:.1f}s"
+        return f"{ms / 1000:.1f} s"
     minutes, seconds = divmod(ms // 1000, 60)
-    return f"{minutes}m{seconds}s"
+    return f"{minutes}m {seconds}s"
+
+
+def ms_text(ms: float) -> str:
+    """``<1 ms``, ``12 ms``."""
+    return "<1 ms" if ms < 1 else f"{ms:.0f} ms"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 row``, ``2 rows``."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def run_json(run: Run) -> dict[str, Any]:

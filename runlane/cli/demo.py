@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 import runlane
-from runlane.cli._common import configure, console, state, status_text
+from runlane.cli._common import configure, console, plural, state, status_text
 from runlane.core.models import Run, RunStatus
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def demo(rows: int, store: str | None, concurrency: int) -> None:
     job = DemoImport(rows)
     out.print(
         Panel(
-            f"Importing a CSV of [bold]{rows}[/] customers as one run per row.\n"
+            f"Importing a CSV of [bold]{plural(rows, 'customer')}[/] as one run per row.\n"
             f"Store: {url}   Worker: runlane.Worker(concurrency={concurrency})",
             title="runlane demo",
             title_align="left",
@@ -95,9 +95,10 @@ def demo(rows: int, store: str | None, concurrency: int) -> None:
     with runlane.Worker(concurrency=concurrency):
         job.trigger_all()
         out.print(
-            f"Triggered {len(job.run_ids) - 2} row runs in {job.batches} batch_trigger call(s) "
-            f"and 2 delayed emails in {job.trigger_seconds * 1000:.0f} ms; uploaded "
-            f"{job.resubmitted} rows again: {job.cached} cached handles."
+            f"Triggered {plural(len(job.run_ids) - 2, 'row run')} in "
+            f"{plural(job.batches, 'batch_trigger call')} and 2 delayed emails in "
+            f"{job.trigger_seconds * 1000:.0f} ms; uploaded {plural(job.resubmitted, 'row')} "
+            f"again: {plural(job.cached, 'cached handle')}."
         )
         runs = _follow(job, out, deadline)
     out.print()
@@ -163,7 +164,7 @@ def _report(out: Console, job: DemoImport, runs: list[Run], url: str, concurrenc
     summary = runlane.runs.retrieve(job.summary_id) if job.summary_id else None
     sample = next((r for r in row_runs if r.status == "COMPLETED" and r.concurrency_key), None)
     lines = [
-        f"All {len(row_runs)} row runs were final {seconds:.1f}s after the upload "
+        f"All {plural(len(row_runs), 'row run')} were final {seconds:.1f}s after the upload "
         f"({job.delayed} of them started 2-4s late on purpose)",
     ]
     if busy > 0:
@@ -172,11 +173,11 @@ def _report(out: Console, job: DemoImport, runs: list[Run], url: str, concurrenc
             f"{concurrency}) on the embedded SQLite store"
         )
     lines += [
-        f"Idempotency: {job.resubmitted} rows uploaded twice → {job.cached} cached handles, "
-        f"{job.new_on_resubmit} new runs",
-        f"Retries: {len(retried)} row(s) failed attempt 1 (a simulated CRM timeout) and "
+        f"Idempotency: {plural(job.resubmitted, 'row')} uploaded twice → "
+        f"{plural(job.cached, 'cached handle')}, {plural(job.new_on_resubmit, 'new run')}",
+        f"Retries: {plural(len(retried), 'row')} failed attempt 1 (a simulated CRM timeout) and "
         "COMPLETED on attempt 2",
-        f"Failures on purpose: {len(failed)} rows with an invalid email (no retry)"
+        f"Failures on purpose: {plural(len(failed), 'row')} with an invalid email (no retry)"
         + (f", e.g. {failed[0].error.message}" if failed and failed[0].error else ""),
         f"Welcome emails delayed by 1h: {job.canceled_id} canceled"
         + (f", {job.rescheduled_id} rescheduled to now" if job.rescheduled_id else ""),

@@ -19,10 +19,13 @@ from runlane.cli._common import (
     dumps,
     duration_arg,
     duration_text,
+    ms_text,
+    plural,
     run_json,
     status_text,
     when,
 )
+from runlane.cli._listing import runs_table
 from runlane.core.models import Run
 
 
@@ -59,7 +62,7 @@ def list_runs(
     as_json: bool,
 ) -> None:
     """List runs, newest first."""
-    configure()
+    configure(existing=True)
     page = runlane.runs.list(
         status=[s.strip().upper() for s in statuses] or None,
         task_identifier=list(task_ids) or None,
@@ -76,29 +79,14 @@ def list_runs(
     if not found:
         out.print("No runs match.")
         return
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
-    table.add_column("ID", no_wrap=True)
-    table.add_column("Task", no_wrap=True)
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Queue")
-    table.add_column("Concurrency key")
-    table.add_column("Tags", overflow="fold")
-    table.add_column("Created", no_wrap=True)
-    table.add_column("Duration", justify="right", no_wrap=True)
-    for run in found:
-        table.add_row(
-            run.id,
-            run.task_identifier,
-            status_text(run.status),
-            run.queue,
-            run.concurrency_key or "-",
-            ", ".join(run.tags) or "-",
-            when(run.created_at),
-            duration_text(run),
-        )
-    out.print(table)
+    table = runs_table(found, out.width)
+    if table is not None:
+        out.print(table)
+    else:  # too narrow for a table: the ids stay whole
+        for run in found:
+            out.print(Text(run.id + " ").append_text(status_text(run.status)), soft_wrap=True)
     more = " (more exist: raise --limit)" if len(found) == limit and page.has_next_page() else ""
-    out.print(f"{len(found)} run(s){more}", style="dim")
+    out.print(plural(len(found), "run") + more, style="dim")
 
 
 @runs.command("show")
@@ -106,7 +94,7 @@ def list_runs(
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 def show(run_id: str, as_json: bool) -> None:
     """Show every field of a run: attempts, error, metadata, payload and output."""
-    configure()
+    configure(existing=True)
     run = runlane.runs.retrieve(run_id)
     if as_json:
         click.echo(json.dumps(run_json(run), indent=2, default=str))
@@ -130,10 +118,7 @@ def show(run_id: str, as_json: bool) -> None:
         ("Finished", when(run.finished_at) if run.finished_at else None),
         ("Expired", when(run.expired_at) if run.expired_at else None),
         ("Duration", duration_text(run)),
-        (
-            "Attempts",
-            f"{run.attempt_count}" + (f" of {run.max_attempts}" if run.max_attempts else ""),
-        ),
+        ("Attempts", None if run.attempts else _attempts_text(run)),  # else the table's title
         ("Max duration", f"{run.max_duration}s" if run.max_duration else None),
         ("Machine", run.machine),
         ("Version", run.version),
@@ -148,9 +133,16 @@ def show(run_id: str, as_json: bool) -> None:
             fields.add_row(name, value if isinstance(value, Text) else str(value))
     parts: list[object] = [fields]
     if run.attempts:
-        attempts = Table(box=box.SIMPLE_HEAD, title="Attempts", title_justify="left")
-        for col in ("#", "Status", "Started", "Finished", "Worker", "Error"):
-            attempts.add_column(col)
+        attempts = Table(
+            box=box.SIMPLE_HEAD,
+            title=f"Attempts: {_attempts_text(run)}",
+            title_justify="left",
+            title_style="bold",
+        )
+        for col in ("#", "Status", "Started", "Finished"):
+            attempts.add_column(col, no_wrap=True)
+        attempts.add_column("Worker", overflow="fold")
+        attempts.add_column("Error", overflow="fold", min_width=20)
         for a in run.attempts:
             attempts.add_row(
                 str(a.number),
@@ -174,25 +166,31 @@ def show(run_id: str, as_json: bool) -> None:
     console().print(Panel(Group(*parts), title=run.id, title_align="left"))
 
 
+def _attempts_text(run: Run) -> str:
+    return f"{run.attempt_count}" + (f" of {run.max_attempts}" if run.max_attempts else "")
+
+
 @runs.command("cancel")
 @click.argument("run_id")
 def cancel(run_id: str) -> None:
-    """Cancel a run that has not started. A finished run is left as it is."""
-    configure()
+    """Cancel a run that has not finished: a queued, delayed or waiting run never starts, an
+    executing run is stopped (its attempt is interrupted). A finished run is left as it is."""
+    configure(existing=True)
     before = runlane.runs.retrieve(run_id)
     run = runlane.runs.cancel(run_id)
     out = console()
     if before.status.is_final:
-        out.print(f"{run.id} was already ", status_text(run.status), ": nothing to cancel")
+        line = Text(f"{run.id} was already ").append_text(status_text(run.status))
+        out.print(line.append(": nothing to cancel"))
     else:
-        out.print(f"{run.id} ", status_text(run.status))
+        out.print(Text(f"{run.id} ").append_text(status_text(run.status)))
 
 
 @runs.command("replay")
 @click.argument("run_id")
 def replay(run_id: str) -> None:
     """Trigger a new run with the same task, payload, tags, metadata and queue."""
-    configure()
+    configure(existing=True)
     handle = runlane.runs.replay(run_id)
     click.echo(handle.id)
 
@@ -204,10 +202,11 @@ def replay(run_id: str) -> None:
 )
 def reschedule(run_id: str, delay: str) -> None:
     """Move a DELAYED run to a new time."""
-    configure()
+    configure(existing=True)
     run = runlane.runs.reschedule(run_id, duration_arg(delay))
     when_text = when(run.delayed_until) if run.status == "DELAYED" else "now"
-    console().print(f"{run.id} ", status_text(run.status), f" until {when_text}")
+    line = Text(f"{run.id} ").append_text(status_text(run.status))
+    console().print(line.append(f" until {when_text}"))
 
 
 _LEVEL_STYLES = {"debug": "dim", "warn": "yellow", "error": "red"}
@@ -218,7 +217,7 @@ _LEVEL_STYLES = {"debug": "dim", "warn": "yellow", "error": "red"}
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
 def logs(run_id: str, as_json: bool) -> None:
     """Print a run's log: logger calls, spans and captured prints, by attempt."""
-    configure()
+    configure(existing=True)
     entries = runlane.runs.logs(run_id)
     if as_json:
         click.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
@@ -233,7 +232,7 @@ def logs(run_id: str, as_json: bool) -> None:
         line.append(f"{entry.level.upper():<5}", style=_LEVEL_STYLES.get(entry.level, ""))
         line.append(f"  {entry.message}")
         if entry.duration_ms is not None:
-            line.append(f"  ({entry.duration_ms:.0f}ms)", style="dim")
+            line.append(f"  ({ms_text(entry.duration_ms)})", style="dim")
         if entry.attributes:
             line.append("  " + json.dumps(entry.attributes, default=str), style="cyan")
         out.print(line)

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import click
+from rich.text import Text
 
 import runlane
 from runlane.cli._common import configure, console, dumps, duration_arg, parse_json, status_text
@@ -69,7 +70,7 @@ def trigger(
         options["max_duration"] = duration_arg(max_duration)
     if options["metadata"] is not None and not isinstance(options["metadata"], dict):
         raise click.BadParameter("must be a JSON object", param_hint="--metadata")
-    configure()
+    rt = configure()
     handle = runlane.tasks.trigger(
         task_id, body, **{k: v for k, v in options.items() if v is not None}
     )
@@ -77,6 +78,8 @@ def trigger(
     err = console(stderr=True)
     if handle.is_cached:
         err.print("[yellow]cached:[/] the idempotency key matched this existing run")
+    if rt.registry.get(task_id) is None and not rt.store.known_tasks([task_id]):
+        _warn_unknown_task(task_id, runlane.runs.retrieve(handle.id), err)
     if not wait:
         return
     run = _wait(handle.id, timeout, err)
@@ -88,6 +91,19 @@ def trigger(
         out.print(dumps(run.output), markup=False)
     if run.status != "COMPLETED":
         raise SystemExit(1)
+
+
+def _warn_unknown_task(task_id: str, run: runlane.Run, err: Any) -> None:
+    """The run was created, but nothing has the task: a typo, or no worker started yet."""
+    expiry = f"; it expires if none starts within its TTL ({run.ttl})" if run.ttl else ""
+    err.print(
+        Text.assemble(
+            ("warning:", "yellow"),
+            f" no worker has registered a task with id {task_id!r} (check the spelling). The "
+            "run waits in WAITING_FOR_DEPLOY until a worker that has this task starts "
+            f"(runlane worker path/to/tasks.py){expiry}.",
+        )
+    )
 
 
 def _wait(run_id: str, timeout: float | None, err: Any) -> runlane.Run:
