@@ -211,7 +211,7 @@ def test_runs_logs_prints_the_run_log(worker, db_url):
         (["trigger", "t", "--metadata", "{nope"], 2, "--metadata"),
         (["trigger", "t", "--delay", "abc"], 2, "--delay"),
         (["trigger", "t", "--ttl", "soon"], 2, "--ttl"),
-        (["trigger", "t", "--idempotency-key-ttl", "1w"], 2, "--idempotency-key-ttl"),
+        (["trigger", "t", "--idempotency-key-ttl", "forever"], 2, "--idempotency-key-ttl"),
         (["trigger", "t", "--max-duration", "2"], 2, "at least 5 seconds"),
         (["trigger", "t", "--max-attempts", "zero"], 2, "--max-attempts"),
         (["trigger", "t", "--machine", "huge"], 2, "--machine"),
@@ -329,7 +329,7 @@ def test_demo_runs_to_completion(tmp_path):
     assert re.search(r"FAILED\s+2\s+-\s+-\s+2", output), output
     assert re.search(r"CANCELED\s+-\s+-\s+1\s+1", output), output
     assert "10 cached handles" in output
-    assert "Retries: 1 row(s)" in output  # row 20 fails its first attempt, then completes
+    assert "Retries: 1 row failed" in output  # row 20 fails its first attempt, then completes
     assert list((tmp_path / ".runlane").glob("demo-*.db"))
 
 
