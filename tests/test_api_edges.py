@@ -16,9 +16,10 @@ import pydantic
 import pytest
 
 import runlane
-from runlane.api.runs import MIN_POLL_INTERVAL_MS, _polling
 from runlane.backends.celery import wrap
 from runlane.core import runtime
+from runlane.core.polling import MIN_POLL_INTERVAL_MS
+from runlane.core.polling import _looks as _polling
 from runlane.errors import (
     InvalidOptionError,
     RunlaneError,

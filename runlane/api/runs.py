@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from runlane.api._common import batch_id_of, run_id_of
-from runlane.core import runtime
+from runlane.core import polling, runtime
 from runlane.core.aio import aio, run_sync
 from runlane.core.clock import to_timestamp
 from runlane.core.durations import parse_iso_datetime
 from runlane.core.logs import LogEntry
 from runlane.core.models import Run, RunHandle, RunStatus
 from runlane.core.types import RunQuery
-from runlane.errors import InvalidOptionError, RunNotFoundError, RunTimeoutError
+from runlane.errors import InvalidOptionError, RunNotFoundError
 
 __all__ = [
     "RunPage",
@@ -40,43 +38,11 @@ __all__ = [
 
 _list = list
 MAX_PAGE = 100
-MIN_POLL_INTERVAL_MS = 50
 
 
 def retrieve(run: str | RunHandle | Run) -> Run:
     """The run with its attempts, payload, output and error."""
     return runtime.get().engine.retrieve(run_id_of(run))
-
-
-def _polling(
-    run_id: str, timeout: float | None, poll_interval_ms: int
-) -> Generator[float, Run, Run]:
-    """When to look again, without I/O: yields the seconds to sleep before the next look and
-    is sent the run seen; returns it once final. The first looks come sooner (50 ms, doubling
-    up to ``poll_interval_ms``), so a short run is seen finished at once."""
-    if isinstance(timeout, bool) or not (
-        timeout is None or (isinstance(timeout, (int, float)) and timeout >= 0)
-    ):
-        raise InvalidOptionError("timeout", timeout, "must be None or seconds >= 0")
-    if (
-        isinstance(poll_interval_ms, bool)
-        or not isinstance(poll_interval_ms, int)
-        or poll_interval_ms < MIN_POLL_INTERVAL_MS
-    ):
-        raise InvalidOptionError(
-            "poll_interval_ms", poll_interval_ms, f"must be an int >= {MIN_POLL_INTERVAL_MS}"
-        )
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = MIN_POLL_INTERVAL_MS / 1000
-    run = yield 0.0
-    while not run.is_completed:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise RunTimeoutError(run_id, run.status.value, timeout or 0)
-        run = yield pause if deadline is None else min(pause, left)
-        pause = min(pause * 2, poll_interval_ms / 1000)
-    return run
 
 
 def poll(
@@ -86,32 +52,14 @@ def poll(
     ``RunTimeoutError`` (a ``TimeoutError``) after ``timeout`` seconds; the run goes on.
     Meant for scripts, tests and consoles: inside a task, ``trigger_and_wait`` frees the
     worker while it waits."""
-    run_id = run_id_of(run)
-    steps = _polling(run_id, timeout, poll_interval_ms)
-    pause = next(steps)
-    try:
-        while True:
-            if pause:
-                time.sleep(pause)
-            pause = steps.send(retrieve(run_id))
-    except StopIteration as done:
-        return done.value
+    return polling.poll(run_id_of(run), timeout, poll_interval_ms)
 
 
 async def aio_poll(
     run: str | RunHandle | Run, *, timeout: float | None = None, poll_interval_ms: int = 1000
 ) -> Run:
     """Awaitable twin of :func:`poll` (it holds no thread while it sleeps)."""
-    run_id = run_id_of(run)
-    steps = _polling(run_id, timeout, poll_interval_ms)
-    pause = next(steps)
-    try:
-        while True:
-            if pause:
-                await asyncio.sleep(pause)
-            pause = steps.send(await aio_retrieve(run_id))
-    except StopIteration as done:
-        return done.value
+    return await polling.aio_poll(run_id_of(run), timeout, poll_interval_ms)
 
 
 def cancel(run: str | RunHandle | Run) -> Run:

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from runlane.api import runs
-from runlane.core import runtime
+from runlane.core import polling, runtime
 from runlane.core.aio import aio
 from runlane.core.models import BatchHandle, Run, RunHandle
 from runlane.core.options import check_items
-from runlane.errors import InvalidOptionError
 
 __all__ = [
     "aio_batch_trigger",
@@ -43,25 +40,14 @@ def trigger_and_poll(
     timeout: float | None = None,
     **options: Any,
 ) -> Run:
-    """Trigger, then poll until the run is final; returns the final run.
+    """Trigger, then poll until the run is final; returns the final run (``RunTimeoutError``,
+    a ``TimeoutError``, after ``timeout`` seconds).
 
     Blocks the caller: meant for scripts and tests, not for request handlers.
     """
-    if (
-        isinstance(poll_interval_ms, bool)
-        or not isinstance(poll_interval_ms, int)
-        or (poll_interval_ms < 10)
-    ):
-        raise InvalidOptionError("poll_interval_ms", poll_interval_ms, "must be an int >= 10")
+    polling.check(timeout, poll_interval_ms)  # before anything is written
     handle = trigger(task_id, payload, **options)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        run = runs.retrieve(handle)
-        if run.is_completed:
-            return run
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"run {handle.id} was still {run.status.value} after {timeout}s")
-        time.sleep(poll_interval_ms / 1000)
+    return polling.poll(handle.id, timeout, poll_interval_ms)
 
 
 aio_trigger = aio(trigger)

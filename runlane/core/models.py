@@ -174,15 +174,15 @@ class RunHandle(BaseModel):
     def wait(self, timeout: float | None = None, *, poll_interval_ms: int = 1000) -> Run:
         """Block until the run is final and return it; ``RunTimeoutError`` (a
         ``TimeoutError``) after ``timeout`` seconds. See ``runs.poll``."""
-        from runlane.api import runs  # the handle is a value; waiting is the runs API's
+        from runlane.core import polling  # (polling reaches the runtime, which needs models)
 
-        return runs.poll(self, timeout=timeout, poll_interval_ms=poll_interval_ms)
+        return polling.poll(self.id, timeout, poll_interval_ms)
 
     async def aio_wait(self, timeout: float | None = None, *, poll_interval_ms: int = 1000) -> Run:
         """Awaitable twin of :meth:`wait`."""
-        from runlane.api import runs
+        from runlane.core import polling
 
-        return await runs.aio_poll(self, timeout=timeout, poll_interval_ms=poll_interval_ms)
+        return await polling.aio_poll(self.id, timeout, poll_interval_ms)
 
 
 class BatchHandle(BaseModel):
