@@ -266,11 +266,16 @@ def duration_text(run: Run) -> str:
     ms = run.duration_ms
     if not ms and (run.started_at is None or run.finished_at is None):
         return "-"
+    return span_text(ms)
+
+
+def span_text(ms: float) -> str:
+    """``<1 ms``, ``12 ms``, ``1.5 s``, ``2m 3s``."""
     if ms < 1000:
         return ms_text(ms)
     if ms < 60_000:
         return f"{ms / 1000:.1f} s"
-    minutes, seconds = divmod(ms // 1000, 60)
+    minutes, seconds = divmod(int(ms) // 1000, 60)
     return f"{minutes}m {seconds}s"
 
 

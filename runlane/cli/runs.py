@@ -22,6 +22,7 @@ from runlane.cli._common import (
     ms_text,
     plural,
     run_json,
+    span_text,
     status_text,
     when,
 )
@@ -89,6 +90,45 @@ def list_runs(
     out.print(plural(len(found), "run") + more, style="dim")
 
 
+def _attempts_table(run: Run, width: int) -> Table:
+    """One line an attempt, within ``width`` columns: the error (shown whole below the table)
+    gets what the other columns leave, and the worker column goes first when it is narrow."""
+    attempts = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"Attempts: {_attempts_text(run)}",
+        title_justify="left",
+        title_style="bold",
+    )
+    rows = []
+    for a in run.attempts:
+        took = a.finished_at - a.started_at if a.finished_at else None
+        rows.append(
+            [
+                str(a.number),
+                a.status.value,
+                when(a.started_at),
+                span_text(took.total_seconds() * 1000) if took is not None else "-",
+                a.worker_id or "-",
+                str(a.error).splitlines()[0] if a.error else "-",
+            ]
+        )
+    names = ["#", "Status", "Started", "Took", "Worker", "Error"]
+    widths = [max(len(names[i]), *(len(r[i]) for r in rows)) for i in range(5)]
+    shown = [0, 1, 2, 3, 4]
+    if sum(widths) + 3 * 6 + 12 > width:  # the error keeps at least 12 columns
+        shown.remove(4)
+    room = max(12, width - sum(widths[i] for i in shown) - 3 * (len(shown) + 1))
+    for i in shown:
+        attempts.add_column(names[i], no_wrap=True)
+    attempts.add_column("Error", no_wrap=True)
+    for r in rows:
+        error = r[5] if len(r[5]) <= room else r[5][: room - 1] + "…"
+        cells: list[Text | str] = [r[i] for i in shown]
+        cells[1] = status_text(r[1])
+        attempts.add_row(*cells, error)
+    return attempts
+
+
 @runs.command("show")
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
@@ -133,26 +173,7 @@ def show(run_id: str, as_json: bool) -> None:
             fields.add_row(name, value if isinstance(value, Text) else str(value))
     parts: list[object] = [fields]
     if run.attempts:
-        attempts = Table(
-            box=box.SIMPLE_HEAD,
-            title=f"Attempts: {_attempts_text(run)}",
-            title_justify="left",
-            title_style="bold",
-        )
-        for col in ("#", "Status", "Started", "Finished"):
-            attempts.add_column(col, no_wrap=True)
-        attempts.add_column("Worker", overflow="fold")
-        attempts.add_column("Error", overflow="fold", min_width=20)
-        for a in run.attempts:
-            attempts.add_row(
-                str(a.number),
-                status_text(a.status),
-                when(a.started_at),
-                when(a.finished_at),
-                a.worker_id or "-",
-                str(a.error) if a.error else "-",
-            )
-        parts.append(attempts)
+        parts.append(_attempts_table(run, console().width - 6))  # (the panel's frame)
     if run.error is not None:
         body = str(run.error) + (f"\n\n{run.error.stack_trace}" if run.error.stack_trace else "")
         parts.append(Panel(Text(body, style="red"), title="Error", title_align="left"))
