@@ -261,6 +261,23 @@ def test_runs_show_attempts_once_and_the_users_frames(worker, db_url):
     assert stack.splitlines()[1].strip().startswith('File "') and "runlane/core" not in stack
 
 
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_runs_show_gives_each_attempt_one_line(worker, db_url, columns):
+    @runlane.task(id="fh-fails-long", retry={"max_attempts": 2, "min_timeout_in_ms": 10})
+    def fails_long(payload):
+        raise ValueError("a message long enough to need cutting at eighty columns " * 3)
+
+    run = wait_final(fails_long.trigger(1))
+    shown = cli("--store", db_url, "runs", "show", run.id, columns=columns)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    table = [ln for ln in lines if re.match(r"\W*[12]\s+FAILED\s", ln)]
+    assert len(table) == 2, shown.output  # one line each, in order
+    assert all("ValueError" in ln for ln in table), shown.output
+    assert all(len(ln) <= columns for ln in lines), shown.output
+    assert ("Worker" in shown.output) == (columns >= 120), shown.output
+
+
 def test_a_stack_with_no_user_frame_is_kept_whole():
     def runlane_only() -> BaseException:
         try:
