@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runlane.core import context, tracing
 from runlane.core.attempt import AttemptEnd, AttemptSpec, run_attempt
@@ -25,7 +25,13 @@ from runlane.core.context import (
 )
 from runlane.core.errors_ser import serialize_exception
 from runlane.core.interrupt import CANCEL, TIMEOUT, AttemptControl, AttemptInterrupted
-from runlane.core.logs import LogBuffer, capture_prints, flush_partial_line
+from runlane.core.logs import (
+    LogBuffer,
+    capture_prints,
+    flush_partial_line,
+    log_ended,
+    log_received,
+)
 from runlane.core.metadata import MetadataState
 from runlane.core.models import AttemptStatus, Run, RunStatus, TaskRunError
 from runlane.core.options import DEFAULT_MACHINE, MACHINES, UNSET, RetryOptions, parse_retry
@@ -39,6 +45,8 @@ if TYPE_CHECKING:
     from runlane.core.runtime import Runtime
 
 log = logging.getLogger("runlane.executor")
+
+T = TypeVar("T")
 
 # the attempt statuses an outcome records, as text (an enum member's .value is a property
 # lookup, on every attempt)
@@ -147,6 +155,9 @@ class ActiveRuns:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, ActiveRun] = {}
+        # runs whose attempts this process handed back on shutdown (they end CRASHED, not
+        # CANCELED, although they are interrupted as a cancel is)
+        self.handed_back: set[str] = set()
 
     def add(self, active: ActiveRun) -> None:
         with self._lock:
@@ -276,6 +287,7 @@ class Executor:
         if delivery is not None:
             delivery.started = started  # this delivery's attempt: never executed again here
         brief = started.brief
+        log_received(brief.id, task.id, started.attempt_number, started.resumed)
         retry = effective_retry(rt, task, brief.max_attempts, options)
         max_duration = effective_max_duration(rt, task, started.max_duration)
         control = AttemptControl(max_duration, used=started.used_ms / 1000)
@@ -349,19 +361,30 @@ class Executor:
                 self._through_outage(
                     active, lambda: self._suspend_once(started, active, suspended, ops, delivery)
                 )
+                log_ended(brief.id, task.id, None, control.elapsed(), 0.0, frozen=True)
                 return
             outcome = self._outcome(end, control, max_duration)
-            self._through_outage(
+            if self._through_outage(
                 active, lambda: self._record_once(started, active, outcome, ops, delivery)
-            )
+            ):
+                handed_back = outcome is None and brief.id in self.active.handed_back
+                log_ended(
+                    brief.id,
+                    task.id,
+                    outcome,
+                    control.elapsed(),
+                    rt.now(),
+                    handed_back=handed_back,
+                )
         finally:
             self.active.remove(active)
 
-    def _through_outage(self, active: ActiveRun, record: Callable[[], object]) -> None:
-        """``record()`` the attempt's end, tried again while the store is unavailable (the
-        result is kept meanwhile, for up to ``result_retry_timeout`` seconds). Each try is
-        guarded by the attempt in the store, so one that was written before its reply was lost
-        is not written twice. Says once if the lease lapses before the store answers."""
+    def _through_outage(self, active: ActiveRun, record: Callable[[], T]) -> T:
+        """``record()`` the attempt's end (and return what it returns), tried again while the
+        store is unavailable (the result is kept meanwhile, for up to ``result_retry_timeout``
+        seconds). Each try is guarded by the attempt in the store, so one that was written
+        before its reply was lost is not written twice. Says once if the lease lapses before
+        the store answers."""
         rt = self.rt
         warned = False
 
@@ -377,7 +400,7 @@ class Executor:
                     active.attempt_number,
                 )
 
-        retrying(
+        return retrying(
             record,
             f"recording run {active.run_id}",
             rt.settings.result_retry_timeout,
@@ -471,7 +494,8 @@ class Executor:
         fields: dict[str, Any] | None,
         ops: list[dict[str, Any]],
         delivery: Delivery | None,
-    ) -> None:
+    ) -> bool:
+        """Record the attempt's end; False when the run changed meanwhile (not recorded)."""
         rt = self.rt
         self._flush_side(active)
         if fields is None:
@@ -485,7 +509,7 @@ class Executor:
                 rt.store.release_canceled(
                     started.run_id, started.attempt_number, now=rt.now(), ready=ready
                 )
-            return
+            return True
         attempt_ms = int(active.control.elapsed() * 1000) if active.control else None
         outcome = AttemptOutcome(**fields, metadata_ops=ops, attempt_ms=attempt_ms)
         ack = delivery.ack_ref if delivery is not None else None
@@ -507,3 +531,4 @@ class Executor:
                 started.run_id,
                 started.attempt_number,
             )
+        return recorded

@@ -1,4 +1,5 @@
-"""The run log: entries recorded by ``logger``, spans of ``logger.trace`` and captured prints.
+"""The run log: entries recorded by ``logger``, spans of ``logger.trace``, captured prints and
+stdlib ``logging`` records; and the worker's console line per attempt (``runlane.worker.runs``).
 
 Entries are buffered per attempt and written to the store with the metadata flush (every
 second) and at the end of the attempt. Logs are lenient where payloads are strict: an attribute
@@ -9,17 +10,21 @@ most ``MAX_ENTRIES`` entries and then one entry saying the rest was dropped.
 from __future__ import annotations
 
 import io
+import logging
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runlane.core import context, jsonvalue
 from runlane.errors import PayloadError
+
+if TYPE_CHECKING:
+    from runlane.core.models import TaskRunError
 
 LEVELS = ("debug", "log", "info", "warn", "error")
 MAX_MESSAGE = 32 * 1024
@@ -127,6 +132,10 @@ class _RunStream(io.TextIOBase):
             and not _forwarding()
             and not active.replaying
         ):
+            caller = sys._getframe(1)
+            if caller.f_code is _STREAM_EMIT:  # a logging handler writes a record
+                _add_record(active.logs, caller.f_locals.get("record"))
+                return self._original.write(text)
             buf = getattr(self._partial, "text", "") + text
             *lines, rest = buf.split("\n")
             self._partial.text = rest
@@ -154,6 +163,32 @@ class _RunStream(io.TextIOBase):
 
 
 forwarding = threading.local()  # set while runlane.logger forwards a record to logging
+
+# what a logging.StreamHandler (lastResort, basicConfig's, the CLI's) runs to write a record:
+# a write from it is recorded as that record, at its level, not as a line of stderr
+_STREAM_EMIT = logging.StreamHandler.emit.__code__
+_last_record = threading.local()  # one record written by two handlers is recorded once
+
+
+def _level(levelno: int) -> str:
+    if levelno >= logging.ERROR:
+        return "error"
+    if levelno >= logging.WARNING:
+        return "warn"
+    return "info" if levelno >= logging.INFO else "debug"
+
+
+def _add_record(logs: LogBuffer, record: Any) -> None:
+    if not isinstance(record, logging.LogRecord) or getattr(_last_record, "record", None) is record:
+        return
+    _last_record.record = record
+    message = record.getMessage()
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    for extra in (record.exc_text, record.stack_info):
+        if extra:
+            message = f"{message}\n{extra}"
+    logs.add(_level(record.levelno), message, {"logger": record.name}, at=record.created)
 
 
 def _forwarding() -> bool:
@@ -186,3 +221,79 @@ def flush_partial_line(active: Any) -> None:
                     "info" if stream._kind == "stdout" else "error", rest, kind=stream._kind
                 )
             stream._partial.text = ""
+
+
+# ---------------------------------------------------------------------- the worker's run lines
+run_lines = logging.getLogger("runlane.worker.runs")
+"""One line as an attempt starts and one as it ends ("run_… convert-video COMPLETED in 0.02 s"),
+from what the executor already holds (no store read). ``runlane worker`` shows them on its
+console; a program running ``runlane.Worker`` sees them once it configures logging."""
+
+
+def _seconds(value: float) -> str:
+    value = max(value, 0.0)
+    return f"{value:.2f} s" if value < 10 else f"{value:.1f} s" if value < 100 else f"{value:.0f} s"
+
+
+def _error_text(error: TaskRunError | None) -> str:
+    if error is None:
+        return "unknown error"
+    message = (error.message or "").strip().split("\n", 1)[0]
+    if len(message) > 200:
+        message = message[:200] + "..."
+    return f"{error.name} {message}" if message else error.name
+
+
+def log_received(run_id: str, task_id: str, attempt: int, resumed: bool) -> None:
+    """The attempt has started (or resumed after a wait) on this worker."""
+    if run_lines.isEnabledFor(logging.INFO):
+        note = " (resumed after a wait)" if resumed else ""
+        if attempt > 1:
+            note = f" (attempt {attempt}){note}"
+        run_lines.info("%s %s received%s", run_id, task_id, note)
+
+
+def log_ended(
+    run_id: str,
+    task_id: str,
+    outcome: Mapping[str, Any] | None,
+    seconds: float,
+    now: float,
+    *,
+    frozen: bool = False,
+    handed_back: bool = False,
+) -> None:
+    """The attempt's end, as recorded: ``outcome`` holds the fields of its ``AttemptOutcome``
+    (None: canceled, or ``handed_back`` on shutdown); ``frozen``: suspended on a wait.
+    COMPLETED, CANCELED and FROZEN are INFO lines, a retry a WARNING, the rest ERROR."""
+    status = "FROZEN" if frozen else "CANCELED" if outcome is None else outcome["run_status"].value
+    if handed_back and outcome is None:
+        status = "CRASHED"
+    level = _END_LEVELS.get(status, logging.ERROR)
+    if not run_lines.isEnabledFor(level):
+        return
+    took = _seconds(seconds)
+    error = None if outcome is None else outcome.get("error")
+    if status == "FROZEN":
+        text = f"FROZEN on a wait after {took} (no worker held)"
+    elif status == "CRASHED":
+        text = f"CRASHED after {took}: handed back on shutdown (retried if attempts remain)"
+    elif status == "CANCELED":
+        text = f"CANCELED after {took}"
+    elif status == "COMPLETED":
+        text = f"COMPLETED in {took}"
+    elif status == "REATTEMPTING":
+        assert outcome is not None
+        text = f"retrying in {_seconds(outcome['retry_at'] - now)}: {_error_text(error)}"
+    else:  # FAILED, TIMED_OUT
+        text = f"{status} in {took}: {_error_text(error)}"
+    run_lines.log(level, "%s %s %s", run_id, task_id, text)
+
+
+_END_LEVELS = {
+    "COMPLETED": logging.INFO,
+    "CANCELED": logging.INFO,
+    "FROZEN": logging.INFO,
+    "REATTEMPTING": logging.WARNING,
+    "CRASHED": logging.WARNING,
+}
