@@ -298,9 +298,11 @@ class Store(Protocol):
         """Renew the leases of executing attempts; returns the runs whose lease was lost."""
         ...
 
-    def reap(self, *, now: float, limit: int) -> list[str]:
+    def reap(self, *, now: float, limit: int, handed_back_by: str | None = None) -> list[str]:
         """Executing runs whose lease lapsed: crashed attempt, retried or CRASHED (and slots
-        of runs canceled while executing whose worker never reported back)."""
+        of runs canceled while executing whose worker never reported back). The attempts of
+        worker ``handed_back_by`` (which ended their leases as it shut down) are recorded as
+        handed back, the others as having stopped renewing their lease."""
         ...
 
     def purge(self, *, now: float, limit: int) -> int:

@@ -51,6 +51,7 @@ class Worker:
         self._rt = runtime_
         self.fetch_timeout = fetch_timeout
         self._draining = threading.Event()  # executors take no new runs
+        self._forced = threading.Event()  # stop at once: hand back the runs in flight
         self._threads: list[threading.Thread] = []
         self.host = Host(self.id, runtime_, on_abandon=self._replace_thread, on_tick=self._beat)
         self._consumer: Any = None
@@ -83,10 +84,18 @@ class Worker:
                 "runlane.Worker needs the 'local' or 'redis' broker"
             )
         self._draining.clear()
+        self._forced.clear()
+        self.active.handed_back.clear()
         self._start_request = None
         self._consumer = broker.consumer(self.id, rt.registry.ids(), self.queues)
         rt.registry.on_add(self._on_task_added)
-        rt.engine.register(rt.registry.all())
+        try:
+            rt.engine.register(rt.registry.all())
+        except BaseException:  # e.g. the store is unavailable: start() may be called again
+            rt.registry.off_add(self._on_task_added)
+            self._consumer.close()
+            self._consumer = None
+            raise
         self.host.start()
         for i in range(self.concurrency):
             self._spawn(f"runlane-exec-{i}")
@@ -104,6 +113,8 @@ class Worker:
             self._spawn("runlane-exec")
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop gracefully: no new runs; running attempts get ``timeout`` seconds to finish
+        (``force_stop()`` ends that wait), then the ones left are handed back."""
         if not self._started:
             return
         rt = self.runtime
@@ -117,11 +128,15 @@ class Worker:
         for t in self._threads:
             if t.ident in self.host.abandoned:  # blocked in a call we already gave up on
                 continue
-            t.join(max(0.0, deadline - time.monotonic()))
-        # 2. attempts still running after the grace period are handed back
+            while t.is_alive() and not self._forced.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                t.join(min(0.1, remaining))  # short joins: a force_stop() is seen at once
+        # 2. attempts still running after the grace period (or a forced stop) are handed back
         left = [a for a in self.active.snapshot() if a.control is not None]
         if left:
-            self._hand_back(left, timeout)
+            self._hand_back(left, None if self._forced.is_set() else timeout)
         gone = self.host.abandoned
         alive = [t.name for t in self._threads if t.is_alive() and t.ident not in gone]
         if alive:
@@ -131,11 +146,19 @@ class Worker:
         self._threads = []
         self._started = False
 
-    def _hand_back(self, actives: list[ActiveRun], grace: float) -> None:
-        """Stop the attempts that outlived the grace period (their result is discarded) and
-        end their leases now, so each run is retried at once on another worker as a crashed
-        attempt, as if this worker had died, instead of after ``lease_timeout``."""
+    def force_stop(self) -> None:
+        """Stop at once (Celery's cold shutdown; a second Ctrl-C on ``runlane worker``): a
+        ``stop()`` in progress, or the next one, hands the running attempts back without
+        waiting for them. Safe to call from a signal handler."""
+        self._forced.set()
+
+    def _hand_back(self, actives: list[ActiveRun], grace: float | None) -> None:
+        """Stop the attempts that outlived the grace period (``grace``; None: a forced stop)
+        and end their leases now, so each run is retried at once on another worker as a
+        crashed attempt, recorded as handed back on shutdown, instead of after
+        ``lease_timeout``. Their results are discarded."""
         rt = self.runtime
+        self.active.handed_back.update(a.run_id for a in actives)
         for active in actives:
             assert active.control is not None
             active.control.interrupt(CANCEL)
@@ -147,16 +170,17 @@ class Worker:
                 lease_until=now - 1.0,
                 now=now,
             )
-            rt.store.reap(now=time.time(), limit=len(actives) + 1000)
+            rt.store.reap(now=time.time(), limit=len(actives) + 1000, handed_back_by=self.id)
             rt.engine.send_ready()
         except Exception:  # the leader's reaper recovers them when the leases lapse
             log.exception("could not hand back %d run(s)", len(actives))
             return
+        why = "on a forced stop" if grace is None else f"still executing after {grace:.0f}s"
         log.warning(
-            "worker %s: handed back %d run(s) still executing after %.0fs: %s",
+            "worker %s: handed back %d run(s) %s: %s",
             self.id,
             len(actives),
-            grace,
+            why,
             ", ".join(a.run_id for a in actives),
         )
         until = time.monotonic() + INTERRUPT_GRACE

@@ -781,9 +781,13 @@ elseif cmd == "reap" then
       redis.call("HDEL", rk(id), "lease_until")
     elseif get(id, "status") == "EXECUTING" and (num(id, "lease_until") or 0) < now then
       local n = tonumber(get(id, "attempt_count"))
+      local worker = get(id, "worker_id")
+      local why = "stopped renewing its lease"
+      if a.handed_back_by and worker == a.handed_back_by then
+        why = "handed it back on shutdown"
+      end
       local err = cjson.encode({name = "WorkerCrashedError", code = "TASK_RUN_CRASHED",
-        message = "the worker executing attempt " .. n .. " (" .. (get(id, "worker_id") or "?")
-          .. ") stopped renewing its lease"})
+        message = "the worker executing attempt " .. n .. " (" .. (worker or "?") .. ") " .. why})
       local retry = n < tonumber(get(id, "attempts_allowed") or "1")
       local q = release(id, false)
       if q then queues[#queues + 1] = q end

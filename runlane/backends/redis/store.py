@@ -714,8 +714,10 @@ class RedisStore(RedisReads):
         self._call("release_canceled", ready, run_id=run_id, attempt=attempt, now=now)
 
     @_translate
-    def reap(self, *, now: float, limit: int) -> list[str]:
-        return as_list(self._call("reap", now=now, limit=limit))
+    def reap(self, *, now: float, limit: int, handed_back_by: str | None = None) -> list[str]:
+        if handed_back_by is None:
+            return as_list(self._call("reap", now=now, limit=limit))
+        return as_list(self._call("reap", now=now, limit=limit, handed_back_by=handed_back_by))
 
     # ------------------------------------------------------------------ queues
     @_translate

@@ -356,9 +356,10 @@ class _Lifecycle(_Base):
         return lost
 
     @_translate
-    def reap(self, *, now: float, limit: int) -> list[str]:
-        """EXECUTING runs whose lease lapsed (the worker died or hung): the attempt ends
-        CRASHED; the run is retried at once if attempts remain, else it is CRASHED."""
+    def reap(self, *, now: float, limit: int, handed_back_by: str | None = None) -> list[str]:
+        """EXECUTING runs whose lease lapsed (the worker died or hung, or ``handed_back_by``
+        handed them back on shutdown): the attempt ends CRASHED; the run is retried at once
+        if attempts remain, else it is CRASHED."""
         env = self.environment
         with self.db.write() as conn:
             rows = conn.execute(
@@ -369,11 +370,16 @@ class _Lifecycle(_Base):
             ).fetchall()
             finals, queues = [], set()
             for r in rows:
+                why = (
+                    "handed it back on shutdown"
+                    if handed_back_by is not None and r["worker_id"] == handed_back_by
+                    else "stopped renewing its lease"
+                )
                 error = TaskRunError(
                     name="WorkerCrashedError",
                     code="TASK_RUN_CRASHED",
                     message=f"the worker executing attempt {r['attempt_count']} "
-                    f"({r['worker_id']}) stopped renewing its lease",
+                    f"({r['worker_id']}) {why}",
                 )
                 retry = r["attempt_count"] < (r["attempts_allowed"] or 1)
                 queues |= self._release(conn, r["id"])
