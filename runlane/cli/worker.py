@@ -1,8 +1,11 @@
 """``runlane worker`` and ``runlane dev``: run the tasks of the user's modules.
 
 ``worker`` runs a ``runlane.Worker`` in this process until SIGINT or SIGTERM, then stops it
-gracefully (running attempts finish). ``dev`` does the same in a child process and restarts the
-child whenever a Python file next to the modules changes (watchfiles).
+gracefully (running attempts finish; a second Ctrl-C hands them back at once). It waits for a
+store that cannot be reached yet, and logs a line per run at ``--loglevel`` (INFO: received and
+ended; the runs' own ``runlane.logger`` and ``logging`` records). ``dev`` does the same in a
+child process and restarts the child whenever a Python file next to the modules changes
+(watchfiles).
 """
 
 from __future__ import annotations
@@ -20,9 +23,75 @@ from rich.panel import Panel
 from rich.table import Table
 
 import runlane
+from runlane.backends.local import LocalBroker
+from runlane.backends.sqlite import SQLiteStore
 from runlane.cli._common import configure, console, load_modules, module_files, state
-from runlane.core import runtime
-from runlane.errors import RunlaneError
+from runlane.core import context, runtime
+from runlane.core.storecalls import backoff, describe_wait
+from runlane.errors import RunlaneError, StoreUnavailableError
+
+log = logging.getLogger("runlane.worker")
+
+LOGLEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class _ConsoleFormatter(logging.Formatter):
+    """``[2025-01-31 12:00:00,123: INFO] run_… convert-video received``: the worker's lines
+    per run as they are; other records name the run they were made in, else their logger."""
+
+    def __init__(self) -> None:
+        super().__init__("[%(asctime)s: %(levelname)s%(origin)s] %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "runlane.worker.runs":
+            record.origin = ""
+        else:
+            active = context.current()
+            run_id = getattr(record, "run_id", None) or (active.run_id if active else None)
+            record.origin = "/" + (run_id or record.name)
+        return super().format(record)
+
+
+class _Console(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record (inside a run, the stream that also
+    records the line in the run's log, at the record's level)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+        self.setFormatter(_ConsoleFormatter())
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+
+def setup_logging(level: str) -> None:
+    """Show runlane's records, the worker's lines per run and every other record at ``level``
+    and above on stderr (Celery's ``--loglevel``)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _Console)]:
+        root.removeHandler(handler)
+    root.addHandler(_Console())
+    root.setLevel(level)
+
+
+def _loglevel_option(fn: Any) -> Any:
+    return click.option(
+        "-l",
+        "--loglevel",
+        type=click.Choice(LOGLEVELS, case_sensitive=False),
+        default="INFO",
+        show_default=True,
+        help="Log records at this level and above (INFO: a line as each run starts and ends).",
+    )(fn)
+
+
+def _shared_dev(rt: runtime.Runtime) -> bool:
+    """The dev environment (whose runs expire after the dev TTL) on a store other processes
+    share: a deployment that forgot RUNLANE_ENV."""
+    if rt.environment != "dev" or not rt.settings.limits.dev_default_ttl_seconds:
+        return False
+    return not isinstance(rt.store, SQLiteStore) or not isinstance(rt.broker, LocalBroker)
 
 
 def _queues(value: str | None) -> list[str] | None:
@@ -34,7 +103,14 @@ def _queues(value: str | None) -> list[str] | None:
     return names
 
 
-def _banner(title: str, worker: runlane.Worker, extra: dict[str, str] | None = None) -> Panel:
+def _banner(
+    title: str,
+    worker: runlane.Worker,
+    extra: dict[str, str] | None = None,
+    *,
+    warn_dev: bool = False,
+) -> Panel:
+    """``warn_dev``: warn (in yellow) when the dev environment runs on a shared store."""
     rt = runtime.get()
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
@@ -42,7 +118,15 @@ def _banner(title: str, worker: runlane.Worker, extra: dict[str, str] | None = N
     task_ids = rt.registry.ids()
     grid.add_row("Tasks", "\n".join(task_ids) if task_ids else "[yellow]none found[/]")
     grid.add_row("Store", rt.settings.store_url or "-")
-    grid.add_row("Environment", rt.environment)
+    environment = rt.environment
+    if warn_dev and _shared_dev(rt):
+        minutes = rt.settings.limits.dev_default_ttl_seconds / 60
+        environment += (
+            f"\n[yellow]Warning: the dev environment expires runs not started within "
+            f"{minutes:g} minutes (its default TTL), e.g. while workers are down. "
+            "For a deployment set RUNLANE_ENV=prod.[/]"
+        )
+    grid.add_row("Environment", environment)
     grid.add_row("Concurrency", str(worker.concurrency))
     if worker.queues:
         grid.add_row("Queues", ", ".join(worker.queues))
@@ -51,33 +135,72 @@ def _banner(title: str, worker: runlane.Worker, extra: dict[str, str] | None = N
     return Panel(grid, title=title, title_align="left", border_style="cyan")
 
 
+def _start(worker: runlane.Worker, stop: threading.Event) -> bool:
+    """Start ``worker``, waiting while the store cannot be reached (Celery's
+    ``broker_connection_retry_on_startup``): a line per try, tried again with backoff until
+    it answers or ``stop`` is set (then False)."""
+    failures = 0
+    while True:
+        try:
+            rt = worker.runtime
+            rt.store.known_tasks(rt.registry.ids())  # one quick try before start()'s retries
+            worker.start()
+            if failures:
+                log.info("store available: worker started")
+            return True
+        except StoreUnavailableError as exc:
+            failures += 1
+            wait = backoff(failures, first=1.0, cap=10.0)
+            log.warning(
+                "store unavailable (%s); the worker starts when it answers, retrying in %s",
+                exc,
+                describe_wait(wait),
+            )
+            if stop.wait(wait):
+                return False
+
+
 def serve_worker(
-    worker: runlane.Worker, banner: Panel, *, restore_signals: bool = True, grace: float = 30.0
+    worker: runlane.Worker,
+    banner: Panel,
+    *,
+    restore_signals: bool = True,
+    grace: float = 30.0,
+    force_on_second_sigint: bool = True,
 ) -> None:
     """Start ``worker``, block until SIGINT/SIGTERM, then stop it gracefully: no new runs,
     running attempts get ``grace`` seconds to finish, the rest are handed back (retried on
-    another worker at once).
-
-    Further signals while stopping are ignored (``runlane dev``'s parent may send one more).
+    another worker at once). A SIGINT while stopping (a second Ctrl-C) hands them back at once
+    (Celery's cold shutdown), unless ``force_on_second_sigint`` is False (``runlane dev``,
+    whose parent sends one more on a Ctrl-C); other signals while stopping are ignored.
     """
     stop = threading.Event()
-    received: list[int] = []
+    stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        received.append(signum)
+        if stopping.is_set() and signum == signal.SIGINT and force_on_second_sigint:
+            worker.force_stop()
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     out = console()
     try:
-        worker.start()
         out.print(banner)
+        if not _start(worker, stop):
+            out.print("Worker stopped (it had not started).")
+            return
         out.print("[dim]Worker running. Press Ctrl-C to stop.[/]")
         while not stop.wait(0.5):
             pass
+        stopping.set()
         running = len(worker.active)
-        note = f" (waiting for {running} running attempt(s))" if running else ""
-        out.print(f"Stopping worker{note}...")
+        note = f" (waiting up to {grace:g} s for {running} running attempt(s))" if running else ""
+        again = (
+            "; press Ctrl-C again to stop at once, handing runs in flight back"
+            if force_on_second_sigint
+            else ""
+        )
+        out.print(f"Stopping worker{note}{again}...")
         worker.stop(timeout=grace)
         out.print("Worker stopped.")
     finally:
@@ -101,15 +224,20 @@ def serve_worker(
     type=click.FloatRange(min=0),
     default=30.0,
     show_default=True,
-    help="Seconds running attempts get to finish on SIGTERM before they are handed back.",
+    help="Seconds running attempts get to finish on SIGTERM or Ctrl-C before they are handed "
+    "back (a second Ctrl-C hands them back at once).",
 )
-def worker(modules: tuple[str, ...], concurrency: int, queues: str | None, grace: float) -> None:
+@_loglevel_option
+def worker(
+    modules: tuple[str, ...], concurrency: int, queues: str | None, grace: float, loglevel: str
+) -> None:
     """Run the tasks of MODULE (dotted names or path/to/tasks.py) until SIGINT/SIGTERM."""
     names = _queues(queues)
+    setup_logging(loglevel.upper())
     configure()
     load_modules(list(modules))
     w = runlane.Worker(concurrency=concurrency, queues=names)
-    serve_worker(w, _banner("runlane worker", w), grace=grace)
+    serve_worker(w, _banner("runlane worker", w, warn_dev=True), grace=grace)
 
 
 # ---------------------------------------------------------------------- dev
@@ -120,16 +248,20 @@ def dev_child(
     concurrency: int,
     queues: list[str] | None,
     cwd: str,
+    loglevel: str = "INFO",
 ) -> None:
     """The child process of ``runlane dev`` (spawned afresh on every reload)."""
     os.chdir(cwd)
     sys.dont_write_bytecode = True  # a quick edit must never be shadowed by a stale .pyc
+    setup_logging(loglevel)
     try:
         runlane.configure(store=store, environment=environment)
         load_modules(modules)
         w = runlane.Worker(concurrency=concurrency, queues=queues)
         extra = {"Reload": "on changes to " + ", ".join(modules)}
-        serve_worker(w, _banner("runlane dev", w, extra), restore_signals=False)
+        serve_worker(
+            w, _banner("runlane dev", w, extra), restore_signals=False, force_on_second_sigint=False
+        )
     except KeyboardInterrupt:  # stopped while importing the modules
         sys.exit(0)
     except click.ClickException as exc:
@@ -162,7 +294,8 @@ class _QuietStop(logging.Filter):
     help="Runs executed at once.",
 )
 @click.option("--queues", metavar="A,B", help="Only run these queues (comma separated).")
-def dev(modules: tuple[str, ...], concurrency: int, queues: str | None) -> None:
+@_loglevel_option
+def dev(modules: tuple[str, ...], concurrency: int, queues: str | None, loglevel: str) -> None:
     """Run the tasks of MODULE on the embedded default; reload when their files change."""
     import watchfiles
 
@@ -182,7 +315,15 @@ def dev(modules: tuple[str, ...], concurrency: int, queues: str | None) -> None:
     watchfiles.run_process(
         *watched,
         target=dev_child,
-        args=(list(modules), st.store, st.environment, concurrency, names, os.getcwd()),
+        args=(
+            list(modules),
+            st.store,
+            st.environment,
+            concurrency,
+            names,
+            os.getcwd(),
+            loglevel.upper(),
+        ),
         target_type="function",
         callback=on_change,
         watch_filter=watchfiles.PythonFilter(),
