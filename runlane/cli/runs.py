@@ -92,40 +92,59 @@ def list_runs(
 
 def _attempts_table(run: Run, width: int) -> Table:
     """One line an attempt, within ``width`` columns: the error (shown whole below the table)
-    gets what the other columns leave, and the worker column goes first when it is narrow."""
+    gets what the other columns leave. When that is too little, the worker column goes
+    first, then the start's date (its time stays)."""
     attempts = Table(
         box=box.SIMPLE_HEAD,
         title=f"Attempts: {_attempts_text(run)}",
         title_justify="left",
         title_style="bold",
     )
-    rows = []
-    for a in run.attempts:
-        took = a.finished_at - a.started_at if a.finished_at else None
-        rows.append(
-            [
-                str(a.number),
-                a.status.value,
-                when(a.started_at),
-                span_text(took.total_seconds() * 1000) if took is not None else "-",
-                a.worker_id or "-",
-                str(a.error).splitlines()[0] if a.error else "-",
-            ]
-        )
-    names = ["#", "Status", "Started", "Took", "Worker", "Error"]
-    widths = [max(len(names[i]), *(len(r[i]) for r in rows)) for i in range(5)]
-    shown = [0, 1, 2, 3, 4]
-    if sum(widths) + 3 * 6 + 12 > width:  # the error keeps at least 12 columns
-        shown.remove(4)
-    room = max(12, width - sum(widths[i] for i in shown) - 3 * (len(shown) + 1))
+    names = ["#", "Status", "Started", "Took", "Worker"]
+
+    def cells(short: bool) -> list[list[str]]:
+        rows = []
+        for a in run.attempts:
+            took = a.finished_at - a.started_at if a.finished_at else None
+            started = (
+                a.started_at.astimezone().strftime("%H:%M:%S") if short else when(a.started_at)
+            )
+            rows.append(
+                [
+                    str(a.number),
+                    a.status.value,
+                    started,
+                    span_text(took.total_seconds() * 1000) if took is not None else "-",
+                    a.worker_id or "-",
+                ]
+            )
+        return rows
+
+    def left(rows: list[list[str]], shown: list[int]) -> int:
+        """Columns left for the error: each column's padding and rule (3), the table's
+        edges and a margin taken."""
+        used = sum(max(len(names[i]), *(len(r[i]) for r in rows)) for i in shown)
+        return width - used - 3 * (len(shown) + 1) - 4
+
+    rows, shown = cells(short=False), [0, 1, 2, 3, 4]
+    for step in ("worker", "date"):
+        if left(rows, shown) >= 12:  # the error keeps at least 12 columns
+            break
+        if step == "worker":
+            shown.remove(4)
+        else:
+            rows = cells(short=True)
+    room = max(12, left(rows, shown))
     for i in shown:
         attempts.add_column(names[i], no_wrap=True)
     attempts.add_column("Error", no_wrap=True)
-    for r in rows:
-        error = r[5] if len(r[5]) <= room else r[5][: room - 1] + "…"
-        cells: list[Text | str] = [r[i] for i in shown]
-        cells[1] = status_text(r[1])
-        attempts.add_row(*cells, error)
+    for a, r in zip(run.attempts, rows, strict=True):
+        error = str(a.error).splitlines()[0] if a.error else "-"
+        if len(error) > room:
+            error = error[: room - 1] + "…"
+        row: list[Text | str] = [r[i] for i in shown]
+        row[1] = status_text(r[1])
+        attempts.add_row(*row, error)
     return attempts
 
 
