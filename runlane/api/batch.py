@@ -6,12 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runlane.api._common import batch_id_of
-from runlane.core import runtime
+from runlane.core import operations, runtime
 from runlane.core.aio import aio
 from runlane.core.models import Batch, BatchHandle, BatchResult, TaskRunResult
 from runlane.core.options import check_items
 from runlane.core.task import Task
-from runlane.errors import InvalidOptionError, RunNotFoundError
+from runlane.errors import InvalidOptionError
 
 __all__ = [
     "aio_retrieve",
@@ -86,12 +86,7 @@ def _wait(items: list[tuple[str, Mapping[str, Any], Task[Any] | None]], what: st
 
 
 def retrieve(batch: str | BatchHandle) -> Batch:
-    bid = batch_id_of(batch)
-    rt = runtime.get()
-    found = rt.store.get_batch(bid)
-    if found is None:
-        raise RunNotFoundError(f"no batch {bid!r} in environment {rt.environment!r}")
-    return found
+    return operations.retrieve_batch(runtime.get(), batch_id_of(batch))
 
 
 aio_trigger = aio(trigger)

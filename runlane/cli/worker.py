@@ -26,7 +26,7 @@ import runlane
 from runlane.backends.local import LocalBroker
 from runlane.backends.sqlite import SQLiteStore
 from runlane.cli._common import configure, console, load_modules, module_files, state
-from runlane.core import context, runtime
+from runlane.core import context, operations, runtime
 from runlane.core.storecalls import backoff, describe_wait
 from runlane.errors import RunlaneError, StoreUnavailableError
 
@@ -143,7 +143,7 @@ def _start(worker: runlane.Worker, stop: threading.Event) -> bool:
     while True:
         try:
             rt = worker.runtime
-            rt.store.known_tasks(rt.registry.ids())  # one quick try before start()'s retries
+            operations.registered_tasks(rt, rt.registry.ids())  # a quick try of the store
             worker.start()
             if failures:
                 log.info("store available: worker started")

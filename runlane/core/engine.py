@@ -1,5 +1,6 @@
-"""The engine: trigger (validation → one store transaction → dispatch), the runs operations,
-and the loops that move time-driven runs (delayed promotion, TTL expiry, redelivery).
+"""The engine: trigger (validation → one store transaction → dispatch), sending admitted runs
+to the broker, and the loops that move time-driven runs (delayed promotion, TTL expiry,
+redelivery). The management verbs (retrieve, cancel, replay, ...) are in ``operations``.
 
 Every state change goes through one guarded store verb; the broker only ever carries
 ``Dispatch(run_id)`` for runs that are QUEUED.
@@ -13,15 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from runlane.core import context, ids, jsonvalue, tracing
-from runlane.core.durations import parse_point_in_time
 from runlane.core.metadata import check_size, make_op
-from runlane.core.models import (
-    BatchHandle,
-    Run,
-    RunHandle,
-    RunStatus,
-    TaskRunError,
-)
+from runlane.core.models import BatchHandle, Run, RunHandle, RunStatus
 from runlane.core.options import (
     UNSET,
     TriggerOptions,
@@ -44,12 +38,7 @@ from runlane.core.types import (
     WaitSpec,
 )
 from runlane.core.waits import await_waitpoint, fingerprint, payload_digest
-from runlane.errors import (
-    InvalidOptionError,
-    InvalidRunStateError,
-    LimitExceededError,
-    RunNotFoundError,
-)
+from runlane.errors import InvalidOptionError, LimitExceededError
 
 if TYPE_CHECKING:
     from runlane.core.runtime import Runtime
@@ -482,79 +471,6 @@ class Engine:
             self.send(ready)
             if len(ready) < TAKE_LIMIT:
                 return
-
-    # ------------------------------------------------------------------ runs operations
-    def retrieve(self, run_id: str) -> Run:
-        run = self.rt.store.get_run(run_id)
-        if run is None:
-            raise RunNotFoundError(f"no run {run_id!r} in environment {self.rt.environment!r}")
-        return run
-
-    def cancel(self, run_id: str) -> Run:
-        """Cancel a run and its non-final descendants. A finished run is returned as it is. A
-        run not yet started leaves its queue; an executing run is CANCELED at once and its
-        worker interrupts the attempt (whose result, if any, is discarded); a FROZEN run is
-        canceled without waking up. Parents waiting on a canceled run resume with ok=False."""
-        done = self.rt.store.cancel(
-            run_id,
-            now=self.rt.now(),
-            error=TaskRunError(name="Error", message="Canceled by user", code="CANCELED"),
-        )
-        if done is None:
-            raise RunNotFoundError(f"no run {run_id!r} in environment {self.rt.environment!r}")
-        self.send_ready()
-        return done
-
-    def replay(self, run_id: str) -> RunHandle:
-        run = self.retrieve(run_id)
-        options: dict[str, Any] = {"tags": run.tags or None}
-        seed = self.rt.store.seed_metadata(run_id)
-        if seed:
-            options["metadata"] = seed
-        if run.queue != default_queue_name(run.task_identifier):
-            options["queue"] = run.queue
-        for name in ("concurrency_key", "max_attempts", "machine", "version"):
-            if getattr(run, name) is not None:
-                options[name] = getattr(run, name)
-        if run.max_duration is not None:
-            options["max_duration"] = run.max_duration
-        return self.trigger(run.task_identifier, run.payload, options)
-
-    def reschedule(self, run_id: str, delay: Any) -> Run:
-        now = self.rt.now()
-        until = parse_point_in_time(delay, "delay", now)
-        run = self.retrieve(run_id)
-        if run.status is not RunStatus.DELAYED:
-            raise InvalidRunStateError(
-                "Cannot reschedule a run that is not delayed",
-                run_id=run_id,
-                status=run.status.value,
-            )
-        done = self.rt.store.transition(
-            run_id,
-            expect=[RunStatus.DELAYED],
-            to=RunStatus.DELAYED,
-            now=now,
-            changes={"delay_until": until},
-        )
-        if done is None:
-            raise InvalidRunStateError(
-                "Cannot reschedule a run that is not delayed",
-                run_id=run_id,
-            )
-        if until <= now:
-            self.tick_due(now)
-            return self.retrieve(run_id)
-        return done
-
-    def update_metadata(self, run_id: str, metadata: Mapping[str, Any]) -> dict[str, Any]:
-        op = make_op("replace", value=metadata)
-        md = self.rt.store.update_metadata(
-            run_id, [op], now=self.rt.now(), limit=self.rt.settings.limits.metadata_bytes
-        )
-        if md is None:
-            raise RunNotFoundError(f"no run {run_id!r} in environment {self.rt.environment!r}")
-        return md
 
     # ------------------------------------------------------------------ loops
     def tick_due(self, now: float) -> int:
