@@ -112,8 +112,15 @@ ADAPTER_MATRIX = [  # (store, worker kind, the framework's broker)
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses a store runs on each store: the contract suite. Contract tests also
-    run on each adapter of ADAPTER_MATRIX, unless marked native_only (or not_on_adapter(kind))."""
+    run on each adapter of ADAPTER_MATRIX, unless marked native_only (or not_on_adapter(kind)).
+    A test marked store_independent (input rejected before any store or broker is reached)
+    runs once, on SQLite with the native worker."""
     if "store_kind" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("store_independent") is not None:
+        metafunc.parametrize(
+            ("store_kind", "worker_kind"), [pytest.param("sqlite", "native", id="sqlite")]
+        )
         return
     sqlite_only = metafunc.definition.get_closest_marker("sqlite_only") is not None
     params = [pytest.param("sqlite", "native", id="sqlite")]

@@ -154,6 +154,7 @@ def test_aio_wait_times_out(rt):
         asyncio.run(handle.aio_wait(timeout=0.2, poll_interval_ms=50))
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize(
     ("kwargs", "option"),
     [
@@ -177,6 +178,7 @@ def test_poll_arguments_are_checked(rt, kwargs, option):
     assert info.value.option == option
 
 
+@pytest.mark.store_independent
 def test_poll_of_an_unknown_run(rt):
     with pytest.raises(InvalidOptionError):
         runlane.runs.poll("not-a-run-id")

@@ -251,6 +251,7 @@ SINGLE = ["Task.trigger", "tasks.trigger"]
 BATCH = ["Task.batch_trigger", "tasks.batch_trigger", "batch.trigger"]
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", SINGLE)
 @pytest.mark.parametrize(("option", "opts", "exc_type"), BAD_OPTIONS, ids=_ids(BAD_OPTIONS))
 def test_bad_option_in_a_trigger_writes_nothing(
@@ -269,6 +270,7 @@ def test_bad_option_in_a_trigger_writes_nothing(
     assert_key_not_consumed(rt, task, before)
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", BATCH)
 @pytest.mark.parametrize(("option", "opts", "exc_type"), BAD_OPTIONS, ids=_ids(BAD_OPTIONS))
 def test_bad_option_in_a_batch_item_writes_nothing(
@@ -287,6 +289,7 @@ def test_bad_option_in_a_batch_item_writes_nothing(
     assert_key_not_consumed(rt, task, before)
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", SINGLE + BATCH)
 @pytest.mark.parametrize(("option", "opts", "exc_type"), BAD_KEYS, ids=_ids(BAD_KEYS))
 def test_bad_idempotency_key_writes_nothing(
@@ -308,6 +311,7 @@ def test_bad_idempotency_key_writes_nothing(
     assert_key_not_consumed(rt, task, before)
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", SINGLE + BATCH)
 @pytest.mark.parametrize(("name", "payload"), BAD_PAYLOADS, ids=[n for n, _ in BAD_PAYLOADS])
 def test_bad_payload_writes_nothing(rt: Runtime, entry: str, name: str, payload: Any) -> None:
@@ -323,6 +327,7 @@ def test_bad_payload_writes_nothing(rt: Runtime, entry: str, name: str, payload:
     assert_key_not_consumed(rt, task, before)
 
 
+@pytest.mark.store_independent
 def test_payload_error_message_names_the_path(rt: Runtime) -> None:
     task = define()
     with pytest.raises(PayloadError) as info:
@@ -353,6 +358,7 @@ def test_existing_runs_are_untouched_by_a_bad_trigger(rt: Runtime) -> None:
     assert_key_not_consumed(rt, task, before)
 
 
+@pytest.mark.store_independent
 def test_ttl_datetime_message_says_ttl_takes_a_duration(rt: Runtime) -> None:
     task = define()
     with pytest.raises(InvalidOptionError) as info:
@@ -360,6 +366,7 @@ def test_ttl_datetime_message_says_ttl_takes_a_duration(rt: Runtime) -> None:
     assert info.value.option == "ttl" and "duration" in str(info.value)
 
 
+@pytest.mark.store_independent
 def test_metadata_over_256_kb_message(rt: Runtime) -> None:
     task = define()
     with pytest.raises(LimitExceededError) as info:
@@ -383,6 +390,7 @@ BATCH_CALLS: dict[str, Callable[[runlane.Task[Any], list[dict[str, Any]]], Any]]
 }
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", list(BATCH_CALLS))
 def test_batch_of_501_items_writes_nothing(rt: Runtime, entry: str) -> None:
     task = define()
@@ -408,6 +416,7 @@ def test_batch_of_500_items_is_accepted(rt: Runtime, entry: str) -> None:
     assert sum(rt.store.count_runs().values()) == 500
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", list(BATCH_CALLS))
 def test_batch_over_5_mib_in_total_writes_nothing(rt: Runtime, entry: str) -> None:
     task = define()
@@ -425,6 +434,7 @@ def test_batch_over_5_mib_in_total_writes_nothing(rt: Runtime, entry: str) -> No
     assert_key_not_consumed(rt, task, before)
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", list(BATCH_CALLS))
 @pytest.mark.parametrize(
     "bad_item", [5, "payload", None, ["payload", 1]], ids=["int", "str", "none", "list"]
@@ -442,6 +452,7 @@ def test_batch_item_that_is_not_a_dict_writes_nothing(
     assert_key_not_consumed(rt, task, before)
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", ["Task.batch_trigger", "tasks.batch_trigger"])
 def test_batch_item_with_an_unknown_field_writes_nothing(rt: Runtime, entry: str) -> None:
     task = define()
@@ -456,6 +467,7 @@ def test_batch_item_with_an_unknown_field_writes_nothing(rt: Runtime, entry: str
     assert snapshot(rt) == before
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("entry", list(BATCH_CALLS))
 def test_batch_options_that_are_not_a_dict(rt: Runtime, entry: str) -> None:
     task = define()
@@ -467,6 +479,7 @@ def test_batch_options_that_are_not_a_dict(rt: Runtime, entry: str) -> None:
     assert snapshot(rt) == before
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize(
     "call",
     [
@@ -510,6 +523,7 @@ def test_batch_trigger_with_a_bad_item_among_good_ones(rt: Runtime) -> None:
     assert runlane.batch.retrieve(handle).run_ids == [h.id for h in handle.runs]
 
 
+@pytest.mark.store_independent
 def test_batch_by_id_item_errors(rt: Runtime) -> None:
     define()
     before = snapshot(rt)
@@ -528,6 +542,7 @@ def test_batch_by_id_item_errors(rt: Runtime) -> None:
     assert snapshot(rt) == before
 
 
+@pytest.mark.store_independent
 def test_batch_by_id_with_an_unhashable_task_id(rt: Runtime) -> None:
     define()
     before = snapshot(rt)
@@ -540,6 +555,7 @@ def test_batch_by_id_with_an_unhashable_task_id(rt: Runtime) -> None:
 # ---------------------------------------------------------------- bad task ids
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize(
     "task_id",
     ["", "bad id", "-leading", "x" * 129, "tab\there", "é", None, 5, ["a"]],
@@ -554,6 +570,7 @@ def test_bad_task_id_in_tasks_trigger(rt: Runtime, task_id: Any) -> None:
     assert snapshot(rt) == before
 
 
+@pytest.mark.store_independent
 def test_bad_task_id_in_the_decorator(rt: Runtime) -> None:
     with pytest.raises(InvalidOptionError) as info:
 
@@ -589,6 +606,7 @@ def test_reschedule_a_canceled_run(rt: Runtime) -> None:
     assert runlane.runs.retrieve(handle).status == "CANCELED"
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize("delay", ["soon", -1, True, "2030-99-01", None])
 def test_reschedule_with_a_bad_delay_changes_nothing(rt: Runtime, delay: Any) -> None:
     task = define()
@@ -609,6 +627,7 @@ def test_reschedule_unknown_run(rt: Runtime) -> None:
         runlane.runs.reschedule("run_doesnotexist", "1h")
 
 
+@pytest.mark.store_independent
 def test_retrieve_errors(rt: Runtime) -> None:
     with pytest.raises(RunNotFoundError) as not_found:
         runlane.runs.retrieve("run_doesnotexist")
@@ -620,6 +639,7 @@ def test_retrieve_errors(rt: Runtime) -> None:
         assert_rejected(info.value, InvalidOptionError, "run")
 
 
+@pytest.mark.store_independent
 def test_other_run_operations_reject_bad_ids(rt: Runtime) -> None:
     for call in (runlane.runs.cancel, runlane.runs.replay):
         with pytest.raises(InvalidOptionError):
@@ -638,6 +658,7 @@ def test_other_run_operations_reject_bad_ids(rt: Runtime) -> None:
     assert snapshot(rt)["count_runs"] == {}
 
 
+@pytest.mark.store_independent
 @pytest.mark.parametrize(
     ("kwargs", "option"),
     [
@@ -663,6 +684,7 @@ def test_runs_list_bad_filters(rt: Runtime, kwargs: dict[str, Any], option: str)
     assert_rejected(info.value, InvalidOptionError, option)
 
 
+@pytest.mark.store_independent
 def test_update_metadata_bad_input_changes_nothing(rt: Runtime) -> None:
     task = define()
     handle = task.trigger({"ok": 1}, metadata={"keep": 1})
@@ -685,6 +707,7 @@ def test_update_metadata_bad_input_changes_nothing(rt: Runtime) -> None:
 # ---------------------------------------------------------------- metadata and tags APIs
 
 
+@pytest.mark.store_independent
 def test_metadata_outside_a_run(rt: Runtime) -> None:
     md = runlane.metadata
     assert md.set("x", 1) is md
@@ -699,6 +722,7 @@ def test_metadata_outside_a_run(rt: Runtime) -> None:
     assert snapshot(rt)["count_runs"] == {}
 
 
+@pytest.mark.store_independent
 def test_tags_add_outside_a_run(rt: Runtime) -> None:
     with pytest.raises(NotInRunError) as info:
         runlane.tags.add("product_1")

@@ -122,6 +122,7 @@ def test_delay_durations(clock, delay, seconds):
         assert wait_final(handle).output == "ran"
 
 
+@pytest.mark.store_independent
 def test_delay_absolute_dates(clock):
     @runlane.task(id="dated")
     def dated(payload):
@@ -182,6 +183,7 @@ def test_ttl_counts_from_enqueue_not_trigger(clock):
     assert runlane.runs.retrieve(handle).status == "EXPIRED"
 
 
+@pytest.mark.store_independent
 def test_ttl_defaults_by_environment(db_url):
     @runlane.task(id="ttl-default")
     def ttl_default(payload):
