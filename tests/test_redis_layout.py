@@ -1,7 +1,6 @@
 """Where the Redis store keeps a run's slot and metadata: a slot is fields of its run's hash
-(given back when the run ends; a slot kept in its own ``slot:<id>`` hash by earlier versions
-is given back all the same), and the metadata is the run's ``seed_metadata`` until its first
-update creates ``md:<id>``."""
+(given back when the run ends), and the metadata is the run's ``seed_metadata`` until its
+first update creates ``md:<id>``."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from runlane.backends.redis.store import RedisStore
-from runlane.core.models import RunStatus, TaskRunError
+from runlane.core.models import RunStatus
 from runlane.core.types import AttemptOutcome, Dispatch, WaitSpec
 from tests.adapters import private_redis_store
 from tests.helpers import new_run
@@ -51,33 +50,6 @@ def test_a_slot_is_fields_of_its_run_and_goes_when_the_run_ends(store):
     assert _running(store, "task/t") == (0, 0)
 
 
-def test_a_slot_kept_in_its_own_hash_by_an_earlier_version_is_given_back(store):
-    """A run admitted by an earlier version (slot:<id>) and canceled after the upgrade frees
-    its slot: the next run of its limit-1 queue is admitted and every count is back to 0."""
-    now = time.time()
-    first = new_run(created_at=now, queue="one", queue_defined=True, queue_limit=1)
-    second = new_run(created_at=now + 0.001, queue="one", queue_defined=True, queue_limit=1)
-    ready: list[Dispatch] = []
-    store.create_runs([first], now=now, ready=ready)
-    store.create_runs([second], now=now, ready=ready)
-    assert [d.run_id for d in ready] == [first.id]  # the second waits for the only slot
-    # the earlier layout: the slot in a hash of its own
-    run_key, slot_key = store._k(f"run:{first.id}"), store._k(f"slot:{first.id}")
-    store.client.hdel(run_key, "holds_queue", "holds_env")
-    store.client.hset(
-        slot_key, mapping={"queue": "one", "ckey": "", "holds_queue": "1", "holds_env": "1"}
-    )
-    canceled = store.cancel(first.id, now=now, error=TaskRunError(name="Canceled", message="x"))
-    assert canceled is not None and canceled.status == RunStatus.CANCELED
-    assert not store.client.exists(slot_key)
-    assert [d.run_id for d in store.take_ready(limit=10)] == [second.id]
-    assert _slot(store, second.id) == ["1", "1", "1"]
-    assert _running(store, "one") == (1, 1)
-    store.cancel(second.id, now=now, error=TaskRunError(name="Canceled", message="x"))
-    assert _running(store, "one") == (0, 0)
-    assert _slot(store, first.id)[:2] == [None, None]
-
-
 def test_metadata_is_the_seed_until_updated_and_a_start_reads_the_update(store):
     now = time.time()
     new = new_run(created_at=now, metadata=json.dumps({"step": 0}))
@@ -101,10 +73,10 @@ def test_metadata_is_the_seed_until_updated_and_a_start_reads_the_update(store):
     assert store.update_metadata("run_missing", ops, now=now, limit=4096) is None
 
 
-def test_a_frozen_parent_lends_a_slot_kept_in_its_own_hash_by_an_earlier_version(store):
-    """A parent suspended on its child before an upgrade (its slot in slot:<id>) still lends
-    that slot to the child waiting in their limit-1 queue; the loan is returned when the
-    child finishes."""
+def test_a_frozen_parent_lends_its_slot_once_its_queue_is_resumed(store):
+    """A parent suspended on its child while their limit-1 queue is paused lends its slot to
+    the waiting child when the queue is resumed; the loan is returned when the child
+    finishes."""
     now = time.time()
     limit1 = {"queue": "one", "queue_defined": True, "queue_limit": 1}
     parent = new_run(created_at=now, **limit1)
@@ -119,16 +91,10 @@ def test_a_frozen_parent_lends_a_slot_kept_in_its_own_hash_by_an_earlier_version
     assert store.set_paused("one", None, paused=True, until=None, now=now)
     assert store.suspend(parent.id, 1, 0, now=now, ready=ready) == RunStatus.FROZEN
     assert [d.run_id for d in ready] == [parent.id]
-    run_key, slot_key = store._k(f"run:{parent.id}"), store._k(f"slot:{parent.id}")
+    run_key = store._k(f"run:{parent.id}")
     assert store.client.hmget(run_key, "holds_queue", "holds_env") == ["1", "0"]
-    # the earlier layout: the suspended parent's slot in a hash of its own
-    store.client.hdel(run_key, "holds_queue", "holds_env")
-    store.client.hset(
-        slot_key, mapping={"queue": "one", "ckey": "", "holds_queue": "1", "holds_env": "0"}
-    )
     assert store.set_paused("one", None, paused=False, until=None, now=now)
     assert [d.run_id for d in store.take_ready(limit=10)] == [child.id]
-    assert not store.client.exists(slot_key)
     assert store.client.hmget(run_key, "holds_queue", "lent_to") == ["1", child.id]
     child_key = store._k(f"run:{child.id}")
     assert store.client.hmget(child_key, "holds_queue", "borrowed_from") == ["0", parent.id]

@@ -1,7 +1,7 @@
 """The store's Lua (scripts.py) is built as a Redis function library (Redis 7 and later) and as
-one script per command: each script compiles in Redis, keeps every helper its branch uses
-(directly or through other helpers) and leaves out the others; a command no script names goes
-to the whole program, which refuses it. The store uses the library where the server has
+one script per command: each script compiles in Redis, holds the library's core, the parts its
+command names and the command, and defines every helper it calls; a command no script names
+goes to the whole program, which refuses it. The store uses the library where the server has
 functions and its user may load them, and the scripts otherwise."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS, build
+from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS, Command, build
 from runlane.backends.redis.store import RedisStore
 from runlane.core.models import RunStatus
 from runlane.core.types import AttemptOutcome, RegisteredTask
@@ -23,56 +23,71 @@ from tests.helpers import new_run
 
 redis = pytest.importorskip("redis")
 
-LIB = """-- helpers
-local P
-local function k(name) return P .. name end
-local function unused(x)
-  return x .. "never"
-end
+CORE = """local prefix, command_name, argument
+local COMMANDS, PARSERS = {}, {}
+local function key(name) return prefix .. name end
 local function get(id)
-  return redis.call("GET", k(id))
+  return redis.call("GET", key(id))
 end
-local function twice(id)
-  -- calls another helper
+local function run(keys, argv)
+  prefix, command_name, argument = keys[1], argv[1], argv[2]
+  if argument == "refused" then return redis.error_reply("refused at the start") end
+  local command = COMMANDS[command_name]
+  if not command then return redis.error_reply("unknown store command " .. command_name) end
+  return command()
+end
+"""
+
+PARTS = {
+    "core": CORE,
+    "twice": """local function twice(id)
+  -- calls a helper of core
   return get(id) .. get(id)
 end
-"""
-
-COMMANDS = """local cmd, a
-local function begin(keys, argv)
-  P, cmd, a = keys[1], argv[1], argv[2]
-  if a == "refused" then return redis.error_reply("refused at the start") end
+""",
+    "unused": """local function unused(x)
+  return x .. "never"
 end
-if cmd == "one" then
-  return get(a)
-elseif cmd == "two" then
-  local v = twice(a)
+""",
+}
+
+ONE = Command("""local function one()
+  return get(argument)
+end
+return one
+""")
+
+TWO = Command(
+    """local function two()
+  local v = twice(argument)
   return v
 end
-
-return redis.error_reply("unknown " .. tostring(cmd))
-"""
+return two
+""",
+    ("twice",),
+)
 
 
 def _functions(script: str) -> set[str]:
     return set(re.findall(r"^local function (\w+)\(", script, re.M))
 
 
-def test_each_command_keeps_the_helpers_it_uses_and_no_others():
-    scripts, program, library = build(LIB, COMMANDS)
+def test_each_command_has_core_and_the_parts_it_names_and_no_others():
+    scripts, program, library = build(PARTS, {"one": ONE, "two": TWO})
     assert set(scripts) == {"one", "two"}
-    assert _functions(scripts["one"]) == {"k", "get", "begin"}
-    assert _functions(scripts["two"]) == {"k", "get", "twice", "begin"}
+    assert _functions(scripts["one"]) == {"key", "get", "run", "one"}
+    assert _functions(scripts["two"]) == {"key", "get", "run", "twice", "two"}
     for script in scripts.values():
-        assert "local P\n" in script and "begin(KEYS, ARGV)" in script
-        assert "unknown " not in script  # the chain's fallback belongs to the program only
-    assert program.startswith(LIB) and "begin(KEYS, ARGV)" in program
-    # the library defines every helper once, and one function that runs a command
+        assert script.startswith("-- lib/core.lua\n" + CORE)
+        assert script.endswith("return run(KEYS, ARGV)\n")
+    assert _functions(program) == {"key", "get", "run", "twice", "unused", "one", "two"}
+    # the library defines every part and command once, and registers run
     assert library.text.startswith(f"#!lua name={library.name}\n")
-    assert _functions(library.text) == {"k", "get", "twice", "unused", "begin"}
-    assert f"redis.register_function('{library.function}'" in library.text
-    assert build(LIB, COMMANDS)[2] == library  # named by its text: the same name
-    assert build(LIB.replace("never", "ever"), COMMANDS)[2].name != library.name
+    assert _functions(library.text) == _functions(program)
+    assert f"redis.register_function('{library.function}', run)" in library.text
+    assert build(PARTS, {"one": ONE, "two": TWO})[2] == library  # named by its text
+    changed = {**PARTS, "unused": PARTS["unused"].replace("never", "ever")}
+    assert build(changed, {"one": ONE, "two": TWO})[2].name != library.name
 
 
 def _redis_version(client) -> int:
@@ -82,12 +97,13 @@ def _redis_version(client) -> int:
 def test_the_scripts_and_the_library_run_in_redis(redis_url):
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     prefix = f"rltest-{uuid.uuid4().hex[:12]}:"
-    scripts, program, library = build(LIB, COMMANDS)
+    scripts, program, library = build(PARTS, {"one": ONE, "two": TWO})
     try:
         client.set(prefix + "x", "v")
         assert client.eval(scripts["one"], 1, prefix, "one", "x") == "v"
         assert client.eval(scripts["two"], 1, prefix, "two", "x") == "vv"
-        with pytest.raises(redis.exceptions.ResponseError, match="unknown three"):
+        assert client.eval(program, 1, prefix, "two", "x") == "vv"
+        with pytest.raises(redis.exceptions.ResponseError, match="unknown store command three"):
             client.eval(program, 1, prefix, "three", "x")
         with pytest.raises(redis.exceptions.ResponseError, match="refused at the start"):
             client.eval(scripts["one"], 1, prefix, "one", "refused")
@@ -107,9 +123,11 @@ def test_the_scripts_and_the_library_run_in_redis(redis_url):
         client.close()
 
 
-def test_a_source_without_command_branches_is_refused():
-    with pytest.raises(ValueError, match="no command branch"):
-        build(LIB, "local cmd\nreturn 1\n")
+def test_a_command_naming_an_unknown_part_is_refused():
+    with pytest.raises(ValueError, match="no library part 'three'"):
+        build(PARTS, {"one": Command(ONE.source, ("three",))})
+    with pytest.raises(ValueError, match="no store command"):
+        build(PARTS, {})
 
 
 def test_every_store_command_compiles_and_is_smaller_than_the_program(redis_url):

@@ -1,66 +1,75 @@
 """The store's Lua, as a Redis function library and as one script per command.
 
-``lib.lua`` (shared helpers) and ``commands.lua`` (``begin``, which sets up a call from its
-key and arguments, a few helpers, then one ``if cmd == "…" then`` branch per command) are
-written as one program. Two forms are built from them:
+The Lua is written as plain files, put together here without reading them:
+
+- ``lib/*.lua``, the library's parts: ``core`` (the key layout, the state of a call,
+  ``begin`` and ``run``, which set up a call and run its command) and the parts some
+  commands use (``admission``, ``waits``, ``finish``, ``start``), each using only the ones
+  before it in ``PARTS``;
+- ``commands/<name>.lua``, one file per command: a chunk that returns the command's
+  function (no arguments: it reads the call's state) and, for a command that takes plain
+  arguments, their parser. ``COMMANDS`` lists each with the parts it uses besides ``core``.
+
+Two forms are built from them:
 
 - ``LIBRARY``, a Redis function library (Redis 7 and later): ``FUNCTION LOAD`` defines every
-  helper once, and each call (``FCALL``) runs only ``begin`` and its command's branch;
+  part and command once, and each call (``FCALL``) runs ``run`` and its command;
 - ``SCRIPTS``, one script per command, for ``EVALSHA`` where functions are not available.
-  A script defines the helper closures it uses at every call (about 20,000 instructions of the
-  Redis server for a small transition's helpers, 70,000 for all of them), so each keeps only
-  what its branch uses: the top-level statements that are not functions (constants, call
-  state), the helper functions its branch uses (directly or through other helpers, by name),
-  in their original order, then the branch.
-
-The split relies on how the two files are laid out: every top-level definition starts at
-column 0 (``local function name(`` … ``end``, or ``local name = …``), and every command branch
-starts with ``if cmd == "name" then`` or ``elseif cmd == "name" then`` at column 0. A name is
-"used" when it appears as a word anywhere in the code that needs it (comments and strings
-included): too many helpers are kept at worst, never too few. Every branch returns its reply.
+  A script defines its helpers at every call (their closures are a large part of a small
+  call's cost on the server), so each holds only ``core``, the parts its command uses and
+  the command. ``PROGRAM`` holds every command: the script for a command no script names,
+  which it refuses.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-_BRANCH = re.compile(r'^(?:if|elseif) cmd == "([a-z_]+)" then$')
-_FUNCTION = re.compile(r"^local function ([A-Za-z_]\w*)\(")
-_WORD = re.compile(r"[A-Za-z_]\w*")
+# The library's parts in load order, each with the parts it uses besides core.
+PARTS: dict[str, tuple[str, ...]] = {
+    "core": (),
+    "admission": (),
+    "waits": (),
+    "finish": ("admission",),
+    "start": (),
+}
+
+# Each command with the parts it uses besides core (and what those use).
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "create_runs": ("admission", "waits"),
+    "register_tasks": ("admission",),
+    "promote_due": ("admission", "waits"),
+    "expire_runs": ("finish", "waits"),
+    "start_attempt": ("start",),
+    "fetch_start": ("start",),
+    "finish_attempt": ("finish", "waits"),
+    "transition": ("finish", "waits"),
+    "suspend": ("finish", "waits"),
+    "take_ready": (),
+    "cancel": ("finish", "waits"),
+    "release_canceled": ("finish",),
+    "heartbeat": (),
+    "reap": ("finish", "waits"),
+    "purge": (),
+    "create_waitpoint": ("waits",),
+    "set_paused": ("admission",),
+    "add_tags": (),
+    "acquire_lease": (),
+    "release_lease": (),
+    "list_runs": (),
+}
 
 
 @dataclass(frozen=True)
-class _Unit:
-    text: str
-    defines: str | None  # the function this unit defines; None: always kept
+class Command:
+    """A command's Lua (a chunk returning its function, and its parser if it has one) and
+    the library parts it uses besides the first."""
 
-
-def _units(source: str) -> list[_Unit]:
-    """Top-level statements of Lua source laid out as described above, with the comment
-    lines before each attached to it."""
-    units: list[_Unit] = []
-    lines: list[str] = []
-    defines: str | None = None
-    started = False  # the current unit has a statement (not only comments)
-    for line in source.splitlines():
-        top = bool(line) and not line[0].isspace() and line != "end" and not line.startswith("}")
-        if top and not line.startswith("--") and started:
-            units.append(_Unit("\n".join(lines), defines))
-            lines, defines, started = [], None, False
-        if top and not line.startswith("--") and not started:
-            started = True
-            match = _FUNCTION.match(line)
-            defines = match.group(1) if match else None
-        lines.append(line)
-    if lines:
-        units.append(_Unit("\n".join(lines), defines))
-    return units
-
-
-_BEGIN = "local err = begin({keys}, {argv})\nif err then return err end\n"
+    source: str
+    parts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,68 +83,71 @@ class Library:
     text: str
 
 
-def build(lib: str, commands: str) -> tuple[dict[str, str], str, Library]:
-    """(command name → its script, the whole program, the function library). The program and
-    the library answer a command they do not know with an error."""
-    head, sep, chain = commands.partition('\nif cmd == "')
-    if not sep:
-        raise ValueError("commands.lua: no command branch")
-    chain = 'if cmd == "' + chain
-    units = _units(lib) + _units(head)
-    by_name = {u.defines: u for u in units if u.defines is not None}
+def _define(name: str, source: str) -> str:
+    """The Lua that adds a command to ``COMMANDS`` (and its parser to ``PARSERS``)."""
+    return (
+        f"-- commands/{name}.lua\n"
+        f"COMMANDS[{name!r}], PARSERS[{name!r}] = (function()\n{source.rstrip()}\nend)()"
+    )
 
-    branches: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in chain.splitlines():
-        match = _BRANCH.match(line)
-        if match:
-            current = branches.setdefault(match.group(1), [])
-        elif line == "end":  # the chain's end; after it, the unknown-command error
-            current = None
-        elif current is not None:
-            current.append(line)
 
-    begin = _BEGIN.format(keys="KEYS", argv="ARGV")
-    scripts = {}
-    for name, body_lines in branches.items():
-        body = "\n".join(body_lines)
-        needed: set[str] = set()
-        pending = [begin, body] + [u.text for u in units if u.defines is None]
+def build(
+    parts: Mapping[str, str],
+    commands: Mapping[str, Command],
+    uses: Mapping[str, tuple[str, ...]] | None = None,
+) -> tuple[dict[str, str], str, Library]:
+    """(command name → its script, the script of every command, the function library).
+
+    ``parts``: the library's parts in load order (name → Lua); the first is in every script
+    and defines ``COMMANDS``, ``PARSERS`` and ``run(keys, argv)``. ``uses``: the parts each
+    part uses besides the first (none when not given)."""
+    if not commands:
+        raise ValueError("no store command")
+    first, *_ = parts
+    uses = uses or {}
+
+    def needed(names: tuple[str, ...]) -> set[str]:
+        out: set[str] = set()
+        pending = list(names)
         while pending:
-            for word in _WORD.findall(pending.pop()):
-                if word in by_name and word not in needed:
-                    needed.add(word)
-                    pending.append(by_name[word].text)
-        kept = [u.text for u in units if u.defines is None or u.defines in needed]
-        scripts[name] = "\n".join([*kept, begin + "do", body, "end"]) + "\n"
-    program = lib + "\n" + head + "\n" + begin + chain
-    return scripts, program, _library(lib, head, branches)
+            name = pending.pop()
+            if name not in parts:
+                raise ValueError(f"no library part {name!r}")
+            if name not in out:
+                out.add(name)
+                pending.extend(uses.get(name, ()))
+        return out
+
+    def text(wanted: set[str]) -> list[str]:
+        return [f"-- lib/{name}.lua\n{parts[name].rstrip()}" for name in parts if name in wanted]
+
+    every = text(set(parts))
+    defined = {name: _define(name, command.source) for name, command in commands.items()}
+    scripts = {}
+    for name, command in commands.items():
+        body = text({first} | needed(command.parts))
+        scripts[name] = "\n".join([*body, defined[name], _CALL]) + "\n"
+    program = "\n".join([*every, *defined.values(), _CALL]) + "\n"
+    return scripts, program, _library("\n".join([*every, *defined.values()]))
 
 
-def _library(lib: str, head: str, branches: dict[str, list[str]]) -> Library:
-    parts = [lib, head, "local COMMANDS = {}"]
-    for name, body_lines in branches.items():
-        parts.append(f"COMMANDS[{name!r}] = function()\n" + "\n".join(body_lines) + "\nend")
-    code = "\n".join(parts)
+_CALL = "return run(KEYS, ARGV)"
+
+
+def _library(code: str) -> Library:
     digest = hashlib.sha1(code.encode()).hexdigest()[:16]
     name = f"runlane_{digest}"
     function = f"runlane_{digest}_call"
-    text = (
-        f"#!lua name={name}\n{code}\n"
-        f"redis.register_function({function!r}, function(keys, args)\n"
-        + _BEGIN.format(keys="keys", argv="args")
-        + "  local command = COMMANDS[cmd]\n"
-        + "  if not command then\n"
-        + '    return redis.error_reply("runlane: unknown store command " .. tostring(cmd))\n'
-        + "  end\n"
-        + "  return command()\n"
-        + "end)\n"
-    )
+    text = f"#!lua name={name}\n{code}\nredis.register_function({function!r}, run)\n"
     return Library(name, function, text)
 
 
-def _read(name: str) -> str:
-    return resources.files(__package__).joinpath(name).read_text()
+def _read(path: str) -> str:
+    return resources.files(__package__).joinpath(path).read_text()
 
 
-SCRIPTS, PROGRAM, LIBRARY = build(_read("lib.lua"), _read("commands.lua"))
+SCRIPTS, PROGRAM, LIBRARY = build(
+    {name: _read(f"lib/{name}.lua") for name in PARTS},
+    {name: Command(_read(f"commands/{name}.lua"), parts) for name, parts in COMMANDS.items()},
+    PARTS,
+)

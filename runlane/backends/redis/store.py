@@ -1,5 +1,5 @@
-"""RedisStore: the Store protocol on Redis. Every transition is one Lua call (lib.lua +
-commands.lua: a function library called with FCALL on Redis 7, scripts called with EVALSHA
+"""RedisStore: the Store protocol on Redis. Every transition is one Lua call (lib/ and
+commands/: a function library called with FCALL on Redis 7, scripts called with EVALSHA
 before; see scripts.py and lane.py); reads are pipelined (reads.py). Metadata documents are
 updated by compare-and-set (WATCH/MULTI), so JSON keeps its exact shape and concurrent updates
 (a thousand children incrementing their parent's counter) all count."""
@@ -57,7 +57,7 @@ def _dumps(value: Any) -> str | bytes:
 
 
 def _num(value: float) -> str:
-    """A number as the script's N() formats it ("%.17g": the same number, and integers
+    """A number as the script's as_text() formats it ("%.17g": the same number, and integers
     without a fraction), for a plain argument the script may store as it is."""
     return f"{value:.17g}"
 
@@ -204,8 +204,8 @@ class RedisStore(RedisReads):
         return self._reply(self._lane(self.prefix, command, _dumps(args)), take, push)
 
     def _call_plain(self, command: str, args: list[str], take: list[Dispatch] | None) -> Any:
-        """Run one of the hot commands, which take plain string arguments (PLAIN in
-        commands.lua: "" is unset, and trailing unset ones are left out). ``take`` as
+        """Run one of the hot commands, which take plain string arguments (their parsers
+        in commands/: "" is unset, and trailing unset ones are left out). ``take`` as
         ``ready`` in ``_call``, when the call's arguments ask for it."""
         while args[-1] == "":
             args.pop()
@@ -396,7 +396,7 @@ class RedisStore(RedisReads):
         default_max_attempts: dict[str, int],
         now: float,
     ) -> tuple[list[tuple[str, StartedAttempt]], bool]:
-        """The native broker's fetch and ``start_attempt`` in one call (see commands.lua):
+        """The native broker's fetch and ``start_attempt`` in one call (fetch_start.lua):
         the deliveries it started, and whether it stopped with deliveries possibly left."""
         out, more = self._call(
             "fetch_start",

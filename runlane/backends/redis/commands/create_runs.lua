@@ -1,0 +1,151 @@
+-- create_runs: create runs (args.runs, NewRuns as JSON), each admitted at once when its
+-- sub-queue lets it, else left waiting; optionally as a batch (args.batch_id) and awaited by
+-- a waitpoint of the parent (args.wait). args.token names the call, so that trying it again
+-- after its reply was lost (a connection reset, Redis restarting) returns what the first try
+-- did instead of creating the runs twice. Reply: [index, id, status, queue] of the runs an
+-- idempotency key answered with an existing one (the caller knows what it created).
+
+-- fields of a new run stored under their own name when the trigger gave them
+local OPTIONAL = {"idempotency_key", "ttl", "delay_until", "batch_id", "parent_id", "root_id",
+                  "schedule_id", "concurrency_key", "max_attempts", "max_duration", "machine",
+                  "version", "trace_context"}
+
+local function index_run(id, new)
+  redis.call("ZADD", key("ix:all"), "0", id)
+  redis.call("ZADD", key("ix:task:" .. enc(new.task)), "0", id)
+  redis.call("ZADD", key("ix:q:" .. enc(new.queue)), "0", id)
+  for _, tag in ipairs(new.tags) do redis.call("ZADD", key("ix:tag:" .. enc(tag)), 0, id) end
+  if given(new.batch_id) then redis.call("ZADD", key("ix:batch:" .. new.batch_id), 0, id) end
+  if given(new.schedule_id) then
+    redis.call("ZADD", key("ix:sched:" .. new.schedule_id), 0, id)
+  end
+  if given(new.version) then redis.call("ZADD", key("ix:ver:" .. enc(new.version)), 0, id) end
+  if given(new.parent_id) then redis.call("ZADD", key("ix:parent:" .. new.parent_id), 0, id) end
+end
+
+local function existing_run(new)
+  -- the run its idempotency key names, if the key is live; else the key now names new.id
+  local idem_key = key("idem:" .. enc(new.task) .. ":" .. enc(new.idempotency_key))
+  -- "run id|expires at": the key's own clock decides (the PX only collects garbage)
+  local existing = redis.call("GET", idem_key)
+  local id, expires_at = nil, nil
+  if existing then id, expires_at = string.match(existing, "^(.*)|([^|]*)$") end
+  if id and tonumber(expires_at) > now and redis.call("EXISTS", run_key(id)) == 1 then
+    return id
+  end
+  local ttl_ms = math.max(1, math.floor((new.idempotency_key_expires_at - now) * 1000))
+  redis.call("SET", idem_key, new.id .. "|" .. new.idempotency_key_expires_at, "PX", ttl_ms)
+  return nil
+end
+
+local function create(new, subqueues)
+  -- the run, admitted at once or waiting in its sub-queue (then appended to subqueues)
+  local id = new.id
+  local number = redis.call("INCR", key("n:task:" .. enc(new.task)))
+  local ckey = given(new.concurrency_key) or ""
+  if new.queue_defined then
+    upsert_queue(new.queue, new.queue_limit, new.queue_total_limit, true)
+  end
+  -- admitted as it is created (its slot in its hash), or left to wait in its sub-queue
+  local queue_key, sub_key = false, nil
+  if new.status == "QUEUED" then
+    queue_key, sub_key = admits_at_once(new.queue, ckey, now, env_limit)
+  end
+  -- a new hash: only the fields that have a value (HSET name value ...)
+  local fields = {"id", id, "task", new.task, "status", new.status,
+                  "seed_metadata", new.metadata,
+                  "tags", #new.tags == 0 and "[]" or cjson.encode(new.tags),
+                  "created_at", as_text(new.created_at), "updated_at", as_text(now),
+                  "depth", as_text(new.depth), "queue", new.queue, "ckey", ckey,
+                  "number", as_text(number), "is_test", new.is_test and "1" or "0",
+                  "attempt_count", "0", "duration_ms", "0",
+                  "admitted", queue_key and "1" or "0", "resume", "0",
+                  "queue_given", new.queue_given and "1" or "0"}
+  if queue_key then
+    fields[#fields + 1] = "holds_queue"
+    fields[#fields + 1] = "1"
+    fields[#fields + 1] = "holds_env"
+    fields[#fields + 1] = "1"
+  end
+  for i = 1, #OPTIONAL do
+    local name = OPTIONAL[i]
+    local v = new[name]
+    if v ~= nil and v ~= NULL and v ~= false then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = as_text(v)
+    end
+  end
+  if #new.payload > 524288 then
+    redis.call("SET", key("blob:" .. id .. ":payload"), new.payload)
+    fields[#fields + 1], fields[#fields + 2] = "payload_blob", "1"
+  else
+    fields[#fields + 1], fields[#fields + 2] = "payload", new.payload
+  end
+  if new.status ~= "DELAYED" then
+    local at = as_text(now)
+    fields[#fields + 1], fields[#fields + 2], fields[#fields + 3], fields[#fields + 4] =
+      "queued_at", at, "queue_ts", at
+  end
+  redis.call("HSET", run_key(id), unpack(fields))
+  redis.call("ZADD", key("ix:st:" .. new.status), "0", id)
+  index_run(id, new)
+  if given(new.parent_id) then redis.call("SADD", key("children:" .. new.parent_id), id) end
+  if new.status == "DELAYED" then
+    redis.call("ZADD", key("delayed"), new.delay_until, id)
+  else
+    if given(new.ttl) then redis.call("ZADD", key("ttl"), now + new.ttl, id) end
+    if queue_key then
+      count_slots(1, queue_key, sub_key)
+      KNOWN[id] = {id, new.task, new.queue, given(new.machine) or NULL}
+      handoff(id)
+    elseif new.status == "QUEUED" then
+      enqueue(id, now, new.queue, ckey)
+      subqueues[#subqueues + 1] = {new.queue, ckey}
+    else
+      redis.call("SADD", key("wfd:" .. enc(new.task)), id)
+    end
+  end
+  publish(id, new.status, now)
+end
+
+local function create_runs()
+  local memo = given(args.token) and key("tok:" .. args.token)
+  if memo then
+    local first = redis.call("GET", memo)
+    if first then
+      -- [reply, runs it admitted for the caller to send, runs whose messages it wrote]: the
+      -- written ones are reported as not written, for the caller to send (a second message
+      -- for a run is harmless: a start admits one attempt)
+      local replied = cjson.decode(first)
+      if not TAKE then return replied[1] end
+      return {replied[1], replied[2], "[]", replied[3]}
+    end
+  end
+  local ids, cached = {}, {}
+  local subqueues = {}
+  for _, new in ipairs(args.runs) do
+    local existing = given(new.idempotency_key) and existing_run(new)
+    if existing then
+      ids[#ids + 1] = existing
+      cached[#cached + 1] = {#ids, existing, get(existing, "status"), get(existing, "queue")}
+    else
+      create(new, subqueues)
+      ids[#ids + 1] = new.id
+    end
+  end
+  if given(args.batch_id) then
+    redis.call("HSET", key("batch:" .. args.batch_id), "run_ids", cjson.encode(ids),
+               "created_at", now, "parent_id", given(args.parent_id) or "")
+  end
+  if given(args.wait) then create_waitpoint(args.wait, ids, now) end
+  admit_new(now, env_limit, subqueues)
+  local out, taken = json_list(cached), nil
+  if memo then
+    if TAKE then taken = json_list(dispatches(TAKEN)) end
+    -- kept two minutes: a trigger retries for at most a minute (store_retry_timeout)
+    redis.call("SET", memo, cjson.encode({out, taken or "[]", json_list(PUSHED)}), "PX", 120000)
+  end
+  return reply(out, taken)
+end
+
+return create_runs
