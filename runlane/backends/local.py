@@ -136,6 +136,9 @@ class LocalConsumer:
                 (delivery.tag, self.worker_id),
             )
 
+    def heartbeat(self) -> None:
+        """Nothing to do: a claim lapses by itself after ``VISIBILITY_TIMEOUT``."""
+
     def nack(self, delivery: Delivery) -> None:
         with self.broker.db.write() as conn:
             conn.execute(

@@ -464,7 +464,7 @@ class Engine:
         """Send the runs the store admitted to the broker (its outbox). A store that pushes
         them onto its own broker as it admits them has none, except what an earlier
         configuration left (drained by the engine's tick: ``always``)."""
-        if not always and getattr(self.rt.store, "dispatches_itself", False):
+        if not always and self.rt.store.dispatches_itself:
             return
         while True:
             ready = self.rt.store.take_ready(limit=TAKE_LIMIT)
@@ -493,7 +493,7 @@ class Engine:
             self.rt.store.purge(now=now, limit=1000)
         # a store that pushes admitted runs onto its native broker in the same transition
         # loses no dispatch (a dead worker's deliveries go back to their lists)
-        if redeliver and not getattr(self.rt.store, "dispatches_itself", False):
+        if redeliver and not self.rt.store.dispatches_itself:
             self.redeliver(now)
 
     def redeliver(self, now: float) -> None:

@@ -228,6 +228,10 @@ class Store(Protocol):
     environment: str
     concurrency_limit: int | None  # executing runs in the environment (None: no cap)
     retention: float | None  # seconds a finished run is kept (None: forever)
+    # True while the store writes the runs it admits onto its broker itself, in the admitting
+    # transition (the Redis store paired with the Redis broker): it keeps no outbox
+    # (``take_ready``) and loses no dispatch, so the engine neither drains nor redelivers
+    dispatches_itself: bool
 
     # creation
     def create_runs(
@@ -488,6 +492,11 @@ class Consumer(Protocol):
         ...
 
     def ack(self, delivery: Delivery) -> None: ...
+    def heartbeat(self) -> None:
+        """Tell the broker this worker is alive (its worker's housekeeping loop calls this),
+        for a broker that gives a silent worker's deliveries to others."""
+        ...
+
     def nack(self, delivery: Delivery) -> None:
         """Give a delivery back at once (its run could not be started here just now)."""
         ...

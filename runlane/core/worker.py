@@ -204,9 +204,9 @@ class Worker:
         rt.engine.register([task])
 
     def _beat(self) -> None:
-        beat = getattr(self._consumer, "heartbeat", None)
-        if beat is not None:
-            beat()
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.heartbeat()
 
     # ------------------------------------------------------------------ loops
     def _executor_loop(self) -> None:

@@ -19,16 +19,13 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from importlib import resources
-from typing import TYPE_CHECKING
 
 import redis
 
 from runlane.backends.redis.errors import translate
+from runlane.backends.redis.store import RedisStore
 from runlane.core.types import Delivery, Dispatch, StartRequest
 from runlane.errors import StoreError
-
-if TYPE_CHECKING:
-    from runlane.backends.redis.store import RedisStore
 
 _FETCH = resources.files(__package__).joinpath("fetch.lua").read_text()
 _RECOVER = resources.files(__package__).joinpath("recover.lua").read_text()
@@ -66,10 +63,9 @@ class RedisBroker:
         """Work hand in hand with the Redis store on this very prefix: it pushes admitted runs
         onto these lists itself, and fetches start the attempts they deliver. Any other store
         is left alone (runs then reach this broker through the engine's outbox)."""
-        prefix = getattr(store, "prefix", None)
-        if self.store is None and prefix == self.prefix and hasattr(store, "fetch_start"):
-            self.store = store  # type: ignore[assignment]
-            store.direct = self.prefix  # type: ignore[attr-defined]
+        if self.store is None and isinstance(store, RedisStore) and store.prefix == self.prefix:
+            self.store = store
+            store.direct = self.prefix
 
     @translate
     def send(self, dispatches: Sequence[Dispatch]) -> None:

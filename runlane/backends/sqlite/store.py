@@ -47,6 +47,8 @@ def path_from_url(url: str) -> str:
 class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
     """Runs in a SQLite file. Safe for many threads and several processes on one machine."""
 
+    dispatches_itself = False  # admitted runs go through the outbox (``take_ready``)
+
     def __init__(
         self, path: str | Path, environment: str = "dev", *, concurrency_limit: int | None = None
     ) -> None:
