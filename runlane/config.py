@@ -63,9 +63,11 @@ def _build_store(store: Any, environment: str, concurrency_limit: int | None) ->
 
 def _build_broker(broker: Any, store: Store, environment: str, heartbeat: float) -> Broker:
     if isinstance(broker, Broker):
-        pair = getattr(broker, "pair", None)
-        if pair is not None:  # a RedisBroker built by hand: the same fast path as "redis"
-            pair(store)
+        if store.native_broker == "redis":  # (so the redis package is installed)
+            from runlane.backends.redis import RedisBroker
+
+            if isinstance(broker, RedisBroker):  # built by hand: the same fast path as "redis"
+                broker.pair(store)
         return broker
     if broker == "redis":
         from runlane.backends.redis import RedisBroker, RedisStore
@@ -167,8 +169,11 @@ def configure(
     )
     built_store = _build_store(store_url, env, settings.concurrency_limit)
     built_store.retention = settings.retention
-    default_broker = "redis" if type(built_store).__name__ == "RedisStore" else "local"
-    broker_spec = broker if broker is not None else os.environ.get("RUNLANE_BROKER", default_broker)
+    broker_spec = (
+        broker
+        if broker is not None
+        else os.environ.get("RUNLANE_BROKER", built_store.native_broker)
+    )
     built_broker = _build_broker(broker_spec, built_store, env, settings.lease_timeout)
     settings.store_url = store_url if isinstance(store_url, str) else type(store_url).__name__
     settings.broker_name = (

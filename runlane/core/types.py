@@ -232,6 +232,7 @@ class Store(Protocol):
     # transition (the Redis store paired with the Redis broker): it keeps no outbox
     # (``take_ready``) and loses no dispatch, so the engine neither drains nor redelivers
     dispatches_itself: bool
+    native_broker: str  # the broker configure() builds for this store by default ("local", ...)
 
     # creation
     def create_runs(

@@ -96,6 +96,8 @@ _NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heart
 class RedisStore(RedisReads):
     """Runs in Redis; any number of processes and machines share it."""
 
+    native_broker = "redis"  # its broker: runs on this Redis, started as they are fetched
+
     def __init__(
         self,
         url: str | redis.Redis,

@@ -48,6 +48,7 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
     """Runs in a SQLite file. Safe for many threads and several processes on one machine."""
 
     dispatches_itself = False  # admitted runs go through the outbox (``take_ready``)
+    native_broker = "local"
 
     def __init__(
         self, path: str | Path, environment: str = "dev", *, concurrency_limit: int | None = None
