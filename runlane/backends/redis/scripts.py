@@ -4,7 +4,7 @@ The Lua is written as plain files, put together here without reading them:
 
 - ``lib/*.lua``, the library's parts: ``core`` (the key layout, the state of a call,
   ``begin`` and ``run``, which set up a call and run its command) and the parts some
-  commands use (``admission``, ``waits``, ``finish``, ``start``), each using only the ones
+  commands use (``admission``, ``release``, ``waits``, ...), each using only the ones
   before it in ``PARTS``;
 - ``commands/<name>.lua``, one file per command: a chunk that returns the command's
   function (no arguments: it reads the call's state) and, for a command that takes plain
@@ -17,8 +17,8 @@ Two forms are built from them:
 - ``SCRIPTS``, one script per command, for ``EVALSHA`` where functions are not available.
   A script defines its helpers at every call (their closures are a large part of a small
   call's cost on the server), so each holds only ``core``, the parts its command uses and
-  the command. ``PROGRAM`` holds every command: the script for a command no script names,
-  which it refuses.
+  the command: a helper only one command uses belongs in that command's file. ``PROGRAM``
+  holds every command: the script for a command no script names, which it refuses.
 """
 
 from __future__ import annotations
@@ -32,30 +32,33 @@ from importlib import resources
 PARTS: dict[str, tuple[str, ...]] = {
     "core": (),
     "admission": (),
+    "enqueue": ("admission",),
+    "release": ("admission",),
     "waits": (),
-    "finish": ("admission",),
+    "waitpoint": (),
+    "finish": ("release",),
     "start": (),
 }
 
 # Each command with the parts it uses besides core (and what those use).
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "create_runs": ("admission", "waits"),
-    "register_tasks": ("admission",),
-    "promote_due": ("admission", "waits"),
+    "create_runs": ("enqueue", "waitpoint"),
+    "register_tasks": ("enqueue", "release"),
+    "promote_due": ("enqueue", "release", "waits"),
     "expire_runs": ("finish", "waits"),
     "start_attempt": ("start",),
     "fetch_start": ("start",),
     "finish_attempt": ("finish", "waits"),
     "transition": ("finish", "waits"),
-    "suspend": ("finish", "waits"),
+    "suspend": ("finish",),
     "take_ready": (),
     "cancel": ("finish", "waits"),
     "release_canceled": ("finish",),
     "heartbeat": (),
     "reap": ("finish", "waits"),
     "purge": (),
-    "create_waitpoint": ("waits",),
-    "set_paused": ("admission",),
+    "create_waitpoint": ("waitpoint",),
+    "set_paused": ("release",),
     "add_tags": (),
     "acquire_lease": (),
     "release_lease": (),

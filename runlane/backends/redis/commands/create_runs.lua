@@ -23,6 +23,60 @@ local function index_run(id, new)
   if given(new.parent_id) then redis.call("ZADD", key("ix:parent:" .. new.parent_id), 0, id) end
 end
 
+local function admits_at_once(queue, ckey, at, limit)
+  -- whether a run about to be created QUEUED in sub-queue (queue, ckey) takes its slots at
+  -- once: nothing waits there, neither queue nor key is paused, the key has room, and no
+  -- total or environment limit makes sub-queues compete (what admit() would do, without
+  -- passing through the waiting set and the round robin, which only order competing
+  -- sub-queues). Returns the queue's and the sub-queue's keys then (the caller creates the
+  -- run with its slot and calls count_slots), else false
+  if limit ~= nil and limit ~= NULL then return false end
+  local encoded = enc(queue)
+  local queue_key = key("queue:" .. encoded)
+  local queue_state = redis.call("HMGET", queue_key, "limit", "total", "paused", "until",
+                                  "running")
+  if queue_state[2] or (queue_state[3] and paused(queue_state[3], queue_state[4], at)) then
+    return false
+  end
+  local sub = encoded .. ":" .. enc(ckey)
+  local sub_key = key("sq:" .. sub)
+  local sub_state = redis.call("HMGET", sub_key, "running", "paused", "until")
+  if sub_state[2] and paused(sub_state[2], sub_state[3], at) then return false end
+  local queue_limit = queue_state[1] and tonumber(queue_state[1]) or nil
+  if queue_limit ~= nil and tonumber(sub_state[1] or "0") >= queue_limit then return false end
+  if redis.call("EXISTS", key("sqw:" .. sub)) == 1 then return false end
+  if not queue_state[5] then upsert_queue(queue, nil, nil, false) end
+  return queue_key, sub_key
+end
+
+local function admit_new(at, limit, subqueues)
+  -- runs were just queued in these sub-queues ({queue, ckey} pairs): admission looks at those
+  -- sub-queues alone, at the whole queue when its keys share a total limit, and at every
+  -- queue under an environment cap (they all compete for its slots)
+  if #subqueues == 0 then return 0 end
+  if limit ~= nil and limit ~= NULL then return admit(at, limit, nil) end
+  local set, has_total, seen = {}, {}, {}
+  local any_set, admitted = false, 0
+  for _, subqueue in ipairs(subqueues) do
+    local queue = subqueue[1]
+    if has_total[queue] == nil then
+      has_total[queue] = redis.call("HEXISTS", key("queue:" .. enc(queue)), "total") == 1
+    end
+    if has_total[queue] then
+      set[queue] = true
+      any_set = true
+    else
+      local member = sq_member(queue, subqueue[2])
+      if not seen[member] then
+        seen[member] = true
+        admitted = admitted + admit(at, limit, {}, member)
+      end
+    end
+  end
+  if any_set then admitted = admitted + admit(at, limit, set) end
+  return admitted
+end
+
 local function existing_run(new)
   -- the run its idempotency key names, if the key is live; else the key now names new.id
   local idem_key = key("idem:" .. enc(new.task) .. ":" .. enc(new.idempotency_key))

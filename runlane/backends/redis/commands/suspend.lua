@@ -3,6 +3,25 @@
 -- already, QUEUED to resume. Reply: the new status, or null when the attempt was no longer
 -- the run's executing one.
 
+local function executed_ms(id, attempt, at, attempt_ms)
+  -- execution time of this stretch: the attempt's own measure (waits excluded) when given
+  if attempt_ms == nil or attempt_ms == NULL then return segment_ms(id, at) end
+  local raw = redis.call("HGET", key("att:" .. id), tostring(attempt))
+  local used = 0
+  if raw then used = cjson.decode(raw).duration_ms or 0 end
+  return math.max(0, attempt_ms - used)
+end
+
+local function is_resolved(run_id, attempt, index, at)
+  if redis.call("HEXISTS", key("wpr:" .. run_id .. ":" .. attempt), tostring(index)) == 1 then
+    return true
+  end
+  local raw = redis.call("HGET", key("wp:" .. run_id .. ":" .. attempt), tostring(index))
+  if not raw then return false end
+  local wait = cjson.decode(raw)
+  return wait.kind == "time" and wait.resume_at ~= NULL and wait.resume_at <= at
+end
+
 local function suspend()
   local id = args.run_id
   settle(id)

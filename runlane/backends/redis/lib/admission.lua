@@ -9,16 +9,6 @@ local function paused(flag, until_at, at)
   return flag == "1" and (until_at == false or until_at == nil or tonumber(until_at) > at)
 end
 
-local function upsert_queue(queue, limit, total, update)
-  local queue_key = key("queue:" .. enc(queue))
-  redis.call("SADD", key("queues"), queue)
-  if update then  -- a definition that names the queue without a limit keeps its limits
-    if limit ~= NULL and limit ~= nil then redis.call("HSET", queue_key, "limit", limit) end
-    if total ~= NULL and total ~= nil then redis.call("HSET", queue_key, "total", total) end
-  end
-  redis.call("HSETNX", queue_key, "running", 0)
-end
-
 local function sq_member(queue, ckey) return cjson.encode({queue, ckey}) end
 
 local function handoff(id)
@@ -42,25 +32,6 @@ local function handoff(id)
   end
 end
 
-local function enqueue(id, at, new_queue, new_ckey)
-  -- the run is QUEUED; it waits in its sub-queue for admission (keeping its place if it had
-  -- one). new_queue, new_ckey: a run just created there (its hash already says admitted 0
-  -- and queue_ts at)
-  local queue, ckey, ts = new_queue, new_ckey, at
-  if not new_queue then
-    local fields = redis.call("HMGET", run_key(id), "queue", "ckey", "queue_ts")
-    queue, ckey, ts = fields[1], fields[2] or "", tonumber(fields[3]) or at
-    redis.call("HSET", run_key(id), "admitted", "0", "queue_ts", as_text(ts))
-  end
-  upsert_queue(queue, nil, nil, false)
-  redis.call("ZADD", key("sqw:" .. enc(queue) .. ":" .. enc(ckey)), as_text(ts), id)
-  local member = sq_member(queue, ckey)
-  if not redis.call("ZSCORE", key("rr"), member) then
-    local served = redis.call("HGET", key("sq:" .. enc(queue) .. ":" .. enc(ckey)), "served")
-    redis.call("ZADD", key("rr"), tonumber(served or "0"), member)
-  end
-end
-
 local function count_slots(n, queue_key, sub_key)
   -- n runs took a slot of sub-queue sub_key, of its queue queue_key and of the environment;
   -- returns the environment's running count
@@ -79,32 +50,6 @@ local function grant(ids, queue_key, sub_key)
   return count_slots(#ids, queue_key, sub_key)
 end
 
-local function admits_at_once(queue, ckey, at, limit)
-  -- whether a run about to be created QUEUED in sub-queue (queue, ckey) takes its slots at
-  -- once: nothing waits there, neither queue nor key is paused, the key has room, and no
-  -- total or environment limit makes sub-queues compete (what admit() would do, without
-  -- passing through the waiting set and the round robin, which only order competing
-  -- sub-queues). Returns the queue's and the sub-queue's keys then (the caller creates the
-  -- run with its slot and calls count_slots), else false
-  if limit ~= nil and limit ~= NULL then return false end
-  local encoded = enc(queue)
-  local queue_key = key("queue:" .. encoded)
-  local queue_state = redis.call("HMGET", queue_key, "limit", "total", "paused", "until",
-                                  "running")
-  if queue_state[2] or (queue_state[3] and paused(queue_state[3], queue_state[4], at)) then
-    return false
-  end
-  local sub = encoded .. ":" .. enc(ckey)
-  local sub_key = key("sq:" .. sub)
-  local sub_state = redis.call("HMGET", sub_key, "running", "paused", "until")
-  if sub_state[2] and paused(sub_state[2], sub_state[3], at) then return false end
-  local queue_limit = queue_state[1] and tonumber(queue_state[1]) or nil
-  if queue_limit ~= nil and tonumber(sub_state[1] or "0") >= queue_limit then return false end
-  if redis.call("EXISTS", key("sqw:" .. sub)) == 1 then return false end
-  if not queue_state[5] then upsert_queue(queue, nil, nil, false) end
-  return queue_key, sub_key
-end
-
 local function leave_waiting(id)
   local queue = get(id, "queue")
   local ckey = get(id, "ckey") or ""
@@ -114,17 +59,6 @@ local function leave_waiting(id)
   if redis.call("ZCARD", waiting_key) == 0 then
     redis.call("ZREM", key("rr"), sq_member(queue, ckey))
   end
-end
-
--- a run's slot: fields of its hash, read with the run's queue and key
-local SLOT = {"holds_queue", "holds_env", "borrowed_from", "lent_to", "queue", "ckey"}
-
-local function slot_of(fields, i)
-  -- the slot in an HMGET reply whose fields i .. i+5 are SLOT's (nil: the run holds none)
-  if not fields[i] then return nil end
-  return {holds_queue = fields[i], holds_env = fields[i + 1],
-          borrowed_from = fields[i + 2] or nil, lent_to = fields[i + 3] or nil,
-          queue = fields[i + 4], ckey = fields[i + 5] or ""}
 end
 
 local function lend(lender)
@@ -289,116 +223,5 @@ local function admit(at, limit, queues, only)
       admitted = admitted + 1
     end
   end
-  return admitted
-end
-
-local function release(id, keep_queue_slot, slot, dels)
-  -- give back the run's slots; returns the queue whose capacity changed (or nil) and the
-  -- slot's concurrency key. slot: as the caller read it (slot_of; nil: read here). dels:
-  -- the caller deletes the run's fields in an HDEL of its own, the slot's among them
-  -- (appended to dels); else they are deleted here
-  if dels == nil then slot = slot_of(redis.call("HMGET", run_key(id), unpack(SLOT)), 1) end
-  if not slot then return nil end
-  if slot.holds_env == "1" then counter("running", -1) end
-  if keep_queue_slot then
-    redis.call("HSET", run_key(id), "holds_env", "0")
-    redis.call("SADD", key("lenders"), id)
-    return slot.queue, slot.ckey
-  end
-  if dels then
-    for i = 1, 4 do dels[#dels + 1] = SLOT[i] end
-  else
-    redis.call("HDEL", run_key(id), "holds_queue", "holds_env", "borrowed_from", "lent_to")
-  end
-  -- only a slot kept while its run was suspended (holds_env 0) put the run among lenders
-  if slot.holds_env ~= "1" then redis.call("SREM", key("lenders"), id) end
-  if slot.lent_to and (slot.holds_queue == "1" or slot.borrowed_from) then
-    -- the borrower still runs in this slot: it keeps it, so the count stays exact
-    local borrower_key = run_key(slot.lent_to)
-    if slot.borrowed_from then
-      redis.call("HSET", borrower_key, "holds_queue", slot.holds_queue,
-                 "borrowed_from", slot.borrowed_from)
-      redis.call("HSET", run_key(slot.borrowed_from), "lent_to", slot.lent_to)
-    else
-      redis.call("HSET", borrower_key, "holds_queue", slot.holds_queue)
-      redis.call("HDEL", borrower_key, "borrowed_from")
-    end
-    return slot.queue, slot.ckey
-  end
-  if slot.borrowed_from then
-    local lender_key = run_key(slot.borrowed_from)
-    if redis.call("HGET", lender_key, "lent_to") == id then
-      redis.call("HDEL", lender_key, "lent_to")
-    end
-  elseif slot.holds_queue == "1" then
-    local sub_key = key("sq:" .. enc(slot.queue) .. ":" .. enc(slot.ckey or ""))
-    if tonumber(redis.call("HINCRBY", sub_key, "running", "-1")) < 0 then
-      redis.call("HSET", sub_key, "running", 0)
-    end
-    local queue_key = key("queue:" .. enc(slot.queue))
-    if tonumber(redis.call("HINCRBY", queue_key, "running", "-1")) < 0 then
-      redis.call("HSET", queue_key, "running", 0)
-    end
-  end
-  return slot.queue, slot.ckey
-end
-
-local function leave(id)
-  -- a run leaves admission entirely (final, retried, canceled, expired): slots or its place
-  local status = get(id, "status")
-  local queue = release(id, false)
-  if queue == nil and status == "QUEUED" then leave_waiting(id) end
-  redis.call("ZREM", key("resumeq"), id)
-  return queue
-end
-
-local function admit_after(at, limit, changed, subqueue)
-  -- admission after slots were freed or queues changed: with an environment cap every queue
-  -- competes for a freed slot; otherwise only what changed: the queues listed (changed), and
-  -- one freed sub-queue {queue, ckey} alone when its queue has no total limit (its keys are
-  -- independent then: a release stays O(1) with many keys)
-  if limit ~= nil and limit ~= NULL then return admit(at, limit, nil) end
-  -- nothing waits in any sub-queue (rr), no resumed run waits (resumeq) and no run may lend
-  -- its slot (lenders): nobody to admit, whatever changed
-  if redis.call("EXISTS", key("rr"), key("resumeq"), key("lenders")) == 0 then return 0 end
-  local set = {}
-  for _, queue in ipairs(changed) do set[queue] = true end
-  local admitted = 0
-  if subqueue and not set[subqueue[1]] then
-    if redis.call("HEXISTS", key("queue:" .. enc(subqueue[1])), "total") == 1 then
-      set[subqueue[1]] = true
-    else
-      admitted = admit(at, limit, {}, sq_member(subqueue[1], subqueue[2]))
-      if next(set) == nil then return admitted end  -- nothing else changed
-    end
-  end
-  return admitted + admit(at, limit, set)
-end
-
-local function admit_new(at, limit, subqueues)
-  -- runs were just queued in these sub-queues ({queue, ckey} pairs): admission looks at those
-  -- sub-queues alone, at the whole queue when its keys share a total limit, and at every
-  -- queue under an environment cap (they all compete for its slots)
-  if #subqueues == 0 then return 0 end
-  if limit ~= nil and limit ~= NULL then return admit(at, limit, nil) end
-  local set, has_total, seen = {}, {}, {}
-  local any_set, admitted = false, 0
-  for _, subqueue in ipairs(subqueues) do
-    local queue = subqueue[1]
-    if has_total[queue] == nil then
-      has_total[queue] = redis.call("HEXISTS", key("queue:" .. enc(queue)), "total") == 1
-    end
-    if has_total[queue] then
-      set[queue] = true
-      any_set = true
-    else
-      local member = sq_member(queue, subqueue[2])
-      if not seen[member] then
-        seen[member] = true
-        admitted = admitted + admit(at, limit, {}, member)
-      end
-    end
-  end
-  if any_set then admitted = admitted + admit(at, limit, set) end
   return admitted
 end

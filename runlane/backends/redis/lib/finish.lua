@@ -16,15 +16,6 @@ local function segment_ms(id, at)
   return math.max(0, math.floor((at - start) * 1000))
 end
 
-local function executed_ms(id, attempt, at, attempt_ms)
-  -- execution time of this stretch: the attempt's own measure (waits excluded) when given
-  if attempt_ms == nil or attempt_ms == NULL then return segment_ms(id, at) end
-  local raw = redis.call("HGET", key("att:" .. id), tostring(attempt))
-  local used = 0
-  if raw then used = cjson.decode(raw).duration_ms or 0 end
-  return math.max(0, attempt_ms - used)
-end
-
 local function retain(id, at)
   -- a finished run is kept until at + args.retention, or args.purge_at: that sum for at =
   -- now as the caller made it (finish_attempt: no number to format)
