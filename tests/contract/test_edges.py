@@ -130,14 +130,9 @@ def test_count_runs_filters_by_status(store, clock):
     assert store.count_runs() == {"QUEUED": 2, "DELAYED": 1}
 
 
-def test_promote_due_counts_what_it_changed(store, clock, differs_on):
+def test_promote_due_counts_what_it_changed(store, clock):
     """A time wait resolved in place (the run suspended on it when it was already due)
     leaves nothing for promote_due to do."""
-    differs_on(
-        "redis",
-        "promote_due counts every due time waitpoint it takes from twaits, resumed or not "
-        "(SQLite: only the FROZEN runs it resumed)",
-    )
     new = make(clock)
     create(store, clock, new)
     started(store, new.id, clock)

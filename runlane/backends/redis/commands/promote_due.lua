@@ -1,6 +1,7 @@
 -- promote_due: what is due by now: DELAYED runs are queued (or wait for their task's
 -- deploy), REATTEMPTING runs queued again, time waitpoints resolved, and pauses that have
--- ended lifted (at most args.limit of each kind). Reply: how many runs and waitpoints moved.
+-- ended lifted (at most args.limit of each kind). Reply: how many runs moved (queued,
+-- waiting for a deploy, or resumed from a wait), as the SQLite store counts them.
 
 local function queue_or_wait(id, at)
   -- DELAYED → QUEUED (task known) or WAITING_FOR_DEPLOY; the TTL starts now. Returns the
@@ -47,8 +48,7 @@ local function promote_due()
   for _, ref in ipairs(due("twaits")) do
     redis.call("ZREM", key("twaits"), ref)
     local run_id, attempt, index = string.match(ref, "^(.-)|(%d+)|(%d+)$")
-    resolve(run_id, tonumber(attempt), tonumber(index), now)
-    moved = moved + 1
+    moved = moved + resolve(run_id, tonumber(attempt), tonumber(index), now)
   end
   -- pauses that have ended
   for _, queue in ipairs(redis.call("SMEMBERS", key("queues"))) do

@@ -19,9 +19,10 @@ local function resume_if_frozen_on(id, attempt, index, at)
 end
 
 local function resolve(run_id, attempt, index, at)
+  -- the waitpoint resolves (once); returns 1 when its FROZEN run resumed, else 0
   local resolved_key = key("wpr:" .. run_id .. ":" .. attempt)
-  if redis.call("HSETNX", resolved_key, tostring(index), at) == 0 then return end
-  resume_if_frozen_on(run_id, attempt, index, at)
+  if redis.call("HSETNX", resolved_key, tostring(index), at) == 0 then return 0 end
+  return resume_if_frozen_on(run_id, attempt, index, at)
 end
 
 local function finalized(ids, at)
