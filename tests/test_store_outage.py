@@ -24,6 +24,7 @@ import pytest
 import runlane
 from runlane.core import runtime
 from runlane.errors import StoreError, StoreRejectedError, StoreUnavailableError
+from tests.adapters import delete_redis_prefix
 from tests.helpers import wait_final, wait_for, wait_status
 from tests.redis_proxy import RedisProxy
 
@@ -32,15 +33,6 @@ redis = pytest.importorskip("redis")
 pytestmark = pytest.mark.timeout(120)
 
 LEASE = 2.0
-
-
-def _drop_prefix(url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(url)
-    try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
-    finally:
-        client.close()
 
 
 @pytest.fixture
@@ -68,7 +60,7 @@ def outage(redis_url: str, proxy: RedisProxy) -> Iterator[RedisProxy]:
         old = runtime.install(None)
         if old is not None:
             old.close()
-        _drop_prefix(redis_url, prefix)
+        delete_redis_prefix(redis_url, prefix)
 
 
 def _runs_with(marker: str) -> list[runlane.Run]:
