@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from runlane.core import jsonvalue
 from runlane.core.clock import to_timestamp
@@ -96,12 +96,16 @@ async def _call(control: AttemptControl, fn: Callable[..., Any], *args: Any, **k
     return result
 
 
-def drive(coro: Coroutine[Any, Any, Any]) -> Any:
+T = TypeVar("T")
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never really suspends (every function it calls is sync)."""
     try:
         coro.send(None)
     except StopIteration as stop:
-        return stop.value
+        value: T = stop.value
+        return value
     coro.close()
     raise RunlaneError(SYNC_AWAITABLE)
 
@@ -134,15 +138,15 @@ async def _run_body(spec: AttemptSpec) -> Any:
                 await _call(control, fn, spec.payload, active.ctx)
         return await _call(control, spec.task.fn, *_task_args(spec))
 
-    chain: Callable[[], Awaitable[Any]] = inner
+    chain: Callable[[], Coroutine[Any, Any, Any]] = inner
     for mw in reversed(_hooks(spec, "middleware")):  # the global middleware is outermost
         chain = _wrap(spec, mw, chain)
     return await chain()
 
 
 def _wrap(
-    spec: AttemptSpec, mw: Callable[..., Any], rest: Callable[[], Awaitable[Any]]
-) -> Callable[[], Awaitable[Any]]:
+    spec: AttemptSpec, mw: Callable[..., Any], rest: Callable[[], Coroutine[Any, Any, Any]]
+) -> Callable[[], Coroutine[Any, Any, Any]]:
     async def wrapped() -> Any:
         if is_async(mw):
             return await _call(spec.control, mw, spec.payload, spec.active.ctx, rest)

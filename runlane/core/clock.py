@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Protocol, overload
 
 
 class Clock(Protocol):
@@ -39,6 +39,12 @@ class FakeClock:
             self._now = when
 
 
+@overload
+def to_datetime(ts: float) -> datetime: ...
+@overload
+def to_datetime(ts: None) -> None: ...
+@overload
+def to_datetime(ts: float | None) -> datetime | None: ...
 def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 

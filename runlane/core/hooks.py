@@ -41,7 +41,9 @@ def accepts_positional(fn: Callable[..., Any], n: int) -> bool:
     return positional is None or positional >= n
 
 
-def fit_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[tuple, dict]:
+def fit_call(
+    fn: Callable[..., Any], *args: Any, **kwargs: Any
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """The arguments to call ``fn`` with: extra positionals and unknown keywords dropped, so
     ``def on_success(payload, output)`` works as well as ``(payload, output, ctx)``."""
     try:

@@ -42,7 +42,7 @@ def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
     if done > 1:  # should never happen: undo
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
         return False
-    return done == 1
+    return bool(done == 1)
 
 
 class _Timeout(AttemptInterrupted):

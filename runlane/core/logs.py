@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,7 +119,7 @@ class LogBuffer:
 class _RunStream(io.TextIOBase):
     """Stands in for sys.stdout/stderr: inside a run, lines also go to the run log."""
 
-    def __init__(self, original: Any, kind: str) -> None:
+    def __init__(self, original: TextIO, kind: str) -> None:
         self._original = original
         self._kind = kind
         self._partial = threading.local()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -199,7 +200,7 @@ class BatchHandle(BaseModel):
     def __len__(self) -> int:
         return len(self.runs)
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[RunHandle]:  # type: ignore[override]
         return iter(self.runs)
 
     def __getitem__(self, i: int) -> RunHandle:
@@ -241,7 +242,7 @@ class BatchResult(BaseModel):
     id: str
     runs: list[TaskRunResult]
 
-    def __iter__(self):  # type: ignore[override]
+    def __iter__(self) -> Iterator[TaskRunResult]:  # type: ignore[override]
         return iter(self.runs)
 
     def __len__(self) -> int:

@@ -30,7 +30,7 @@ def backoff(failures: int, first: float = FIRST_DELAY, cap: float = MAX_DELAY) -
     """Seconds to wait after ``failures`` failed tries in a row (from 1): doubling from
     ``first`` up to ``cap``, with up to a quarter of jitter so that many processes that lost
     the store together do not all call it again at the same instant."""
-    delay = min(cap, first * 2 ** (failures - 1))
+    delay = min(cap, first * 2.0 ** (failures - 1))
     return delay * (0.75 + random.random() / 4)
 
 

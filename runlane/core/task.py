@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from runlane.core.aio import run_sync
 from runlane.core.limits import DEFAULT_LIMITS
-from runlane.core.models import BatchResult, TaskRunResult
+from runlane.core.models import BatchHandle, BatchResult, RunHandle, TaskRunResult
 from runlane.core.options import (
     UNSET,
     QueueSpec,
@@ -49,7 +49,8 @@ def _engine() -> Engine:
         from runlane.core import runtime
 
         _runtime = runtime
-    return _runtime.get().engine
+    engine: Engine = _runtime.get().engine
+    return engine
 
 
 def default_queue_name(task_id: str) -> str:
@@ -127,10 +128,10 @@ class Task(Generic[R]):
         return self.fn(*args, **kwargs)
 
     # -- triggering (delegated to the runtime's engine)
-    def trigger(self, payload: Any = None, **options: Any):  # -> RunHandle
+    def trigger(self, payload: Any = None, **options: Any) -> RunHandle:
         return _engine().trigger(self.id, payload, options, task=self)
 
-    def batch_trigger(self, items: Sequence[Mapping[str, Any]]):  # -> BatchHandle
+    def batch_trigger(self, items: Sequence[Mapping[str, Any]]) -> BatchHandle:
         return _engine().batch_trigger(
             [(self.id, item, self) for item in check_items(items)], option_name="items"
         )
@@ -164,10 +165,10 @@ class Task(Generic[R]):
     async def aio_batch_trigger_and_wait(self, items: Sequence[Mapping[str, Any]]) -> BatchResult:
         return await run_sync(self.batch_trigger_and_wait, items)
 
-    async def aio_trigger(self, payload: Any = None, **options: Any):
+    async def aio_trigger(self, payload: Any = None, **options: Any) -> RunHandle:
         return await run_sync(self.trigger, payload, **options)
 
-    async def aio_batch_trigger(self, items: Sequence[Mapping[str, Any]]):
+    async def aio_batch_trigger(self, items: Sequence[Mapping[str, Any]]) -> BatchHandle:
         return await run_sync(self.batch_trigger, items)
 
 
@@ -298,5 +299,5 @@ def task(
 
     if callable(id):  # bare @task
         fn, id = id, None
-        return decorate(fn)  # type: ignore[return-value]
+        return decorate(fn)
     return decorate
