@@ -231,6 +231,37 @@ def db_url(store_kind: str, adapter: Any, tmp_path, request) -> Iterator[str]:
 
 
 @pytest.fixture
+def new_store(tmp_path, request) -> Iterator[Any]:
+    """``new_store(kind, concurrency_limit=None)``: a fresh store of that kind ("sqlite": a
+    file in tmp_path; "redis": a private key prefix on the session Redis), closed and its keys
+    deleted after the test."""
+    from runlane.backends.redis import RedisStore
+    from runlane.backends.sqlite import SQLiteStore
+    from tests.adapters import delete_redis_prefix
+
+    made: list[tuple[Any, tuple[str, str] | None]] = []
+
+    def make(kind: str, *, concurrency_limit: int | None = None) -> Any:
+        store: Any
+        if kind == "sqlite":
+            path = tmp_path / f"runlane-{len(made)}.db"
+            store = SQLiteStore(path, "dev", concurrency_limit=concurrency_limit)
+            made.append((store, None))
+        else:
+            url = request.getfixturevalue("redis_url")
+            prefix = f"rltest-{uuid.uuid4().hex[:12]}"
+            store = RedisStore(url, "dev", prefix=prefix, concurrency_limit=concurrency_limit)
+            made.append((store, (url, prefix)))
+        return store
+
+    yield make
+    for store, redis_prefix in made:
+        store.close()
+        if redis_prefix is not None:
+            delete_redis_prefix(*redis_prefix)
+
+
+@pytest.fixture
 def rt(db_url: str) -> Iterator[runtime_mod.Runtime]:
     """A fresh embedded runtime (SQLite file in tmp_path + local broker)."""
     r = runlane.configure(store=db_url, engine_interval=0.05, metadata_flush_interval=0.2)

@@ -6,44 +6,26 @@ here, apart from any broker (the Redis store unpaired, as under Celery or Dramat
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from runlane.backends.redis.store import RedisStore
-from runlane.backends.sqlite.store import SQLiteStore
 from runlane.core import ids
 from runlane.core.models import AttemptStatus, RunStatus, TaskRunError
 from runlane.core.types import AttemptOutcome, Dispatch, NewRun, RegisteredTask, WaitSpec
-from tests.adapters import delete_redis_prefix
 
 pytestmark = pytest.mark.parametrize("kind", ["sqlite", "redis"])
 
 
 @pytest.fixture
-def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    made: list[tuple[Any, tuple[str, str] | None]] = []
-
+def make_store(new_store: Callable[..., Any]) -> Callable[[str], Any]:
     def make(kind: str) -> Any:
-        if kind == "sqlite":
-            store: Any = SQLiteStore(tmp_path / "runlane.db", "dev")
-            made.append((store, None))
-        else:
-            url = request.getfixturevalue("redis_url")
-            prefix = f"rltest-{uuid.uuid4().hex[:12]}"
-            store = RedisStore(url, "dev", prefix=prefix)
-            made.append((store, (url, prefix)))
+        store = new_store(kind)
         store.register_tasks([RegisteredTask("t", "q", concurrency_limit=1)], now=time.time())
         return store
 
-    yield make
-    for store, redis_prefix in made:
-        store.close()
-        if redis_prefix is not None:
-            delete_redis_prefix(*redis_prefix)
+    return make
 
 
 def _new(now: float) -> NewRun:

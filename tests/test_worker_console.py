@@ -12,19 +12,15 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import runlane
-from runlane.backends.redis.store import RedisStore
-from runlane.backends.sqlite.store import SQLiteStore
 from runlane.core import runtime
 from runlane.core.types import RegisteredTask
-from tests.adapters import delete_redis_prefix
 from tests.helpers import new_run, redis_binary, wait_final, wait_for, wait_status
 from tests.test_cli import cleanup, start
 
@@ -220,26 +216,13 @@ def test_a_second_ctrl_c_hands_runs_in_flight_back_at_once(rt, db_url, tmp_path)
 
 
 @pytest.fixture
-def make_store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    made: list[tuple[Any, tuple[str, str] | None]] = []
-
+def make_store(new_store: Callable[..., Any]) -> Callable[[str], Any]:
     def make(kind: str) -> Any:
-        if kind == "sqlite":
-            store: Any = SQLiteStore(tmp_path / "runlane.db", "dev")
-            made.append((store, None))
-        else:
-            url = request.getfixturevalue("redis_url")
-            prefix = f"rltest-{uuid.uuid4().hex[:12]}"
-            store = RedisStore(url, "dev", prefix=prefix)
-            made.append((store, (url, prefix)))
+        store = new_store(kind)
         store.register_tasks([RegisteredTask("t", "task/t")], now=time.time())
         return store
 
-    yield make
-    for store, redis_prefix in made:
-        store.close()
-        if redis_prefix is not None:
-            delete_redis_prefix(*redis_prefix)
+    return make
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

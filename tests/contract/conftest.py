@@ -4,18 +4,13 @@ its own). A behaviour one store has and the other lacks fails on that store."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import runlane
-from runlane.backends.redis.store import RedisStore
-from runlane.backends.sqlite.store import SQLiteStore
 from runlane.core.types import RegisteredTask
-from tests.adapters import delete_redis_prefix
 
 START = 1_750_000_000.0  # where every case's fake clock starts
 
@@ -27,31 +22,17 @@ def clock() -> runlane.FakeClock:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def make_store(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: runlane.FakeClock
-) -> Iterator[Callable[..., Any]]:
+    request: pytest.FixtureRequest, new_store: Callable[..., Any], clock: runlane.FakeClock
+) -> Callable[..., Any]:
     """Builds a fresh store of the parametrized kind (``concurrency_limit``: the
     environment's cap), with task ``t`` (queue ``task/t``, no limit) registered."""
-    made: list[tuple[Any, tuple[str, str] | None]] = []
 
     def make(*, concurrency_limit: int | None = None) -> Any:
-        store: Any
-        if request.param == "sqlite":
-            path = tmp_path / f"runlane-{len(made)}.db"
-            store = SQLiteStore(path, "dev", concurrency_limit=concurrency_limit)
-            made.append((store, None))
-        else:
-            url = request.getfixturevalue("redis_url")
-            prefix = f"rlcontract-{uuid.uuid4().hex[:12]}"
-            store = RedisStore(url, "dev", prefix=prefix, concurrency_limit=concurrency_limit)
-            made.append((store, (url, prefix)))
+        store = new_store(request.param, concurrency_limit=concurrency_limit)
         store.register_tasks([RegisteredTask("t", "task/t")], now=clock.now())
         return store
 
-    yield make
-    for store, redis_prefix in made:
-        store.close()
-        if redis_prefix is not None:
-            delete_redis_prefix(*redis_prefix)
+    return make
 
 
 @pytest.fixture
