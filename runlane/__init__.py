@@ -30,19 +30,17 @@ from runlane.api import (
 from runlane.api.logger import logger
 from runlane.api.metadata import metadata
 from runlane.config import configure
-from runlane.contrib.opentelemetry import install_if_available as _install_otel
 from runlane.core.clock import FakeClock
 from runlane.core.context import Context
+from runlane.core.handles import BatchHandle, RunHandle
 from runlane.core.idempotency import IdempotencyKey
 from runlane.core.models import (
     Attempt,
     AttemptStatus,
     Batch,
-    BatchHandle,
     BatchResult,
     QueueInfo,
     Run,
-    RunHandle,
     RunStatus,
     TaskRunError,
     TaskRunResult,
@@ -52,8 +50,7 @@ from runlane.core.schema import schema_task
 from runlane.core.task import Task, task
 from runlane.core.worker import Worker
 
-_install_otel()  # OpenTelemetry spans when opentelemetry-api is installed; RUNLANE_OTEL=0: off
-del _config, _install_otel
+del _config
 
 __version__ = "0.1.0"
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from runlane.core import runtime
+from runlane.core.broker import Broker
 from runlane.core.clock import Clock
 from runlane.core.durations import parse_duration
 from runlane.core.options import (
@@ -24,8 +25,8 @@ from runlane.core.options import (
     validate_positive_int,
 )
 from runlane.core.runtime import Runtime, Settings
+from runlane.core.store import Store
 from runlane.core.task import HOOK_NAMES
-from runlane.core.types import Broker, Store
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 DEFAULT_STORE_URL = "sqlite:///.runlane/runlane.db"

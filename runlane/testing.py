@@ -18,12 +18,13 @@ from typing import Any
 
 from runlane.config import configure
 from runlane.core import context, ids, runtime
+from runlane.core.broker import Consumer, NativeBroker
 from runlane.core.clock import FakeClock, to_timestamp
 from runlane.core.durations import parse_duration
 from runlane.core.executor import Executor
 from runlane.core.models import Run, RunStatus
 from runlane.core.runtime import Runtime
-from runlane.core.types import Consumer, Delivery, NativeBroker, RunQuery
+from runlane.core.types import Delivery, RunQuery
 from runlane.errors import ConfigurationError, RunlaneError, RunTimeoutError
 
 __all__ = ["IdleReport", "IdleTimeoutError", "memory_runtime", "run_until_idle"]

@@ -14,7 +14,7 @@ import pytest
 
 import runlane
 from runlane.core import runtime as runtime_mod
-from runlane.core.task import registry
+from runlane.core.registry import registry
 from tests.helpers import redis_binary
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -359,3 +360,51 @@ def test_global_provider_without_an_sdk_records_nothing_and_carries_the_trace() 
         text=True,
     )
     assert out.stdout.strip() == "ok"
+
+
+def test_tracing_is_found_through_entry_points(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """core.tracing knows no implementation: on first use it asks the installed packages'
+    ``runlane.tracing`` entry points, in name order; a broken one is logged and skipped."""
+
+    class Point:
+        def __init__(self, name: str, offer: Any) -> None:
+            self.name = name
+            self._offer = offer
+
+        def load(self) -> Any:
+            return self._offer
+
+    class Mine(tracing.Tracing):
+        pass
+
+    def broken() -> tracing.Tracing:
+        raise RuntimeError("plugin bug")
+
+    mine = Mine()
+    points = [
+        Point("b-mine", lambda: mine),
+        Point("a-broken", broken),
+        Point("c-none", lambda: None),
+    ]
+    monkeypatch.setattr(
+        tracing, "entry_points", lambda group: points if group == "runlane.tracing" else []
+    )
+    monkeypatch.setattr(tracing, "_tracing", None)
+    with caplog.at_level("ERROR", logger="runlane.tracing"):
+        assert tracing.get() is mine
+    assert "a-broken" in caplog.text
+    assert tracing.get() is mine  # chosen once
+
+    monkeypatch.setattr(tracing, "_tracing", None)
+    monkeypatch.setattr(tracing, "entry_points", lambda group: [Point("none", lambda: None)])
+    assert type(tracing.get()) is tracing.Tracing  # nothing offered: the no-op default
+
+    # the real entry point, as installed with the package
+    from importlib.metadata import entry_points
+
+    (ours,) = [p for p in entry_points(group="runlane.tracing") if p.name == "opentelemetry"]
+    assert ours.load() is otel_contrib.offered
+    monkeypatch.setenv("RUNLANE_OTEL", "0")
+    assert otel_contrib.offered() is None

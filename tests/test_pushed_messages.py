@@ -16,10 +16,10 @@ import pytest
 import redis
 
 import runlane
-from runlane.backends._pushing import server_of_client, server_of_kombu
+from runlane.backends._pushing import RedisServer, server_of_client, server_of_kombu
 from runlane.backends.redis.store import RedisStore
 from runlane.core import runtime
-from runlane.core.types import Dispatch, Push, RedisServer
+from runlane.core.types import Dispatch, Push
 from runlane.errors import StoreError
 from tests.adapters import CeleryUnderTest, DramatiqUnderTest, delete_redis_prefix, unique_prefix
 from tests.helpers import new_run, wait_final, wait_for
@@ -319,13 +319,13 @@ def test_a_push_may_only_write_messages_and_is_checked_before_anything(store_url
     try:
         now = 1_700_000_000.0
         new = new_run(created_at=now)
-        bad = Push({new.id: [["DEL", "somebody-elses-key"]]}, 0, {})
+        bad = Push({new.id: [["DEL", "somebody-elses-key"]]}, {}, 0)
         with pytest.raises(StoreError, match="may not use DEL"):
             store.create_runs([new], now=now, ready=[], push=bad)
         assert store.get_run(new.id) is None
         # a message it may write: written with the run, which is not handed back to be sent
         key = store.prefix + "scratch-list"  # under the test's own prefix
-        good = Push({new.id: [["RPUSH", key, "message"]]}, 0, {})
+        good = Push({new.id: [["RPUSH", key, "message"]]}, {}, 0)
         ready: list[Any] = []
         store.create_runs([new], now=now, ready=ready, push=good)
         assert good.done == [new.id] and ready == []
@@ -334,18 +334,41 @@ def test_a_push_may_only_write_messages_and_is_checked_before_anything(store_url
         store.close()
 
 
+class _BrokerAt:
+    """A broker whose messages are kept on ``server`` (what the store pairs on)."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+
+    def send(self, dispatches: Any) -> None:
+        raise AssertionError("not sent in this test")
+
+    def close(self) -> None:
+        pass
+
+    def redis_server(self) -> RedisServer:
+        return self.server
+
+    def push_commands(self, dispatches: Any) -> list[None]:
+        return [None] * len(dispatches)
+
+
 def test_which_servers_count_as_the_stores_own(redis_url):
     from kombu import Connection
 
     store = RedisStore.from_url(f"{redis_url}?prefix={unique_prefix()}")
+
+    def writes_to(server: RedisServer) -> bool:
+        return store.message_writer(_BrokerAt(server)) is not None
+
     own = server_of_client(store.client)
-    assert own is not None and store.delivers_to(own)
+    assert own is not None and writes_to(own)
     other_db = RedisServer(own.host, own.port, None, own.db + 1, None, None, False)
-    assert store.delivers_to(other_db)  # another database of the same server
+    assert writes_to(other_db)  # another database of the same server
     next_port = (own.port or 0) + 1
-    assert not store.delivers_to(RedisServer(own.host, next_port, None, 0, None, None, False))
-    assert not store.delivers_to(RedisServer(own.host, own.port, None, 0, None, "secret", False))
-    assert not store.delivers_to(RedisServer(own.host, own.port, None, 0, None, None, True))
+    assert not writes_to(RedisServer(own.host, next_port, None, 0, None, None, False))
+    assert not writes_to(RedisServer(own.host, own.port, None, 0, None, "secret", False))
+    assert not writes_to(RedisServer(own.host, own.port, None, 0, None, None, True))
     store.close()
     local = RedisServer("localhost", 6379, None, 0, None, None, False)
     assert local.same_server(RedisServer("127.0.0.1", 6379, None, 3, None, None, False))

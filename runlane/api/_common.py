@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runlane.core.models import BatchHandle, Run, RunHandle
+from runlane.core.handles import BatchHandle, RunHandle
+from runlane.core.models import Run
 from runlane.errors import InvalidOptionError
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from runlane.api._common import batch_id_of
 from runlane.core import operations, runtime
 from runlane.core.aio import aio
-from runlane.core.models import Batch, BatchHandle, BatchResult, TaskRunResult
+from runlane.core.handles import BatchHandle
+from runlane.core.models import Batch, BatchResult, TaskRunResult
 from runlane.core.options import check_items
 from runlane.core.task import Task
 from runlane.errors import InvalidOptionError

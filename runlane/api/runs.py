@@ -10,8 +10,9 @@ from typing import Any
 from runlane.api._common import batch_id_of, run_id_of
 from runlane.core import operations, polling, runtime
 from runlane.core.aio import aio, run_sync
+from runlane.core.handles import RunHandle
 from runlane.core.logs import LogEntry
-from runlane.core.models import Run, RunHandle
+from runlane.core.models import Run
 from runlane.core.types import RunQuery
 
 __all__ = [

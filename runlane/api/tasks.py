@@ -7,7 +7,8 @@ from typing import Any
 
 from runlane.core import polling, runtime
 from runlane.core.aio import aio
-from runlane.core.models import BatchHandle, Run, RunHandle
+from runlane.core.handles import BatchHandle, RunHandle
+from runlane.core.models import Run
 from runlane.core.options import check_items
 
 __all__ = [

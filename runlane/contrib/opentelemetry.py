@@ -1,7 +1,8 @@
 """OpenTelemetry for runlane: real spans, and one trace from a trigger to every run it causes.
 
-``import runlane`` calls :func:`install_if_available`: when ``opentelemetry-api`` is installed
-(and ``RUNLANE_OTEL`` is not ``0``), runlane emits
+When ``opentelemetry-api`` is installed (and ``RUNLANE_OTEL`` is not ``0``), runlane finds this
+module's tracing on first use (it is the ``runlane.tracing`` entry point :func:`offered`) and
+emits
 
 - an attempt span (kind CONSUMER) around every attempt, named ``"<task> attempt <n>"``, with the
   attributes ``runlane.run_id``, ``runlane.task`` and ``runlane.attempt``; its parent is the span
@@ -38,7 +39,7 @@ from runlane.core.interrupt import TIMEOUT, AttemptInterrupted
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, TracerProvider
 
-__all__ = ["OpenTelemetryTracing", "install_if_available", "uninstall"]
+__all__ = ["OpenTelemetryTracing", "install_if_available", "offered", "uninstall"]
 
 log = logging.getLogger("runlane.opentelemetry")
 
@@ -278,6 +279,14 @@ def _api_available() -> bool:
     return any(os.path.isdir(os.path.join(p, "trace")) for p in paths)
 
 
+def offered() -> tracing.Tracing | None:
+    """The ``runlane.tracing`` entry point: lazy OpenTelemetry tracing when
+    ``opentelemetry-api`` is installed, unless ``RUNLANE_OTEL=0``."""
+    if os.environ.get("RUNLANE_OTEL", "").strip().lower() in _OFF or not _api_available():
+        return None
+    return _LazyOpenTelemetry()
+
+
 def install_if_available() -> bool:
     """Install lazy OpenTelemetry tracing when ``opentelemetry-api`` is installed, unless
     ``RUNLANE_OTEL=0`` or another Tracing was installed already. True if installed."""
@@ -285,9 +294,10 @@ def install_if_available() -> bool:
         return False
     if type(tracing.get()) is not tracing.Tracing:  # already installed (ours or the user's)
         return isinstance(tracing.get(), (OpenTelemetryTracing, _LazyOpenTelemetry))
-    if not _api_available():
+    found = offered()
+    if found is None:
         return False
-    tracing.install(_LazyOpenTelemetry())
+    tracing.install(found)
     return True
 
 

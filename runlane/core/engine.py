@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from runlane.core import context, ids, jsonvalue, tracing
+from runlane.core.handles import BatchHandle, RunHandle
 from runlane.core.metadata import check_size, make_op
-from runlane.core.models import BatchHandle, Run, RunHandle, RunStatus
+from runlane.core.models import Run, RunStatus
 from runlane.core.options import (
     UNSET,
     TriggerOptions,
@@ -23,16 +24,14 @@ from runlane.core.options import (
     parse_trigger_options,
     validate_task_id,
 )
+from runlane.core.registry import default_queue_name
 from runlane.core.storecalls import retrying
-from runlane.core.task import Task, default_queue_name
 from runlane.core.types import (
     TAKE_LIMIT,
     Created,
     Dispatch,
     NewRun,
     Push,
-    PushingBroker,
-    RedisServer,
     RegisteredTask,
     Waitpoint,
     WaitSpec,
@@ -42,6 +41,7 @@ from runlane.errors import InvalidOptionError, LimitExceededError
 
 if TYPE_CHECKING:
     from runlane.core.runtime import Runtime
+    from runlane.core.task import Task
 
 log = logging.getLogger("runlane.engine")
 PURGE_EVERY = 60.0  # seconds between passes that delete runs past their retention
@@ -73,9 +73,9 @@ class Engine:
         self._last_purge = 0.0
         # runs sent again by redeliver(): run id -> (times, when next)
         self._resent: dict[str, tuple[int, float]] = {}
-        # (broker, store) → the broker's Redis server when the store writes its messages
-        self._push_pair: tuple[Any, Any] | None = None
-        self._push_server: RedisServer | None = None
+        # (broker, store) → what prepares the broker's messages, when the store writes them
+        self._writer_pair: tuple[Any, Any] | None = None
+        self._writer: Callable[[Sequence[Dispatch]], Push | None] | None = None
 
     # ------------------------------------------------------------------ trigger
     def _prepare(
@@ -232,42 +232,25 @@ class Engine:
 
     def _push(self, news: Sequence[NewRun]) -> Push | None:
         """The messages of the new QUEUED runs, for the store to write as it admits them,
-        when the broker keeps its messages on the store's own Redis server."""
+        when it can write its broker's messages (``Store.message_writer``)."""
         broker, store = self.rt.broker, self.rt.store
-        if (
-            self._push_pair is None
-            or self._push_pair[0] is not broker
-            or (self._push_pair[1] is not store)
+        if self._writer_pair is None or not (
+            self._writer_pair[0] is broker and self._writer_pair[1] is store
         ):
-            server = None
-            if isinstance(broker, PushingBroker):
-                try:
-                    server = broker.redis_server()
-                    if server is not None and not store.delivers_to(server):
-                        server = None
-                except Exception:
-                    log.exception("cannot tell where the broker keeps its messages")
-                    server = None
-            self._push_pair, self._push_server = (broker, store), server
-        server = self._push_server
-        if server is None:
+            writer = None
+            try:
+                writer = store.message_writer(broker)
+            except Exception:
+                log.exception("cannot tell whether the store can write the broker's messages")
+            self._writer_pair, self._writer = (broker, store), writer
+        if self._writer is None:
             return None
         queued = [
             Dispatch(n.id, n.task_identifier, n.queue, n.machine)
             for n in news
             if n.status is RunStatus.QUEUED
         ]
-        if not queued:
-            return None
-        try:
-            commands = cast(PushingBroker, broker).push_commands(queued)
-        except Exception:  # the messages are sent the usual way instead
-            log.exception("preparing %d message(s) failed", len(queued))
-            return None
-        found = {d.run_id: c for d, c in zip(queued, commands, strict=True) if c is not None}
-        if not found:
-            return None
-        return Push(found, server.db, {d.run_id: d for d in queued if d.run_id in found})
+        return self._writer(queued) if queued else None
 
     def sending(self) -> _Sending:
         """``with engine.sending() as ready: store.<transition>(..., ready=ready)``: the runs

@@ -21,9 +21,9 @@ from runlane.core.durations import parse_iso_datetime, parse_point_in_time
 from runlane.core.limits import Limits
 from runlane.core.logs import LogEntry
 from runlane.core.metadata import make_op
-from runlane.core.models import Batch, QueueInfo, Run, RunHandle, RunStatus, TaskRunError
+from runlane.core.models import Batch, QueueInfo, Run, RunStatus, TaskRunError
 from runlane.core.options import normalize_tags, validate_concurrency_key, validate_queue_name
-from runlane.core.task import default_queue_name
+from runlane.core.registry import default_queue_name
 from runlane.core.types import RunQuery
 from runlane.errors import (
     InvalidOptionError,
@@ -33,6 +33,7 @@ from runlane.errors import (
 )
 
 if TYPE_CHECKING:
+    from runlane.core.handles import RunHandle
     from runlane.core.runtime import Runtime
 
 MAX_PAGE = 100  # runs in one page of list_runs

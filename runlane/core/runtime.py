@@ -1,25 +1,26 @@
 """The runtime: what ``configure()`` builds (store, broker, clock, settings, engine).
 
-Nothing connects at import. ``get()`` returns the configured runtime, building the default one
-(through the factory installed by ``runlane.config``) on first use.
+Nothing connects at import. The current runtime is kept by :mod:`runlane.core.current`
+(re-exported here: ``runtime.get()`` returns it, building the default one through the factory
+installed by ``runlane.config`` on first use).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from runlane.core.broker import Broker
 from runlane.core.clock import Clock, SystemClock
+from runlane.core.current import get, install, peek, set_default_factory
+from runlane.core.engine import Engine
 from runlane.core.limits import DEFAULT_LIMITS, Limits
 from runlane.core.options import RetryOptions
-from runlane.core.task import Registry, registry
-from runlane.core.types import Broker, Store
-from runlane.errors import ConfigurationError
+from runlane.core.registry import Registry, registry
+from runlane.core.store import Store
 
-if TYPE_CHECKING:
-    from runlane.core.engine import Engine
+__all__ = ["Runtime", "Settings", "get", "install", "peek", "set_default_factory", "settings_from"]
 
 
 @dataclass
@@ -57,8 +58,6 @@ class Runtime:
         clock: Clock | None = None,
         tasks: Registry | None = None,
     ) -> None:
-        from runlane.core.engine import Engine
-
         self.store = store
         self.broker = broker
         self.settings = settings or Settings()
@@ -78,41 +77,6 @@ class Runtime:
         self.closed = True
         self.broker.close()
         self.store.close()
-
-
-_lock = threading.RLock()
-_current: Runtime | None = None
-_factory: Callable[[], Runtime] | None = None
-
-
-def set_default_factory(factory: Callable[[], Runtime]) -> None:
-    global _factory
-    _factory = factory
-
-
-def install(rt: Runtime | None) -> Runtime | None:
-    """Make ``rt`` the current runtime; return the previous one (the caller may close it)."""
-    global _current
-    with _lock:
-        old, _current = _current, rt
-    return old
-
-
-def get() -> Runtime:
-    global _current
-    rt = _current
-    if rt is not None:
-        return rt
-    with _lock:
-        if _current is None:
-            if _factory is None:
-                raise ConfigurationError("runlane is not configured: call runlane.configure()")
-            _current = _factory()
-        return _current
-
-
-def peek() -> Runtime | None:
-    return _current
 
 
 def settings_from(options: Mapping[str, Any]) -> Settings:

@@ -1,15 +1,16 @@
-"""Task definitions and the registry of this process."""
+"""Task definitions: the ``@task`` decorator and what a task can do (trigger, and wait)."""
 
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from runlane.core import current
 from runlane.core.aio import run_sync
+from runlane.core.handles import BatchHandle, RunHandle
 from runlane.core.limits import DEFAULT_LIMITS
-from runlane.core.models import BatchHandle, BatchResult, RunHandle, TaskRunResult
+from runlane.core.models import BatchResult, TaskRunResult
 from runlane.core.options import (
     UNSET,
     QueueSpec,
@@ -21,7 +22,8 @@ from runlane.core.options import (
     validate_max_duration,
     validate_task_id,
 )
-from runlane.errors import DuplicateTaskError, InvalidOptionError, TaskNotFoundError
+from runlane.core.registry import default_queue_name, registry
+from runlane.errors import InvalidOptionError
 
 if TYPE_CHECKING:
     from runlane.core.engine import Engine
@@ -40,21 +42,9 @@ HOOK_NAMES = (
 )
 
 
-_runtime: Any = None  # runlane.core.runtime, once imported (it imports this module)
-
-
 def _engine() -> Engine:
-    global _runtime
-    if _runtime is None:  # reached at call time: an import statement costs every trigger
-        from runlane.core import runtime
-
-        _runtime = runtime
-    engine: Engine = _runtime.get().engine
+    engine: Engine = current.get().engine
     return engine
-
-
-def default_queue_name(task_id: str) -> str:
-    return f"task/{task_id}"
 
 
 def _accepts_ctx(fn: Callable[..., Any]) -> bool:
@@ -170,66 +160,6 @@ class Task(Generic[R]):
 
     async def aio_batch_trigger(self, items: Sequence[Mapping[str, Any]]) -> BatchHandle:
         return await run_sync(self.batch_trigger, items)
-
-
-class Registry:
-    def __init__(self) -> None:
-        self._tasks: dict[str, Task[Any]] = {}
-        self._lock = threading.Lock()
-        self._listeners: list[Callable[[Task[Any]], None]] = []
-
-    def add(self, task: Task[Any]) -> None:
-        with self._lock:
-            old = self._tasks.get(task.id)
-            if old is not None and not _same_definition(old, task):
-                raise DuplicateTaskError(
-                    f"task id {task.id!r} is already used by {old.fn.__module__}."
-                    f"{old.fn.__qualname__}; task ids must be unique"
-                )
-            self._tasks[task.id] = task
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(task)
-
-    def get(self, task_id: str) -> Task[Any] | None:
-        return self._tasks.get(task_id)
-
-    def require(self, task_id: str) -> Task[Any]:
-        task = self._tasks.get(task_id)
-        if task is None:
-            raise TaskNotFoundError(f"no task with id {task_id!r} is defined in this process")
-        return task
-
-    def ids(self) -> list[str]:
-        return sorted(self._tasks)
-
-    def all(self) -> list[Task[Any]]:
-        return [self._tasks[k] for k in sorted(self._tasks)]
-
-    def remove(self, task_id: str) -> None:
-        with self._lock:
-            self._tasks.pop(task_id, None)
-
-    def on_add(self, listener: Callable[[Task[Any]], None]) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def off_add(self, listener: Callable[[Task[Any]], None]) -> None:
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-
-def _same_definition(a: Task[Any], b: Task[Any]) -> bool:
-    """A module imported twice (reloads, ``python -m``) redefines the same function."""
-    fa, fb = a.fn, b.fn
-    return (
-        getattr(fa, "__module__", None) == getattr(fb, "__module__", None)
-        and getattr(fa, "__qualname__", None) == getattr(fb, "__qualname__", None)
-    ) or fa is fb
-
-
-registry = Registry()
 
 
 def define_task(

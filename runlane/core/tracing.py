@@ -1,12 +1,16 @@
-"""The tracing seam. By default spans are recorded in the run log only; when OpenTelemetry is
-available, ``runlane.contrib.opentelemetry`` installs a Tracing that also emits real spans (the
-attempt span, ``logger.trace`` spans and child trigger spans) and carries the trace from a
-parent run to its children through ``trace_context`` (W3C headers stored on the run)."""
+"""The tracing seam. By default spans are recorded in the run log only. A Tracing that also
+emits real spans (the attempt span, ``logger.trace`` spans and child trigger spans) and carries
+the trace from a parent run to its children through ``trace_context`` (W3C headers stored on
+the run) is either installed explicitly (:func:`install`) or found on first use among the
+installed packages' ``runlane.tracing`` entry points: runlane's own is
+``runlane.contrib.opentelemetry``, which offers one when ``opentelemetry-api`` is installed."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,13 +49,36 @@ class Tracing:
         return None
 
 
-_tracing: Tracing = Tracing()
+ENTRY_POINTS = "runlane.tracing"
+log = logging.getLogger("runlane.tracing")
+
+_tracing: Tracing | None = None  # None: not chosen yet (discovered on first use)
 
 
 def get() -> Tracing:
-    return _tracing
+    return _tracing if _tracing is not None else _discover()
 
 
 def install(tracing: Tracing | None) -> None:
+    """Use ``tracing`` from now on (None: the no-op default, and no discovery)."""
     global _tracing
     _tracing = tracing or Tracing()
+
+
+def _discover() -> Tracing:
+    """The first Tracing an installed ``runlane.tracing`` entry point offers: each names a
+    function of no arguments that returns a Tracing, or None when it has none to offer (its
+    library is missing, or it was switched off)."""
+    global _tracing
+    found: Tracing | None = None
+    for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
+        try:
+            found = point.load()()
+        except Exception:  # a broken plugin costs its spans, never a run
+            log.exception("tracing entry point %r failed", point.name)
+            continue
+        if found is not None:
+            break
+    if _tracing is None:  # (unless one was installed meanwhile)
+        _tracing = found or Tracing()
+    return _tracing

@@ -1,19 +1,16 @@
-"""The seams: the Store and Broker protocols and the records that cross them.
+"""The records that cross the seams (:mod:`runlane.core.store`, :mod:`runlane.core.broker`).
 
-A Store holds runs and performs every state change as one guarded, atomic transition. A Broker
-carries only "execute run X now" (``Dispatch``). Both are bound to one environment when built.
 Times are epoch seconds (floats) passed in by the engine, so a fake clock drives everything.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from runlane.core.logs import LogEntry
-from runlane.core.models import Batch, QueueInfo, Run, RunStatus, TaskRunError
+from runlane.core.models import Run, RunStatus, TaskRunError
 
 JSON = Any
 
@@ -50,6 +47,28 @@ class NewRun:
     queue_defined: bool = False  # set the queue's limits (trigger-time queue options)
     queue_limit: int | None = None
     queue_total_limit: int | None = None
+
+
+# The run fields a trigger sets that both stores write as ``NewRun`` gives them and read back
+# onto ``Run`` under the same name (``str``, ``int`` or ``bool``; ``None`` is left unset, a
+# ``bool`` is always written). Both stores take their lists from here: the SQLite insert and
+# rows (backends/sqlite/rows.py), the Redis run hash (generated into create_runs.lua) and its
+# rows. A new field of this kind takes four places, and tests/contract/test_run_fields.py
+# fails when one is missed: this table, ``NewRun``, ``Run`` (core/models.py) and a column of
+# the same name in backends/sqlite/schema.sql.
+GIVEN_FIELDS: dict[str, type] = {
+    "idempotency_key": str,
+    "batch_id": str,
+    "parent_id": str,
+    "root_id": str,
+    "depth": int,
+    "schedule_id": str,
+    "concurrency_key": str,
+    "max_attempts": int,
+    "machine": str,
+    "version": str,
+    "is_test": bool,
+}
 
 
 @dataclass(frozen=True)
@@ -100,43 +119,18 @@ class Dispatch:
     machine: str | None = None
 
 
-@dataclass(frozen=True)
-class RedisServer:
-    """A Redis server and database, as a client connects to it: where a broker keeps its
-    messages. A Redis store on the same server and credentials can write a run's message in
-    the transition that admits the run (see :class:`Push`)."""
-
-    host: str | None  # None for a Unix socket
-    port: int | None
-    path: str | None  # the Unix socket
-    db: int
-    username: str | None
-    password: str | None
-    ssl: bool
-
-    def same_server(self, other: RedisServer) -> bool:
-        """Same server, credentials and transport (the database may differ)."""
-
-        def where(s: RedisServer) -> tuple[Any, ...]:
-            host = s.host.lower() if s.host else None
-            if host in ("localhost", "127.0.0.1"):
-                host = "127.0.0.1"
-            return (host, s.port, s.path, s.username or None, s.password or None, s.ssl)
-
-        return where(self) == where(other)
-
-
 @dataclass
 class Push:
-    """Messages a store may write itself, in the transition that admits their runs: by run id,
-    the Redis commands that deliver it (``[["LPUSH", key, message]]``), into database
-    ``db``, and its dispatch. The store lists the runs it delivered in ``done``; the others it
+    """Messages a store writes itself, in the transition that admits their runs, so that a
+    trigger is one round trip instead of two (see ``Store.message_writer``): by run id, the
+    message in the store's own terms, and its dispatch; ``target``: where the store writes
+    them, in its own terms. The store lists the runs it delivered in ``done``; the others it
     admitted (a message it could not write included) come back in ``ready`` as usual, for
     the broker to send."""
 
-    commands: dict[str, list[list[str]]]
-    db: int
+    messages: dict[str, Any]
     dispatches: dict[str, Dispatch]
+    target: Any = None
     done: list[str] = field(default_factory=list)
 
 
@@ -223,244 +217,6 @@ class RunQuery:
     after: str | None = None  # cursor: the last id of the previous page (newest first)
 
 
-@runtime_checkable
-class Store(Protocol):
-    environment: str
-    concurrency_limit: int | None  # executing runs in the environment (None: no cap)
-    retention: float | None  # seconds a finished run is kept (None: forever)
-    # True while the store writes the runs it admits onto its broker itself, in the admitting
-    # transition (the Redis store paired with the Redis broker): it keeps no outbox
-    # (``take_ready``) and loses no dispatch, so the engine neither drains nor redelivers
-    dispatches_itself: bool
-    native_broker: str  # the broker configure() builds for this store by default ("local", ...)
-
-    # creation
-    def create_runs(
-        self,
-        runs: Sequence[NewRun],
-        *,
-        now: float,
-        batch_id: str | None = None,
-        parent_id: str | None = None,
-        wait: WaitSpec | None = None,
-        ready: list[Dispatch] | None = None,
-        push: Push | None = None,
-        token: str | None = None,
-    ) -> list[Created]:
-        """Create all runs (or none), honouring idempotency keys, in one transaction; with
-        ``wait``, also the parent's waitpoint on them (trigger_and_wait). ``ready``: the
-        caller sends what the transition admitted, which the store appends to this list
-        instead of its outbox (``take_ready``); a store that pushes admitted runs onto its
-        own broker adds nothing. ``finish_attempt``, ``suspend`` and ``release_canceled``
-        take it too. ``push``: messages of the new runs that the store may write itself
-        (only a store for which ``delivers_to`` is true does). ``token``: names this call;
-        the same call made again with the same token (after a ``StoreUnavailableError``,
-        whether or not the first try was written) returns what the first did and creates
-        nothing more."""
-        ...
-
-    def delivers_to(self, server: RedisServer) -> bool:
-        """Whether this store can write a broker's messages on ``server`` (``Push``)."""
-        ...
-
-    # reads
-    def get_run(self, run_id: str, *, with_attempts: bool = True) -> Run | None: ...
-    def list_runs(self, query: RunQuery) -> tuple[list[Run], str | None]: ...
-    def get_batch(self, batch_id: str) -> Batch | None: ...
-    def seed_metadata(self, run_id: str) -> dict[str, Any] | None:
-        """The metadata the run was triggered with (replays start from it)."""
-        ...
-
-    def count_runs(self, status: Collection[RunStatus] | None = None) -> dict[str, int]: ...
-
-    # transitions
-    def transition(
-        self,
-        run_id: str,
-        *,
-        expect: Collection[RunStatus],
-        to: RunStatus,
-        now: float,
-        changes: dict[str, Any] | None = None,
-        error: TaskRunError | None = None,
-    ) -> Run | None:
-        """Move a run to ``to`` if its status is in ``expect``; None when the guard fails."""
-        ...
-
-    def promote_due(self, *, now: float, limit: int) -> int:
-        """DELAYED runs whose time has come → QUEUED (or WAITING_FOR_DEPLOY); REATTEMPTING
-        runs whose retry time has come → QUEUED; due time waits resolved; ended pauses lifted.
-        Admitted runs go to the ready outbox (``take_ready``)."""
-        ...
-
-    def statuses(self, run_ids: Collection[str]) -> dict[str, tuple[RunStatus, int]]:
-        """(status, attempt number) of each run (missing runs are left out)."""
-        ...
-
-    def heartbeat(
-        self, attempts: dict[str, int], *, worker_id: str, lease_until: float, now: float
-    ) -> set[str]:
-        """Renew the leases of executing attempts; returns the runs whose lease was lost."""
-        ...
-
-    def reap(self, *, now: float, limit: int, handed_back_by: str | None = None) -> list[str]:
-        """Executing runs whose lease lapsed: crashed attempt, retried or CRASHED (and slots
-        of runs canceled while executing whose worker never reported back). The attempts of
-        worker ``handed_back_by`` (which ended their leases as it shut down) are recorded as
-        handed back, the others as having stopped renewing their lease."""
-        ...
-
-    def purge(self, *, now: float, limit: int) -> int:
-        """Delete finished runs past the retention (and their index entries); returns how
-        many."""
-        ...
-
-    def release_canceled(
-        self, run_id: str, attempt: int, *, now: float, ready: list[Dispatch] | None = None
-    ) -> None:
-        """A run canceled while executing: its attempt has stopped, its slots are free."""
-        ...
-
-    def expire_runs(self, *, now: float, limit: int) -> list[str]:
-        """Runs not started before their TTL → EXPIRED."""
-        ...
-
-    def register_tasks(self, tasks: Sequence[RegisteredTask], *, now: float) -> None:
-        """Record task ids (and their queues' limits) as deployed; their WAITING_FOR_DEPLOY
-        runs → QUEUED."""
-        ...
-
-    def known_tasks(self, task_ids: Collection[str]) -> dict[str, RegisteredTask]: ...
-
-    def start_attempt(
-        self,
-        run_id: str,
-        *,
-        worker_id: str,
-        now: float,
-        known_tasks: Collection[str],
-        lease_until: float | None = None,
-        default_max_attempts: int = 1,
-    ) -> StartedAttempt | None:
-        """An admitted QUEUED run → EXECUTING (a new attempt, or the suspended one resumed),
-        leased until ``lease_until``; None when the run cannot start."""
-        ...
-
-    def finish_attempt(
-        self,
-        run_id: str,
-        attempt_number: int,
-        outcome: AttemptOutcome,
-        *,
-        now: float,
-        ack: str | None = None,
-        ready: list[Dispatch] | None = None,
-        started: StartedAttempt | None = None,
-    ) -> bool:
-        """Record the attempt's end, guarded by (EXECUTING, attempt number); False when the
-        run changed meanwhile (nothing recorded; if it was canceled while this attempt ran,
-        the slots the attempt kept are freed, as by ``release_canceled``). ``ack``: a
-        delivery's ``ack_ref`` the store removes from its broker in the same transition,
-        recorded or not. ``started``: the attempt as this store's start returned it, if the
-        caller has it (a store may then write the attempt's record without reading it)."""
-        ...
-
-    def queued_run_ids(self, *, older_than: float, limit: int) -> list[Dispatch]:
-        """QUEUED runs created before ``older_than`` (redelivery after a lost dispatch)."""
-        ...
-
-    def cancel(self, run_id: str, *, now: float, error: TaskRunError) -> Run | None:
-        """Cancel a non-final run and its non-final descendants at once."""
-        ...
-
-    def get_runs(self, run_ids: Sequence[str]) -> list[Run]: ...
-
-    # durable waits
-    def create_waitpoint(self, wait: WaitSpec, *, now: float) -> Waitpoint: ...
-    def waitpoints(self, run_id: str, attempt: int) -> list[Waitpoint]:
-        """The attempt's replay log."""
-        ...
-
-    def waitpoint_resolved(self, run_id: str, attempt: int, index: int, *, now: float) -> bool: ...
-    def suspend(
-        self,
-        run_id: str,
-        attempt: int,
-        index: int,
-        *,
-        now: float,
-        metadata_ops: Sequence[dict[str, Any]] = (),
-        attempt_ms: int | None = None,
-        ack: str | None = None,
-        ready: list[Dispatch] | None = None,
-    ) -> RunStatus | None:
-        """EXECUTING → FROZEN on a waitpoint (QUEUED at once if it is already resolved);
-        None when the run changed meanwhile (slots freed as in ``finish_attempt``); ``ack`` as
-        in ``finish_attempt``."""
-        ...
-
-    def take_ready(self, *, limit: int) -> list[Dispatch]:
-        """Runs the store made QUEUED itself (resumed waits) that must be sent."""
-        ...
-
-    # queues
-    def set_paused(
-        self,
-        queue: str,
-        concurrency_key: str | None,
-        *,
-        paused: bool,
-        until: float | None,
-        now: float,
-    ) -> bool:
-        """Hold (or release) dispatch of a queue or one of its keys; False if no such queue."""
-        ...
-
-    def queues(self, names: Sequence[str] | None = None) -> list[QueueInfo]: ...
-
-    # metadata and tags
-    def update_metadata(
-        self, run_id: str, ops: Sequence[dict[str, Any]], *, now: float, limit: int
-    ) -> dict[str, Any] | None: ...
-    def add_tags(
-        self, run_id: str, tags: Sequence[str], *, now: float, max_tags: int
-    ) -> list[str]: ...
-
-    # logs
-    def append_logs(self, run_id: str, entries: Sequence[dict[str, Any]]) -> None: ...
-    def get_logs(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[LogEntry]: ...
-
-    # leader election
-    def acquire_lease(self, name: str, owner: str, *, ttl: float, now: float) -> bool: ...
-    def release_lease(self, name: str, owner: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class Broker(Protocol):
-    def send(self, dispatches: Sequence[Dispatch]) -> None: ...
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class PushingBroker(Broker, Protocol):
-    """A broker whose messages a Redis store on the same server may write itself, in the
-    transition that admits a run: one round trip for a trigger instead of two, and no
-    client library in between (Celery and Dramatiq on Redis)."""
-
-    def redis_server(self) -> RedisServer | None:
-        """The Redis server of the broker's messages (None: not on Redis, or settings that
-        need the framework's own publishing, such as publish signals)."""
-        ...
-
-    def push_commands(self, dispatches: Sequence[Dispatch]) -> list[list[list[str]] | None]:
-        """For each dispatch, the Redis commands that deliver its message (None: send it).
-        Only while nothing of the framework expects to see each message sent (publish
-        signals, enqueue hooks): a pushed message is written by the store alone."""
-        ...
-
-
 @dataclass
 class Delivery:
     dispatch: Dispatch
@@ -481,36 +237,3 @@ class StartRequest:
     lease_timeout: float  # seconds; leases use real time
     default_max_attempts: Mapping[str, int]  # by task id: what the reaper allows if we die
     now: Callable[[], float]  # the runtime's clock (a FakeClock in tests)
-
-
-class Consumer(Protocol):
-    def fetch(
-        self, max_count: int, timeout: float, start: StartRequest | None = None
-    ) -> list[Delivery]:
-        """Up to ``max_count`` deliveries, waiting up to ``timeout`` seconds for the first.
-        With ``start``, a broker that can start attempts as it delivers (Redis) returns only
-        runs it started (``delivery.started``); others ignore it."""
-        ...
-
-    def ack(self, delivery: Delivery) -> None: ...
-    def heartbeat(self) -> None:
-        """Tell the broker this worker is alive (its worker's housekeeping loop calls this),
-        for a broker that gives a silent worker's deliveries to others."""
-        ...
-
-    def nack(self, delivery: Delivery) -> None:
-        """Give a delivery back at once (its run could not be started here just now)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class NativeBroker(Broker, Protocol):
-    """A broker whose messages runlane's own Worker consumes (local, redis)."""
-
-    def consumer(
-        self, worker_id: str, task_ids: Collection[str], queues: Collection[str] | None = None
-    ) -> Consumer:
-        """Deliveries of these tasks (and, when given, only these runlane queues)."""
-        ...

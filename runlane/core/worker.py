@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from runlane.core import ids, runtime
+from runlane.core.broker import NativeBroker
 from runlane.core.context import ActiveRun
 from runlane.core.executor import ActiveRuns, Executor
 from runlane.core.host import INTERRUPT_GRACE, Host
@@ -23,7 +24,7 @@ from runlane.core.interrupt import CANCEL
 from runlane.core.options import validate_queue_name
 from runlane.core.storecalls import backoff, describe_wait
 from runlane.core.task import Task
-from runlane.core.types import Delivery, NativeBroker, StartRequest
+from runlane.core.types import Delivery, StartRequest
 from runlane.errors import ConfigurationError, InvalidOptionError, StoreUnavailableError
 
 log = logging.getLogger("runlane.worker")

@@ -24,9 +24,9 @@ from kombu.common import Broadcast
 from kombu.utils.uuid import uuid
 
 from runlane.backends._hosting import sender_environment
-from runlane.backends._pushing import server_of_kombu
+from runlane.backends._pushing import RedisServer, server_of_kombu
 from runlane.backends._routing import Routes
-from runlane.core.types import Dispatch, RedisServer
+from runlane.core.types import Dispatch
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 TASK_NAME = "runlane.execute"

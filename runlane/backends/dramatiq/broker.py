@@ -20,9 +20,9 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.encoder import JSONEncoder
 
 from runlane.backends._hosting import sender_environment
-from runlane.backends._pushing import server_of_client
+from runlane.backends._pushing import RedisServer, server_of_client
 from runlane.backends._routing import Routes
-from runlane.core.types import Dispatch, RedisServer
+from runlane.core.types import Dispatch
 from runlane.errors import ConfigurationError, InvalidOptionError
 
 ACTOR_NAME = "runlane_execute"

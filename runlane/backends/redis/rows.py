@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from runlane.core.clock import to_datetime
 from runlane.core.durations import format_duration
 from runlane.core.models import Attempt, AttemptStatus, Run, RunStatus, TaskRunError
-from runlane.core.types import Waitpoint
+from runlane.core.types import GIVEN_FIELDS, Waitpoint
 
 
 def _f(h: dict[str, str], name: str) -> float | None:
@@ -85,7 +86,6 @@ def to_run(
         attempt_count=_i(h, "attempt_count") or 0,
         tags=json.loads(h.get("tags") or "[]") or [],
         metadata=json.loads(metadata) if metadata else {},  # see current_metadata
-        idempotency_key=_s(h, "idempotency_key"),
         ttl=format_duration(ttl) if ttl else None,
         delayed_until=to_datetime(_f(h, "delay_until")),
         created_at=to_datetime(_f(h, "created_at")),
@@ -95,21 +95,20 @@ def to_run(
         finished_at=to_datetime(_f(h, "finished_at")),
         expired_at=to_datetime(_f(h, "expired_at")),
         duration_ms=_i(h, "duration_ms") or 0,
-        batch_id=_s(h, "batch_id"),
-        parent_id=_s(h, "parent_id"),
-        root_id=_s(h, "root_id"),
-        depth=_i(h, "depth") or 0,
-        schedule_id=_s(h, "schedule_id"),
         queue=h["queue"],
-        concurrency_key=_s(h, "concurrency_key"),
-        max_attempts=_i(h, "max_attempts"),
         max_duration=_i(h, "max_duration") or None,
         retry_at=to_datetime(_f(h, "retry_at")),
-        machine=_s(h, "machine"),
-        version=_s(h, "version"),
         number=_i(h, "number") or 0,
-        is_test=h.get("is_test") == "1",
+        **{name: _GIVEN[kind](h, name) for name, kind in GIVEN_FIELDS.items()},
     )
+
+
+def _flag(h: dict[str, str], name: str) -> bool:
+    return h.get(name) == "1"
+
+
+# how a GIVEN_FIELDS value is read from the run hash, by its type
+_GIVEN: dict[type, Callable[[dict[str, str], str], Any]] = {str: _s, int: _i, bool: _flag}
 
 
 def waitpoint_of(index: str, raw: str, resolved: bool) -> Waitpoint:

@@ -9,6 +9,8 @@ The Lua is written as plain files, put together here without reading them:
 - ``commands/<name>.lua``, one file per command: a chunk that returns the command's
   function (no arguments: it reads the call's state) and, for a command that takes plain
   arguments, their parser. ``COMMANDS`` lists each with the parts it uses besides ``core``.
+  ``create_runs`` is preceded by the lists of the run fields it copies as given
+  (``GIVEN_VALUES``, ``GIVEN_FLAGS``), written here from ``runlane.core.types.GIVEN_FIELDS``.
 
 Two forms are built from them:
 
@@ -27,6 +29,8 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
+
+from runlane.core.types import GIVEN_FIELDS
 
 # The library's parts in load order, each with the parts it uses besides core.
 PARTS: dict[str, tuple[str, ...]] = {
@@ -149,8 +153,30 @@ def _read(path: str) -> str:
     return resources.files(__package__).joinpath(path).read_text()
 
 
+def given_fields_lua() -> str:
+    """The Lua lists of GIVEN_FIELDS: values (written when given) and flags (always "1"/"0")."""
+
+    def lua_list(names: list[str]) -> str:
+        return "{" + ", ".join(f'"{name}"' for name in names) + "}"
+
+    values = [name for name, kind in GIVEN_FIELDS.items() if kind is not bool]
+    flags = [name for name, kind in GIVEN_FIELDS.items() if kind is bool]
+    return (
+        "-- the run fields copied as given (runlane.core.types.GIVEN_FIELDS)\n"
+        f"local GIVEN_VALUES = {lua_list(values)}\n"
+        f"local GIVEN_FLAGS = {lua_list(flags)}\n"
+    )
+
+
+# Lua that precedes a command's file, written here
+PREAMBLES = {"create_runs": given_fields_lua()}
+
+
 SCRIPTS, PROGRAM, LIBRARY = build(
     {name: _read(f"lib/{name}.lua") for name in PARTS},
-    {name: Command(_read(f"commands/{name}.lua"), parts) for name, parts in COMMANDS.items()},
+    {
+        name: Command(PREAMBLES.get(name, "") + _read(f"commands/{name}.lua"), parts)
+        for name, parts in COMMANDS.items()
+    },
     PARTS,
 )

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
-from runlane.backends._pushing import server_of_client
+from runlane.backends._pushing import message_writer, server_of_client
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.reads import RedisReads, _enc, _translate
 from runlane.backends.redis.rows import as_list, current_metadata, to_run, waitpoint_of
 from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS
 from runlane.core import ids, jsonvalue
+from runlane.core.broker import Broker
 from runlane.core.clock import to_datetime
 from runlane.core.logs import LogEntry
 from runlane.core.metadata import apply_ops, check_size
@@ -31,7 +32,6 @@ from runlane.core.types import (
     Dispatch,
     NewRun,
     Push,
-    RedisServer,
     RegisteredTask,
     RunBrief,
     StartedAttempt,
@@ -130,7 +130,7 @@ class RedisStore(RedisReads):
             not_resent=frozenset({"start_attempt", "fetch_start"}),
         )
         # where this store's client connects (None for a cluster): what a broker's messages
-        # must share for the store to write them (delivers_to)
+        # must share for the store to write them (message_writer)
         self._server = server_of_client(self.client)
         # the key prefix of the native Redis broker paired with this store (set by the broker,
         # configure(broker="redis")): admission pushes runs onto its lists in the same
@@ -172,11 +172,11 @@ class RedisStore(RedisReads):
         """True when admitted runs go straight onto the native broker's lists (no outbox)."""
         return self.direct is not None
 
-    def delivers_to(self, server: RedisServer) -> bool:
-        """True when ``server`` is this store's own Redis server, reached with the same
-        credentials (its messages can then be written in the store's transitions). Not
-        with Redis Cluster, whose scripts reach only their own slot."""
-        return self._server is not None and self._server.same_server(server)
+    def message_writer(self, broker: Broker) -> Callable[[Sequence[Dispatch]], Push | None] | None:
+        """Celery's or Dramatiq's messages on this store's own Redis server, reached with the
+        same credentials (any database), are written in the store's transitions. Not with
+        Redis Cluster, whose scripts reach only their own slot."""
+        return message_writer(broker, self._server)
 
     def _call(
         self,
@@ -199,10 +199,10 @@ class RedisStore(RedisReads):
         take = ready if self.direct is None else None
         if take is not None:
             args["take"] = True
-            if push is not None and push.commands:
-                args["push"] = push.commands
-                if self._server is None or push.db != self._server.db:
-                    args["push_db"] = push.db
+            if push is not None and push.messages:
+                args["push"] = push.messages  # by run id, the commands that deliver it
+                if self._server is None or push.target != self._server.db:
+                    args["push_db"] = push.target
         return self._reply(self._lane(self.prefix, command, _dumps(args)), take, push)
 
     def _call_plain(self, command: str, args: list[str], take: list[Dispatch] | None) -> Any:

@@ -14,10 +14,7 @@ from runlane.backends.sqlite.rows import (
     attempts_of,
     to_run,
 )
-from runlane.core.models import (
-    Run,
-    RunStatus,
-)
+from runlane.core.models import Run, RunStatus
 from runlane.core.types import TAKE_LIMIT, Dispatch
 from runlane.errors import StoreError
 

@@ -15,19 +15,8 @@ from runlane.backends.sqlite.rows import (
 from runlane.core import ids, jsonvalue
 from runlane.core.durations import format_duration
 from runlane.core.metadata import apply_ops
-from runlane.core.models import (
-    FINAL_STATUSES,
-    Run,
-    RunStatus,
-    TaskRunError,
-)
-from runlane.core.types import (
-    AttemptOutcome,
-    Dispatch,
-    RegisteredTask,
-    RunBrief,
-    StartedAttempt,
-)
+from runlane.core.models import FINAL_STATUSES, Run, RunStatus, TaskRunError
+from runlane.core.types import AttemptOutcome, Dispatch, RegisteredTask, RunBrief, StartedAttempt
 
 
 class _Lifecycle(_Base):

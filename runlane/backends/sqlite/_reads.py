@@ -14,19 +14,8 @@ from runlane.backends.sqlite.rows import (
 )
 from runlane.core.clock import to_datetime
 from runlane.core.logs import LogEntry
-from runlane.core.models import (
-    Batch,
-    PausedKey,
-    QueueInfo,
-    Run,
-    RunStatus,
-)
-from runlane.core.types import (
-    Dispatch,
-    RegisteredTask,
-    RunQuery,
-    Waitpoint,
-)
+from runlane.core.models import Batch, PausedKey, QueueInfo, Run, RunStatus
+from runlane.core.types import Dispatch, RegisteredTask, RunQuery, Waitpoint
 
 
 class _Reads(_Base):

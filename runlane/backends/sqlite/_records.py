@@ -9,9 +9,7 @@ from typing import Any
 from runlane.backends.sqlite._base import _Base, _translate
 from runlane.core import jsonvalue
 from runlane.core.metadata import apply_ops, check_size
-from runlane.core.models import (
-    FINAL_STATUSES,
-)
+from runlane.core.models import FINAL_STATUSES
 
 
 class _Records(_Base):

@@ -10,14 +10,8 @@ from runlane.backends.sqlite import waits
 from runlane.backends.sqlite._base import _Base, _translate
 from runlane.core import jsonvalue
 from runlane.core.metadata import apply_ops
-from runlane.core.models import (
-    RunStatus,
-)
-from runlane.core.types import (
-    Dispatch,
-    Waitpoint,
-    WaitSpec,
-)
+from runlane.core.models import RunStatus
+from runlane.core.types import Dispatch, Waitpoint, WaitSpec
 
 
 class _Waiting(_Base):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from runlane.core import jsonvalue
 from runlane.core.clock import to_datetime
 from runlane.core.durations import format_duration
 from runlane.core.models import Attempt, AttemptStatus, Run, RunStatus, TaskRunError
+from runlane.core.types import GIVEN_FIELDS
 
-RUN_COLUMNS = (
+# the columns a new run is inserted with: those the store computes, then GIVEN_FIELDS
+COMPUTED_COLUMNS = (
     "env",
     "id",
     "task",
@@ -19,30 +22,20 @@ RUN_COLUMNS = (
     "metadata",
     "seed_metadata",
     "tags",
-    "idempotency_key",
     "ttl",
     "delay_until",
     "ttl_expires_at",
     "created_at",
     "updated_at",
     "queued_at",
-    "batch_id",
-    "parent_id",
-    "root_id",
-    "depth",
-    "schedule_id",
     "queue",
-    "concurrency_key",
-    "max_attempts",
     "max_duration",
-    "machine",
-    "version",
     "number",
-    "is_test",
     "trace_context",
     "ckey",
     "queue_given",
 )
+RUN_COLUMNS = COMPUTED_COLUMNS + tuple(GIVEN_FIELDS)
 INSERT_RUN = (
     f"INSERT INTO rl_runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' for _ in RUN_COLUMNS)})"
 )
@@ -104,10 +97,14 @@ def attempts_of(conn: sqlite3.Connection, env: str, run_ids: list[str]) -> dict[
                     finished_at=to_datetime(r["finished_at"]),
                     error=load_error(r["error"]),
                     worker_id=r["worker_id"],
-                    machine=r["machine"],
                 )
             )
     return result
+
+
+def _given(value: Any, kind: type) -> Any:
+    """A GIVEN_FIELDS column as ``Run`` holds it (SQLite keeps booleans as 0 and 1)."""
+    return bool(value) if kind is bool else value
 
 
 def to_run(r: sqlite3.Row, attempts: list[Attempt] | None) -> Run:
@@ -123,7 +120,6 @@ def to_run(r: sqlite3.Row, attempts: list[Attempt] | None) -> Run:
         attempt_count=r["attempt_count"],
         tags=json.loads(r["tags"]),
         metadata=json.loads(r["metadata"]),
-        idempotency_key=r["idempotency_key"],
         ttl=format_duration(r["ttl"]) if r["ttl"] else None,
         delayed_until=to_datetime(r["delay_until"]),
         created_at=to_datetime(r["created_at"]),
@@ -133,18 +129,9 @@ def to_run(r: sqlite3.Row, attempts: list[Attempt] | None) -> Run:
         finished_at=to_datetime(r["finished_at"]),
         expired_at=to_datetime(r["expired_at"]),
         duration_ms=r["duration_ms"],
-        batch_id=r["batch_id"],
-        parent_id=r["parent_id"],
-        root_id=r["root_id"],
-        depth=r["depth"],
-        schedule_id=r["schedule_id"],
         queue=r["queue"],
-        concurrency_key=r["concurrency_key"],
-        max_attempts=r["max_attempts"],
         max_duration=r["max_duration"] or None,
         retry_at=to_datetime(r["retry_at"]),
-        machine=r["machine"],
-        version=r["version"],
         number=r["number"],
-        is_test=bool(r["is_test"]),
+        **{name: _given(r[name], kind) for name, kind in GIVEN_FIELDS.items()},
     )

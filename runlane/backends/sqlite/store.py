@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from runlane.backends.sqlite import admission, waits
-from runlane.backends.sqlite._base import _translate
 from runlane.backends.sqlite._lifecycle import _Lifecycle
 from runlane.backends.sqlite._reads import _Reads
 from runlane.backends.sqlite._records import _Records
@@ -15,18 +15,11 @@ from runlane.backends.sqlite._waiting import _Waiting
 from runlane.backends.sqlite.db import Database, release_database, shared_database
 from runlane.backends.sqlite.rows import (
     INSERT_RUN,
+    RUN_COLUMNS,
 )
-from runlane.core.models import (
-    RunStatus,
-)
-from runlane.core.types import (
-    Created,
-    Dispatch,
-    NewRun,
-    Push,
-    RedisServer,
-    WaitSpec,
-)
+from runlane.core.broker import Broker
+from runlane.core.models import RunStatus
+from runlane.core.types import GIVEN_FIELDS, Created, Dispatch, NewRun, Push, WaitSpec
 from runlane.errors import ConfigurationError
 
 
@@ -71,11 +64,9 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
             self._closed = True
             release_database(self.db)
 
-    def delivers_to(self, server: RedisServer) -> bool:
-        """A SQLite store writes no broker's messages."""
-        return False
+    def message_writer(self, broker: Broker) -> Callable[[Sequence[Dispatch]], Push | None] | None:
+        return None  # no broker keeps its messages in SQLite: admitted runs go to ``ready``
 
-    @_translate
     def create_runs(
         self,
         runs: Sequence[NewRun],
@@ -88,7 +79,7 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
         push: Push | None = None,
         token: str | None = None,
     ) -> list[Created]:
-        # push: never delivered here (delivers_to is false); admitted runs go to ready.
+        # push: never given (no message_writer); admitted runs go to ready.
         # token: unused: a transaction that raised wrote nothing (no reply is lost between a
         # commit and this process), so the same call may simply be made again
         env = self.environment
@@ -126,42 +117,30 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
                 ttl_expires = (
                     now + new.ttl if new.ttl and new.status is not RunStatus.DELAYED else None
                 )
-                conn.execute(
-                    INSERT_RUN,
-                    (
-                        env,
-                        new.id,
-                        new.task_identifier,
-                        new.status.value,
-                        new.payload,
-                        new.metadata,
-                        new.metadata,
-                        json.dumps(new.tags),
-                        new.idempotency_key,
-                        new.ttl,
-                        new.delay_until,
-                        ttl_expires,
-                        new.created_at,
-                        now,
-                        queued_at,
-                        new.batch_id,
-                        new.parent_id,
-                        new.root_id,
-                        new.depth,
-                        new.schedule_id,
-                        new.queue,
-                        new.concurrency_key,
-                        new.max_attempts,
-                        new.max_duration,
-                        new.machine,
-                        new.version,
-                        number,
-                        int(new.is_test),
-                        json.dumps(new.trace_context) if new.trace_context else None,
-                        new.concurrency_key or "",
-                        int(new.queue_given),
-                    ),
+                row: dict[str, Any] = {name: getattr(new, name) for name in GIVEN_FIELDS}
+                row.update(
+                    env=env,
+                    id=new.id,
+                    task=new.task_identifier,
+                    status=new.status.value,
+                    payload=new.payload,
+                    metadata=new.metadata,
+                    seed_metadata=new.metadata,
+                    tags=json.dumps(new.tags),
+                    ttl=new.ttl,
+                    delay_until=new.delay_until,
+                    ttl_expires_at=ttl_expires,
+                    created_at=new.created_at,
+                    updated_at=now,
+                    queued_at=queued_at,
+                    queue=new.queue,
+                    max_duration=new.max_duration,
+                    number=number,
+                    trace_context=json.dumps(new.trace_context) if new.trace_context else None,
+                    ckey=new.concurrency_key or "",
+                    queue_given=int(new.queue_given),
                 )
+                conn.execute(INSERT_RUN, [row[name] for name in RUN_COLUMNS])
                 conn.executemany(
                     "INSERT OR IGNORE INTO rl_run_tags VALUES (?, ?, ?)",
                     [(env, tag, new.id) for tag in new.tags],

@@ -5,10 +5,9 @@
 -- did instead of creating the runs twice. Reply: [index, id, status, queue] of the runs an
 -- idempotency key answered with an existing one (the caller knows what it created).
 
--- fields of a new run stored under their own name when the trigger gave them
-local OPTIONAL = {"idempotency_key", "ttl", "delay_until", "batch_id", "parent_id", "root_id",
-                  "schedule_id", "concurrency_key", "max_attempts", "max_duration", "machine",
-                  "version", "trace_context"}
+-- fields of a new run stored under their own name when the trigger gave them, besides
+-- GIVEN_VALUES and GIVEN_FLAGS (defined before this file, from runlane/core/types.py)
+local OPTIONAL = {"ttl", "delay_until", "max_duration", "trace_context"}
 
 local function index_run(id, new)
   redis.call("ZADD", key("ix:all"), "0", id)
@@ -110,8 +109,7 @@ local function create(new, subqueues)
                   "seed_metadata", new.metadata,
                   "tags", #new.tags == 0 and "[]" or cjson.encode(new.tags),
                   "created_at", as_text(new.created_at), "updated_at", as_text(now),
-                  "depth", as_text(new.depth), "queue", new.queue, "ckey", ckey,
-                  "number", as_text(number), "is_test", new.is_test and "1" or "0",
+                  "queue", new.queue, "ckey", ckey, "number", as_text(number),
                   "attempt_count", "0", "duration_ms", "0",
                   "admitted", queue_key and "1" or "0", "resume", "0",
                   "queue_given", new.queue_given and "1" or "0"}
@@ -128,6 +126,19 @@ local function create(new, subqueues)
       fields[#fields + 1] = name
       fields[#fields + 1] = as_text(v)
     end
+  end
+  for i = 1, #GIVEN_VALUES do
+    local name = GIVEN_VALUES[i]
+    local v = new[name]
+    if v ~= nil and v ~= NULL then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = as_text(v)
+    end
+  end
+  for i = 1, #GIVEN_FLAGS do
+    local name = GIVEN_FLAGS[i]
+    fields[#fields + 1] = name
+    fields[#fields + 1] = new[name] == true and "1" or "0"
   end
   if #new.payload > 524288 then
     redis.call("SET", key("blob:" .. id .. ":payload"), new.payload)
