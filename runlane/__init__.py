@@ -21,6 +21,7 @@ from runlane.api import (
     queues,
     retry,
     runs,
+    schedules,
     tags,
     tasks,
     timeout,
@@ -46,6 +47,7 @@ from runlane.core.models import (
     TaskRunResult,
 )
 from runlane.core.options import TIMEOUT_NONE, QueueSpec, queue
+from runlane.core.schedules import Schedule, ScheduledPayload, ScheduleType
 from runlane.core.schema import schema_task
 from runlane.core.task import Task, task
 from runlane.core.worker import Worker
@@ -69,6 +71,9 @@ __all__ = [
     "Run",
     "RunHandle",
     "RunStatus",
+    "Schedule",
+    "ScheduleType",
+    "ScheduledPayload",
     "Task",
     "TaskRunError",
     "TaskRunResult",
@@ -83,6 +88,7 @@ __all__ = [
     "queues",
     "retry",
     "runs",
+    "schedules",
     "schema_task",
     "tags",
     "task",

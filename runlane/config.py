@@ -115,6 +115,7 @@ def configure(
     machine: str | None = None,
     limits: Mapping[str, int] | None = None,
     secret_key: str | None = None,
+    version: str | None = None,
     clock: Clock | None = None,
     metadata_flush_interval: float | None = None,
     engine_interval: float | None = None,
@@ -165,6 +166,10 @@ def configure(
     if wait_in_place is not None:
         settings.wait_in_place = _seconds(wait_in_place, "wait_in_place", 0)
     settings.secret_key = secret_key or os.environ.get("RUNLANE_SECRET_KEY")
+    deployed = version if version is not None else os.environ.get("RUNLANE_VERSION") or None
+    if deployed is not None and (not isinstance(deployed, str) or not 1 <= len(deployed) <= 64):
+        raise InvalidOptionError("version", deployed, "must be a string of 1-64 characters")
+    settings.version = deployed
     store_url = (
         store if store is not None else os.environ.get("RUNLANE_STORE_URL", DEFAULT_STORE_URL)
     )

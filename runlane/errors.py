@@ -80,6 +80,19 @@ class InvalidRunStateError(RunlaneError):
         super().__init__(message)
 
 
+class ScheduleNotFoundError(RunlaneError, LookupError):
+    pass
+
+
+class InvalidScheduleStateError(RunlaneError):
+    """The schedule does not allow this operation: a DECLARATIVE schedule is changed only by
+    the code that declares it (HTTP 422 in the API)."""
+
+    def __init__(self, message: str, *, schedule_id: str | None = None) -> None:
+        self.schedule_id = schedule_id
+        super().__init__(message)
+
+
 class NotInRunError(RunlaneError):
     pass
 

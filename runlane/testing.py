@@ -83,7 +83,7 @@ def run_until_idle(timeout: float = 10.0, *, advance_clock: bool = True) -> Idle
     fake = rt.clock if advance_clock and isinstance(rt.clock, FakeClock) else None
     real_time = not isinstance(rt.clock, FakeClock)
     executor = Executor(rt, f"runlane-testing-{ids.ulid()[-8:]}", busy=lambda: True)
-    rt.engine.register(rt.registry.all())  # their WAITING_FOR_DEPLOY runs are queued
+    rt.engine.deploy(rt.registry.all())  # as a worker: WAITING_FOR_DEPLOY runs queued, schedules
     consumer = rt.broker.consumer(executor.worker_id, rt.registry.ids())
     deadline = time.monotonic() + timeout
     started_at = rt.now()

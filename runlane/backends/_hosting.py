@@ -89,10 +89,10 @@ class ProcessHost:
         host = Host(default_worker_id(), rt, on_abandon=self.on_abandon, engine=self.engine)
 
         def registered(task: Task[Any]) -> None:  # a task defined after the worker started
-            rt.engine.register([task])
+            rt.engine.deploy([task])
 
         rt.registry.on_add(registered)
-        rt.engine.register(rt.registry.all())  # their WAITING_FOR_DEPLOY runs are queued
+        rt.engine.deploy(rt.registry.all())  # their WAITING_FOR_DEPLOY runs are queued
         host.start()
         self._host, self._pid = host, os.getpid()
         self._listener, self._registry = registered, rt.registry

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runlane.core import context, ids, jsonvalue, tracing
+from runlane.core import context, ids, jsonvalue, schedules, tracing
 from runlane.core.handles import BatchHandle, RunHandle
 from runlane.core.metadata import check_size, make_op
 from runlane.core.models import Run, RunStatus
@@ -33,6 +33,7 @@ from runlane.core.types import (
     NewRun,
     Push,
     RegisteredTask,
+    ScheduleFire,
     Waitpoint,
     WaitSpec,
 )
@@ -76,6 +77,9 @@ class Engine:
         # (broker, store) → what prepares the broker's messages, when the store writes them
         self._writer_pair: tuple[Any, Any] | None = None
         self._writer: Callable[[Sequence[Dispatch]], Push | None] | None = None
+        # what orders this process's declarative schedules against other workers' (its code's
+        # version, then when it started)
+        self._generation = schedules.generation(runtime.settings.version, time.time())
 
     # ------------------------------------------------------------------ trigger
     def _prepare(
@@ -208,9 +212,11 @@ class Engine:
         batch_id: str | None,
         parent_id: str | None,
         wait: WaitSpec | None = None,
+        fire: ScheduleFire | None = None,
     ) -> list[Created]:
         """Create runs and send what the store admitted in the same transition (or, with a
-        broker on the store's own Redis server, let that transition write their messages)."""
+        broker on the store's own Redis server, let that transition write their messages).
+        ``fire``: the runs are a schedule's tick (none is created if it was fired already)."""
         push = self._push(news)
         store = self.rt.store
         token = ids.ulid()  # the same on every try: a retry never creates the runs twice
@@ -225,6 +231,7 @@ class Engine:
                     ready=ready,
                     push=push,
                     token=token,
+                    fire=fire,
                 ),
                 "trigger",
                 self.rt.settings.store_retry_timeout,
@@ -468,6 +475,7 @@ class Engine:
         now = self.rt.now()
         self.rt.store.promote_due(now=now, limit=1000)
         self.rt.store.expire_runs(now=now, limit=1000)
+        schedules.fire_due(self.rt, now)
         if reap:
             self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time
         self.send_ready(always=True)
@@ -500,6 +508,27 @@ class Engine:
         if due:
             log.info("sending %d run(s) again: sent %.0f s ago, not started", len(due), period)
             self.send(due)
+
+    def fire_schedule(self, task_id: str, payload: Any, *, run_id: str, fire: ScheduleFire) -> bool:
+        """Create the run of a schedule's tick (``run_id``, derived from the schedule and the
+        tick) as the store moves the schedule on; False when it was fired already."""
+        now = self.rt.now()
+        known = self._known({task_id})
+        new, _ = self._prepare(task_id, payload, None, None, now, known, None)
+        new.id, new.schedule_id = run_id, fire.schedule_id
+        self._register_local([new])
+        return bool(self._create([new], now, None, None, fire=fire))
+
+    def deploy(self, tasks: Sequence[Task[Any]]) -> None:
+        """A worker's tasks: registered (``register``), and their declarative schedules
+        written (added, changed, or removed from a task that no longer declares one)."""
+        self.register(tasks)
+        settings = self.rt.settings
+        retrying(
+            lambda: schedules.sync_declared(self.rt, tasks, self._generation),
+            "sync schedules",
+            settings.store_retry_timeout,
+        )
 
     def register(self, tasks: Sequence[Task[Any]]) -> None:
         """Tell the store these tasks are deployed; queue their WAITING_FOR_DEPLOY runs."""

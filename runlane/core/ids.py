@@ -35,6 +35,12 @@ def _encode(value: int, length: int) -> str:
     return "".join(out)
 
 
+def encode(value: int, length: int) -> str:
+    """``value`` as ``length`` characters of the ids' base 32 (for ids derived from other
+    values, such as a schedule's tick's run)."""
+    return _encode(value, length)
+
+
 def _encode80(value: int) -> str:
     """An 80-bit ``value`` as 16 characters (``_encode(value, 16)`` unrolled, on two 40-bit
     halves: small integers instead of one big one)."""

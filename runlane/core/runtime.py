@@ -46,6 +46,9 @@ class Settings:
     store_url: str | None = None
     broker_name: str | None = None
     secret_key: str | None = None
+    # the release of the code this process runs (RUNLANE_VERSION): a worker never changes a
+    # declarative schedule that a worker of a later version wrote
+    version: str | None = None
 
 
 class Runtime:

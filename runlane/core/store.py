@@ -1,10 +1,10 @@
 """The Store protocol: runs and every state change of a run, as one guarded, atomic transition.
 
 A Store is bound to one environment when built. Its verbs come in named parts (``Runs``,
-``Transitions``, ``Waits``, ``Queues``, ``Records``, ``Leases``), each a protocol of its own;
-``Store`` is all of them. Two stores implement it (``backends/sqlite``, ``backends/redis``),
-and ``tests/contract`` drives both through the same cases. Times are epoch seconds passed in
-by the engine, so a fake clock drives everything.
+``Transitions``, ``Waits``, ``Queues``, ``Records``, ``Leases``, ``Schedules``), each a
+protocol of its own; ``Store`` is all of them. Two stores implement it (``backends/sqlite``,
+``backends/redis``), and ``tests/contract`` drives both through the same cases. Times are
+epoch seconds passed in by the engine, so a fake clock drives everything.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from runlane.core.types import (
     Push,
     RegisteredTask,
     RunQuery,
+    ScheduleFire,
+    ScheduleQuery,
+    ScheduleRow,
     StartedAttempt,
     Waitpoint,
     WaitSpec,
@@ -43,6 +46,7 @@ class Runs(Protocol):
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
         token: str | None = None,
+        fire: ScheduleFire | None = None,
     ) -> list[Created]:
         """Create all runs (or none), honouring idempotency keys, in one transaction; with
         ``wait``, also the parent's waitpoint on them (trigger_and_wait). ``ready``: the
@@ -53,7 +57,9 @@ class Runs(Protocol):
         (prepared by its ``message_writer``). ``token``: names this call;
         the same call made again with the same token (after a ``StoreUnavailableError``,
         whether or not the first try was written) returns what the first did and creates
-        nothing more."""
+        nothing more. ``fire``: the runs are a schedule's tick; they are created only if the
+        schedule is still active at ``fire.expect``, which then moves to ``fire.next_at``, in
+        the same transaction (else nothing is written and the reply is empty)."""
         ...
 
     def message_writer(self, broker: Broker) -> Callable[[Sequence[Dispatch]], Push | None] | None:
@@ -247,8 +253,37 @@ class Leases(Protocol):
     def release_lease(self, name: str, owner: str) -> None: ...
 
 
+class Schedules(Protocol):
+    """Cron schedules: kept with their next tick; a tick is fired by ``create_runs(fire=)``."""
+
+    def save_schedule(self, row: ScheduleRow, *, now: float) -> tuple[ScheduleRow, bool]:
+        """Create or replace a schedule in one transaction; returns it as stored and whether
+        this call wrote it. A row whose ``deduplication_key`` another schedule has replaces
+        that schedule; a row whose id exists replaces it; either way the stored id,
+        ``created_at`` and ``last_at`` are kept. A row with a ``generation`` (DECLARATIVE)
+        replaces nothing a later generation wrote (nothing is written then), and keeps the
+        stored ``next_at`` when task, cron and time zone are unchanged."""
+        ...
+
+    def delete_schedule(self, schedule_id: str, *, generation: str | None = None) -> bool:
+        """Delete a schedule (with ``generation``: only one no later generation wrote); False
+        when nothing was deleted."""
+        ...
+
+    def get_schedule(self, schedule_id: str) -> ScheduleRow | None: ...
+    def list_schedules(self, query: ScheduleQuery) -> tuple[list[ScheduleRow], str | None]:
+        """A page of schedules, newest first (``created_at``, then id), and the cursor of the
+        next page (None on the last)."""
+        ...
+
+    def due_schedules(self, *, now: float, limit: int) -> list[ScheduleRow]:
+        """Active schedules whose ``next_at`` is at or before ``now``, earliest first: read
+        from an index by time, so an idle pass costs nothing per schedule."""
+        ...
+
+
 @runtime_checkable
-class Store(Runs, Transitions, Waits, Queues, Records, Leases, Protocol):
+class Store(Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Protocol):
     environment: str
     concurrency_limit: int | None  # executing runs in the environment (None: no cap)
     retention: float | None  # seconds a finished run is kept (None: forever)

@@ -27,6 +27,7 @@ from runlane.errors import InvalidOptionError
 
 if TYPE_CHECKING:
     from runlane.core.engine import Engine
+    from runlane.core.schedules import CronSpec
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -99,6 +100,8 @@ class Task(Generic[R]):
                     raise InvalidOptionError(name, hook, "must be callable")
                 self.hooks[name] = hook
         self.parse_payload = parse_payload
+        self.scheduled = False  # a schedules.task: runs on its schedules' ticks
+        self.cron: CronSpec | None = None  # its declarative schedule
         self.is_async = inspect.iscoroutinefunction(fn)
         self.takes_ctx = _accepts_ctx(fn)
         self.__name__ = getattr(fn, "__name__", self.id)
@@ -167,8 +170,12 @@ def define_task(
     id: str | None,
     options: Mapping[str, Any],
     parse_payload: Callable[[Any], Any] | None = None,
+    *,
+    scheduled: bool = False,
+    cron: CronSpec | None = None,
 ) -> Task[R]:
-    """Build a Task from decorator options and register it."""
+    """Build a Task from decorator options and register it (``scheduled``: a
+    ``schedules.task``, with its declarative ``cron`` if any)."""
     unknown = set(options) - {"retry", "queue", "max_duration", "machine", *HOOK_NAMES}
     if unknown:
         name = sorted(unknown)[0]
@@ -183,6 +190,7 @@ def define_task(
         hooks={name: options.get(name) for name in HOOK_NAMES},
         parse_payload=parse_payload,
     )
+    t.scheduled, t.cron = scheduled, cron  # set before the registry's listeners see it
     registry.add(t)
     return t
 

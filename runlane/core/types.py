@@ -237,3 +237,42 @@ class StartRequest:
     lease_timeout: float  # seconds; leases use real time
     default_max_attempts: Mapping[str, int]  # by task id: what the reaper allows if we die
     now: Callable[[], float]  # the runtime's clock (a FakeClock in tests)
+
+
+@dataclass
+class ScheduleRow:
+    """A schedule as a store keeps it. ``next_at``: its next nominal tick (kept while it is
+    inactive too, but not due); ``last_at``: the tick it last fired; ``generation``: for a
+    DECLARATIVE schedule, what wrote it (see ``Store.save_schedule``)."""
+
+    id: str
+    task: str
+    cron: str
+    timezone: str
+    type: str  # "DECLARATIVE" | "IMPERATIVE"
+    active: bool
+    created_at: float
+    updated_at: float
+    next_at: float | None
+    external_id: str | None = None
+    deduplication_key: str | None = None
+    last_at: float | None = None
+    generation: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleFire:
+    """A tick to fire with ``create_runs``: the schedule must still be active with
+    ``next_at == expect``; it then records ``tick`` as fired and moves to ``next_at``."""
+
+    schedule_id: str
+    expect: float
+    tick: float
+    next_at: float
+
+
+@dataclass(frozen=True)
+class ScheduleQuery:
+    task: Sequence[str] = ()
+    limit: int = 20
+    after: str | None = None  # cursor: the last id of the previous page (newest first)

@@ -91,7 +91,7 @@ class Worker:
         self._consumer = broker.consumer(self.id, rt.registry.ids(), self.queues)
         rt.registry.on_add(self._on_task_added)
         try:
-            rt.engine.register(rt.registry.all())
+            rt.engine.deploy(rt.registry.all())
         except BaseException:  # e.g. the store is unavailable: start() may be called again
             rt.registry.off_add(self._on_task_added)
             self._consumer.close()
@@ -202,7 +202,7 @@ class Worker:
         if self._consumer is not None:
             self._consumer.task_ids = rt.registry.ids()
         self._start_request = None
-        rt.engine.register([task])
+        rt.engine.deploy([task])
 
     def _beat(self) -> None:
         consumer = self._consumer

@@ -67,6 +67,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "acquire_lease": (),
     "release_lease": (),
     "list_runs": (),
+    "save_schedule": (),
+    "delete_schedule": (),
 }
 
 

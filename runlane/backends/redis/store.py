@@ -19,6 +19,7 @@ from runlane.backends._pushing import message_writer, server_of_client
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.reads import RedisReads, _enc, _translate
 from runlane.backends.redis.rows import as_list, current_metadata, to_run, waitpoint_of
+from runlane.backends.redis.schedules import RedisSchedules
 from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS
 from runlane.core import ids, jsonvalue
 from runlane.core.broker import Broker
@@ -34,6 +35,7 @@ from runlane.core.types import (
     Push,
     RegisteredTask,
     RunBrief,
+    ScheduleFire,
     StartedAttempt,
     Waitpoint,
     WaitSpec,
@@ -93,7 +95,7 @@ def _loads(text: str | None) -> Any:
 _NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heartbeat", "list_runs"})
 
 
-class RedisStore(RedisReads):
+class RedisStore(RedisReads, RedisSchedules):
     """Runs in Redis; any number of processes and machines share it."""
 
     native_broker = "redis"  # its broker: runs on this Redis, started as they are fetched
@@ -238,6 +240,7 @@ class RedisStore(RedisReads):
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
         token: str | None = None,
+        fire: ScheduleFire | None = None,
     ) -> list[Created]:
         payloads = []
         for new in runs:
@@ -261,7 +264,10 @@ class RedisStore(RedisReads):
             parent_id=parent_id,
             wait=asdict(wait) if wait else None,
             token=token,
+            fire=asdict(fire) if fire else None,
         )
+        if out == "skipped":  # the schedule's tick was fired already (or it changed)
+            return []
         # the runs created are as given; the reply lists those an idempotency key answered
         # with an existing run: [position (from 1), run id, its status, its queue]
         result = [Created(n.id, False, n.status, n.queue, n.task_identifier) for n in runs]

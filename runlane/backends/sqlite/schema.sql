@@ -180,3 +180,16 @@ CREATE INDEX IF NOT EXISTS rl_runs_resumed ON rl_runs (env, queue_ts)
     WHERE status = 'QUEUED' AND resume = 1 AND admitted = 0;
 CREATE INDEX IF NOT EXISTS rl_runs_root ON rl_runs (env, root_id) WHERE root_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rl_runs_lease ON rl_runs (env, lease_until) WHERE status = 'EXECUTING';
+
+CREATE TABLE IF NOT EXISTS rl_schedules (
+    env TEXT NOT NULL, id TEXT NOT NULL, task TEXT NOT NULL, cron TEXT NOT NULL,
+    timezone TEXT NOT NULL, type TEXT NOT NULL, active INTEGER NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    next_at REAL, last_at REAL, external_id TEXT, deduplication_key TEXT, generation TEXT,
+    PRIMARY KEY (env, id)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS rl_schedules_dedup ON rl_schedules (env, deduplication_key)
+    WHERE deduplication_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rl_schedules_due ON rl_schedules (env, next_at) WHERE active = 1;
+CREATE INDEX IF NOT EXISTS rl_schedules_order ON rl_schedules (env, created_at, id);
+CREATE INDEX IF NOT EXISTS rl_schedules_task ON rl_schedules (env, task, created_at, id);

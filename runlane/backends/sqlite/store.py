@@ -11,6 +11,7 @@ from runlane.backends.sqlite import admission, waits
 from runlane.backends.sqlite._lifecycle import _Lifecycle
 from runlane.backends.sqlite._reads import _Reads
 from runlane.backends.sqlite._records import _Records
+from runlane.backends.sqlite._schedules import _Schedules, fire_guard
 from runlane.backends.sqlite._waiting import _Waiting
 from runlane.backends.sqlite.db import Database, release_database, shared_database
 from runlane.backends.sqlite.rows import (
@@ -19,7 +20,15 @@ from runlane.backends.sqlite.rows import (
 )
 from runlane.core.broker import Broker
 from runlane.core.models import RunStatus
-from runlane.core.types import GIVEN_FIELDS, Created, Dispatch, NewRun, Push, WaitSpec
+from runlane.core.types import (
+    GIVEN_FIELDS,
+    Created,
+    Dispatch,
+    NewRun,
+    Push,
+    ScheduleFire,
+    WaitSpec,
+)
 from runlane.errors import ConfigurationError
 
 
@@ -37,7 +46,7 @@ def path_from_url(url: str) -> str:
     return path
 
 
-class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
+class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records, _Schedules):
     """Runs in a SQLite file. Safe for many threads and several processes on one machine."""
 
     dispatches_itself = False  # admitted runs go through the outbox (``take_ready``)
@@ -78,6 +87,7 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
         token: str | None = None,
+        fire: ScheduleFire | None = None,
     ) -> list[Created]:
         # push: never given (no message_writer); admitted runs go to ready.
         # token: unused: a transaction that raised wrote nothing (no reply is lost between a
@@ -85,6 +95,8 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records):
         env = self.environment
         out: list[Created] = []
         with self.db.write() as conn:
+            if fire is not None and not fire_guard(conn, env, fire):
+                return []  # fired already (or the schedule changed)
             for new in runs:
                 if new.idempotency_key is not None:
                     row = conn.execute(

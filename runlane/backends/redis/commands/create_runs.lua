@@ -1,6 +1,7 @@
 -- create_runs: create runs (args.runs, NewRuns as JSON), each admitted at once when its
--- sub-queue lets it, else left waiting; optionally as a batch (args.batch_id) and awaited by
--- a waitpoint of the parent (args.wait). args.token names the call, so that trying it again
+-- sub-queue lets it, else left waiting; optionally as a batch (args.batch_id), awaited by
+-- a waitpoint of the parent (args.wait), or as a schedule's tick (args.fire: see fire_guard;
+-- the reply is "skipped" when the tick was fired already). args.token names the call, so that trying it again
 -- after its reply was lost (a connection reset, Redis restarting) returns what the first try
 -- did instead of creating the runs twice. Reply: [index, id, status, queue] of the runs an
 -- idempotency key answered with an existing one (the caller knows what it created).
@@ -173,6 +174,18 @@ local function create(new, subqueues)
   publish(id, new.status, now)
 end
 
+local function fire_guard(fire)
+  -- the runs are a schedule's tick (args.fire): only while the schedule is active at the tick
+  -- the caller expects; it then records the tick as fired and moves on to the next one
+  local schedule_key = key("sch:" .. fire.schedule_id)
+  local state = redis.call("HMGET", schedule_key, "active", "next_at")
+  if state[1] ~= "1" or tonumber(state[2]) ~= fire.expect then return false end
+  local next_at = as_text(fire.next_at)
+  redis.call("HSET", schedule_key, "last_at", as_text(fire.tick), "next_at", next_at)
+  redis.call("ZADD", key("schdue"), next_at, fire.schedule_id)
+  return true
+end
+
 local function create_runs()
   local memo = given(args.token) and key("tok:" .. args.token)
   if memo then
@@ -186,6 +199,7 @@ local function create_runs()
       return {replied[1], replied[2], "[]", replied[3]}
     end
   end
+  if given(args.fire) and not fire_guard(args.fire) then return reply('"skipped"', nil) end
   local ids, cached = {}, {}
   local subqueues = {}
   for _, new in ipairs(args.runs) do

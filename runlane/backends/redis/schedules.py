@@ -1,0 +1,104 @@
+"""The Redis store's schedules: saved and deleted by Lua commands (``save_schedule``,
+``delete_schedule``; a tick is fired inside ``create_runs``), read with pipelined reads.
+
+Keys (under the store's prefix): ``sch:<id>`` the schedule's hash (fields as ``ScheduleRow``,
+absent = None), ``schdd:<dedup key>`` → id, ``schix`` and ``schix:<task>`` zsets of ids by
+creation time, ``schdue`` the active schedules by next tick.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from runlane.backends.redis.reads import _enc, _translate
+from runlane.core.types import ScheduleQuery, ScheduleRow
+
+
+def schedule_of(h: dict[str, str]) -> ScheduleRow:
+    def number(name: str) -> float | None:
+        v = h.get(name)
+        return float(v) if v is not None else None
+
+    return ScheduleRow(
+        id=h["id"],
+        task=h["task"],
+        cron=h["cron"],
+        timezone=h["timezone"],
+        type=h["type"],
+        active=h.get("active") == "1",
+        created_at=float(h["created_at"]),
+        updated_at=float(h["updated_at"]),
+        next_at=number("next_at"),
+        external_id=h.get("external_id"),
+        deduplication_key=h.get("deduplication_key"),
+        last_at=number("last_at"),
+        generation=h.get("generation"),
+    )
+
+
+def _flat(items: list[str]) -> dict[str, str]:
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+class RedisSchedules:
+    """Schedule verbs of ``RedisStore`` (its client, prefix and calls)."""
+
+    client: redis.Redis
+
+    def _k(self, name: str) -> str:
+        raise NotImplementedError
+
+    def _call(self, command: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @_translate
+    def save_schedule(self, row: ScheduleRow, *, now: float) -> tuple[ScheduleRow, bool]:
+        written, stored = self._call("save_schedule", row=vars(row), now=now)
+        return schedule_of(_flat(stored)), written == "1"
+
+    @_translate
+    def delete_schedule(self, schedule_id: str, *, generation: str | None = None) -> bool:
+        return self._call("delete_schedule", id=schedule_id, generation=generation, now=0) == 1
+
+    @_translate
+    def get_schedule(self, schedule_id: str) -> ScheduleRow | None:
+        h = self.client.hgetall(self._k(f"sch:{schedule_id}"))
+        return schedule_of(h) if h else None
+
+    def _rows(self, ids: list[str]) -> list[ScheduleRow]:
+        pipe = self.client.pipeline(transaction=False)
+        for sid in ids:
+            pipe.hgetall(self._k(f"sch:{sid}"))
+        return [schedule_of(h) for h in pipe.execute() if h]
+
+    @_translate
+    def list_schedules(self, query: ScheduleQuery) -> tuple[list[ScheduleRow], str | None]:
+        if len(query.task) == 1:
+            index = self._k(f"schix:{_enc(query.task[0])}")
+        else:
+            index = self._k("schix")
+        wanted = set(query.task)
+        page: list[ScheduleRow] = []
+        start = 0
+        if query.after is not None:
+            rank = self.client.zrevrank(index, query.after)
+            if rank is None:
+                return [], None
+            start = rank + 1
+        batch = max(query.limit + 1, 100)
+        while len(page) <= query.limit:
+            ids = self.client.zrevrange(index, start, start + batch - 1)
+            if not ids:
+                break
+            start += len(ids)
+            rows = self._rows(ids)
+            page.extend(r for r in rows if not wanted or r.task in wanted)
+        cursor = page[query.limit - 1].id if len(page) > query.limit else None
+        return page[: query.limit], cursor
+
+    @_translate
+    def due_schedules(self, *, now: float, limit: int) -> list[ScheduleRow]:
+        ids = self.client.zrangebyscore(self._k("schdue"), "-inf", repr(now), start=0, num=limit)
+        return self._rows(ids)
