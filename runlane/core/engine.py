@@ -50,8 +50,9 @@ REDELIVER_LIMIT = 1000  # runs a redelivery pass looks at (the oldest)
 
 
 class _Sending:
-    """What ``Engine.sending()`` returns (a class: a generator's context manager costs
-    several times more, on every transition)."""
+    """``with engine.sending() as ready``: collects the runs a transition admitted and sends
+    them once the block ends without an error (a plain class rather than a generator-based
+    context manager: it runs on every transition)."""
 
     __slots__ = ("engine", "ready")
 

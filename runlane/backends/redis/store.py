@@ -71,10 +71,10 @@ def _text(value: str | None) -> str:
 
 
 def _loads(text: str | None) -> Any:
-    """``json.loads``, with the few documents most replies and runs hold answered without
-    the decoder (each a new object: the caller may change it). None or "" → None. orjson
-    decodes where installed; what it refuses and ``json`` reads (integers past 64 bits,
-    NaN) is read by ``json``."""
+    """A command's JSON reply as Python values (None or "" → None). The few documents most
+    replies hold ("{}", "[]") are answered without the decoder, each a new object since the
+    caller may change it; orjson decodes where installed, ``json`` what orjson refuses
+    (integers past 64 bits, NaN)."""
     if not text or text == "null":
         return None
     if text == "{}":
