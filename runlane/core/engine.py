@@ -213,11 +213,12 @@ class Engine:
         batch_id: str | None,
         parent_id: str | None,
         wait: WaitSpec | None = None,
-        fire: ScheduleFire | None = None,
+        fires: Sequence[ScheduleFire] | None = None,
     ) -> list[Created]:
         """Create runs and send what the store admitted in the same transition (or, with a
         broker on the store's own Redis server, let that transition write their messages).
-        ``fire``: the runs are a schedule's tick (none is created if it was fired already)."""
+        ``fires``: the runs are schedules' ticks, one each (a tick fired already is skipped
+        and left out of the result)."""
         push = self._push(news)
         store = self.rt.store
         token = ids.ulid()  # the same on every try: a retry never creates the runs twice
@@ -232,7 +233,7 @@ class Engine:
                     ready=ready,
                     push=push,
                     token=token,
-                    fire=fire,
+                    fires=fires,
                 ),
                 "trigger",
                 self.rt.settings.store_retry_timeout,
@@ -510,15 +511,29 @@ class Engine:
             log.info("sending %d run(s) again: sent %.0f s ago, not started", len(due), period)
             self.send(due)
 
-    def fire_schedule(self, task_id: str, payload: Any, *, run_id: str, fire: ScheduleFire) -> bool:
-        """Create the run of a schedule's tick (``run_id``, derived from the schedule and the
-        tick) as the store moves the schedule on; False when it was fired already."""
+    def fire_schedules(self, ticks: Sequence[tuple[str, Any, str, ScheduleFire]]) -> int:
+        """Create the runs of schedules' ticks — (task id, payload, run id derived from the
+        schedule and the tick, the fire) each — in one store call that moves each schedule
+        on, skipping a tick fired already. Returns the runs created."""
         now = self.rt.now()
-        known = self._known({task_id})
-        new, _ = self._prepare(task_id, payload, None, None, now, known, None)
-        new.id, new.schedule_id = run_id, fire.schedule_id
-        self._register_local([new])
-        return bool(self._create([new], now, None, None, fire=fire))
+        known = self._known({task_id for task_id, _, _, _ in ticks})
+        news: list[NewRun] = []
+        fires: list[ScheduleFire] = []
+        for task_id, payload, run_id, fire in ticks:
+            try:
+                new, _ = self._prepare(task_id, payload, None, None, now, known, None)
+            except InvalidOptionError as exc:  # this schedule's tick cannot be a run
+                log.warning(
+                    "schedule %s of task %r cannot fire: %s", fire.schedule_id, task_id, exc
+                )
+                continue
+            new.id, new.schedule_id = run_id, fire.schedule_id
+            news.append(new)
+            fires.append(fire)
+        if not news:
+            return 0
+        self._register_local(news)
+        return len(self._create(news, now, None, None, fires=fires))
 
     def deploy(self, tasks: Sequence[Task[Any]]) -> None:
         """A worker's tasks: registered (``register``), and their declarative schedules

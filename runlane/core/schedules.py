@@ -15,11 +15,12 @@ and the HTTP API alike.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,6 +43,7 @@ log = logging.getLogger("runlane.schedules")
 
 MAX_PAGE = 100  # schedules in one page of list_schedules
 FIRE_LIMIT = 1000  # due schedules one engine pass fires
+FIRE_BATCH = 200  # ticks fired in one store call
 UPCOMING = 5  # ticks in a payload's ``upcoming``
 MAX_TEXT = 128  # characters of an external id or deduplication key
 
@@ -369,36 +371,54 @@ def sync_declared(rt: Runtime, tasks: Sequence[Task[Any]], gen: str) -> None:
 # ---------------------------------------------------------------------- firing
 def fire_due(rt: Runtime, now: float, limit: int = FIRE_LIMIT) -> int:
     """Fire every active schedule whose next tick is due (the leader's engine loop): one run
-    per schedule, for the latest tick at or before ``now``. Returns the runs created."""
+    per schedule, for the latest tick at or before ``now``, created in batches of
+    ``FIRE_BATCH`` per store call. Returns the runs created."""
+    due = rt.store.due_schedules(now=now, limit=limit)
     fired = 0
-    for row in rt.store.due_schedules(now=now, limit=limit):
-        try:
-            if fire(rt, row, now):
-                fired += 1
-        except InvalidOptionError as exc:  # a schedule that can no longer fire is skipped
-            log.warning("schedule %s of task %r cannot fire: %s", row.id, row.task, exc)
+    for start in range(0, len(due), FIRE_BATCH):
+        ticks = []
+        for row in due[start : start + FIRE_BATCH]:
+            try:
+                ticks.append(tick_of(row, now))
+            except InvalidOptionError as exc:  # a schedule that can no longer fire
+                log.warning("schedule %s of task %r cannot fire: %s", row.id, row.task, exc)
+        fired += rt.engine.fire_schedules(ticks)
     return fired
 
 
 def fire(rt: Runtime, row: ScheduleRow, now: float) -> bool:
-    """Create the run of ``row``'s due tick and move it to its next tick, in one store
-    transition guarded by the tick it expects. False when another scheduler fired it first
-    (or it changed meanwhile)."""
+    """Fire ``row``'s due tick alone; False when another scheduler fired it first (or the
+    schedule changed meanwhile)."""
+    return rt.engine.fire_schedules([tick_of(row, now)]) == 1
+
+
+def tick_of(row: ScheduleRow, now: float) -> tuple[str, Any, str, ScheduleFire]:
+    """What firing ``row`` at ``now`` creates: (task id, payload, run id, fire) for the
+    latest tick at or before ``now``, which moves the schedule to the tick after it."""
     assert row.next_at is not None
-    tick = max(row.next_at, cron.last_tick_at_or_before(row.cron, row.timezone, now))
-    upcoming = cron.next_ticks(row.cron, row.timezone, tick, UPCOMING)  # after ``now``
-    payload = ScheduledPayload(
-        timestamp=to_datetime(tick),
-        last_timestamp=to_datetime(row.last_at),
-        timezone=row.timezone,
-        schedule_id=row.id,
-        external_id=row.external_id,
-        upcoming=[to_datetime(t) for t in upcoming],
-        type=ScheduleType(row.type),
-    )
-    return rt.engine.fire_schedule(
-        row.task,
-        payload.model_dump(mode="json"),
-        run_id=tick_run_id(row.id, tick),
-        fire=ScheduleFire(row.id, row.next_at, tick, upcoming[0]),
-    )
+    tick, upcoming = _plan(row.cron, row.timezone, row.next_at, now)
+    payload = {
+        "timestamp": _iso(tick),
+        "last_timestamp": _iso(row.last_at) if row.last_at is not None else None,
+        "timezone": row.timezone,
+        "schedule_id": row.id,
+        "external_id": row.external_id,
+        "upcoming": [_iso(t) for t in upcoming],
+        "type": row.type,
+    }
+    fire = ScheduleFire(row.id, row.next_at, tick, upcoming[0])
+    return row.task, payload, tick_run_id(row.id, tick), fire
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(expression: str, tz: str, next_at: float, now: float) -> tuple[float, list[float]]:
+    """The tick to fire (the latest at or before ``now``, ``next_at`` at the earliest) and the
+    ``UPCOMING`` ticks after it: the same for every schedule of one cron and time zone due at
+    the same moment, so a busy minute computes each once."""
+    tick = max(next_at, cron.last_tick_at_or_before(expression, tz, now))
+    return tick, cron.next_ticks(expression, tz, tick, UPCOMING)
+
+
+def _iso(ts: float) -> str:
+    """A tick as JSON carries it: ISO 8601 in UTC, "2026-03-08T07:00:00Z"."""
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")

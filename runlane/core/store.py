@@ -46,7 +46,7 @@ class Runs(Protocol):
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
         token: str | None = None,
-        fire: ScheduleFire | None = None,
+        fires: Sequence[ScheduleFire] | None = None,
     ) -> list[Created]:
         """Create all runs (or none), honouring idempotency keys, in one transaction; with
         ``wait``, also the parent's waitpoint on them (trigger_and_wait). ``ready``: the
@@ -57,9 +57,10 @@ class Runs(Protocol):
         (prepared by its ``message_writer``). ``token``: names this call;
         the same call made again with the same token (after a ``StoreUnavailableError``,
         whether or not the first try was written) returns what the first did and creates
-        nothing more. ``fire``: the runs are a schedule's tick; they are created only if the
-        schedule is still active at ``fire.expect``, which then moves to ``fire.next_at``, in
-        the same transaction (else nothing is written and the reply is empty)."""
+        nothing more. ``fires``: the runs are schedules' ticks, one ``ScheduleFire`` each, in
+        order; a run is created only if its schedule is still active at ``fire.expect``, which
+        then moves to ``fire.next_at`` in the same transaction; the others are skipped (left
+        out of the reply)."""
         ...
 
     def message_writer(self, broker: Broker) -> Callable[[Sequence[Dispatch]], Push | None] | None:
@@ -254,7 +255,7 @@ class Leases(Protocol):
 
 
 class Schedules(Protocol):
-    """Cron schedules: kept with their next tick; a tick is fired by ``create_runs(fire=)``."""
+    """Cron schedules: kept with their next tick; a tick is fired by ``create_runs(fires=)``."""
 
     def save_schedule(self, row: ScheduleRow, *, now: float) -> tuple[ScheduleRow, bool]:
         """Create or replace a schedule in one transaction; returns it as stored and whether

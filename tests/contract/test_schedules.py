@@ -131,7 +131,7 @@ def test_a_tick_is_fired_once(store: Any, clock: runlane.FakeClock) -> None:
     clock.set(tick + 1)
     fire = ScheduleFire("sched_f", expect=tick, tick=tick, next_at=tick + MINUTE)
     first = make(clock, schedule_id="sched_f")
-    created = create(store, clock, first, fire=fire)
+    created = create(store, clock, first, fires=[fire])
     assert [c.run_id for c in created] == [first.id]
     run = store.get_run(first.id)
     assert run.status is RunStatus.QUEUED and run.schedule_id == "sched_f"
@@ -139,13 +139,34 @@ def test_a_tick_is_fired_once(store: Any, clock: runlane.FakeClock) -> None:
     assert after.last_at == tick and after.next_at == tick + MINUTE
     # a second scheduler with the same view: nothing written
     second = make(clock, schedule_id="sched_f")
-    assert create(store, clock, second, fire=fire) == []
+    assert create(store, clock, second, fires=[fire]) == []
     assert store.get_run(second.id) is None
     # an inactive schedule does not fire
     store.save_schedule(replace(after, active=False), now=clock.now())
     late = ScheduleFire("sched_f", expect=tick + MINUTE, tick=tick + MINUTE, next_at=tick + 120)
     third = make(clock, schedule_id="sched_f")
-    assert create(store, clock, third, fire=late) == []
+    assert create(store, clock, third, fires=[late]) == []
     # nor does a deleted one
     store.delete_schedule("sched_f")
-    assert create(store, clock, make(clock), fire=late) == []
+    assert create(store, clock, make(clock), fires=[late]) == []
+
+
+def test_many_ticks_in_one_call_skip_only_those_fired(store: Any, clock: runlane.FakeClock):
+    now = clock.now()
+    tick = now + MINUTE
+    for sid in ("sched_1", "sched_2", "sched_3"):
+        store.save_schedule(row(clock, sid, next_at=tick), now=now)
+    clock.set(tick)
+    fires = [
+        ScheduleFire(s, expect=tick, tick=tick, next_at=tick + MINUTE)
+        for s in ("sched_1", "sched_2", "sched_3")
+    ]
+    # sched_2 fired by another scheduler first
+    assert len(create(store, clock, make(clock, schedule_id="sched_2"), fires=[fires[1]])) == 1
+    news = [make(clock, schedule_id=f.schedule_id) for f in fires]
+    created = create(store, clock, *news, fires=fires)
+    assert [c.run_id for c in created] == [news[0].id, news[2].id]
+    assert store.get_run(news[1].id) is None
+    assert {store.get_schedule(s).next_at for s in ("sched_1", "sched_2", "sched_3")} == {
+        tick + MINUTE
+    }

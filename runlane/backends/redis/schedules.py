@@ -15,6 +15,23 @@ import redis
 from runlane.backends.redis.reads import _enc, _translate
 from runlane.core.types import ScheduleQuery, ScheduleRow
 
+# a schedule's hash fields, in the order due_schedules.lua replies with them
+FIELDS = (
+    "id",
+    "task",
+    "cron",
+    "timezone",
+    "type",
+    "active",
+    "created_at",
+    "updated_at",
+    "next_at",
+    "external_id",
+    "deduplication_key",
+    "last_at",
+    "generation",
+)
+
 
 def schedule_of(h: dict[str, str]) -> ScheduleRow:
     def number(name: str) -> float | None:
@@ -100,5 +117,10 @@ class RedisSchedules:
 
     @_translate
     def due_schedules(self, *, now: float, limit: int) -> list[ScheduleRow]:
-        ids = self.client.zrangebyscore(self._k("schdue"), "-inf", repr(now), start=0, num=limit)
-        return self._rows(ids)
+        # one Lua call, one JSON document: a busy minute's thousands of due schedules are
+        # read without a reply per hash
+        due = self._call("due_schedules", now=now, limit=limit) or []
+        return [
+            schedule_of({k: v for k, v in zip(FIELDS, values, strict=True) if v is not None})
+            for values in due
+        ]

@@ -69,6 +69,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "list_runs": (),
     "save_schedule": (),
     "delete_schedule": (),
+    "due_schedules": (),
 }
 
 

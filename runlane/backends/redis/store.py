@@ -240,7 +240,7 @@ class RedisStore(RedisReads, RedisSchedules):
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
         token: str | None = None,
-        fire: ScheduleFire | None = None,
+        fires: Sequence[ScheduleFire] | None = None,
     ) -> list[Created]:
         payloads = []
         for new in runs:
@@ -264,10 +264,15 @@ class RedisStore(RedisReads, RedisSchedules):
             parent_id=parent_id,
             wait=asdict(wait) if wait else None,
             token=token,
-            fire=asdict(fire) if fire else None,
+            fires=[asdict(f) for f in fires] if fires is not None else None,
         )
-        if out == "skipped":  # the schedule's tick was fired already (or it changed)
-            return []
+        if isinstance(out, dict):  # schedules' ticks: those fired already were skipped
+            skipped = set(out["skipped"])
+            return [
+                Created(n.id, False, n.status, n.queue, n.task_identifier)
+                for position, n in enumerate(runs, 1)
+                if position not in skipped
+            ]
         # the runs created are as given; the reply lists those an idempotency key answered
         # with an existing run: [position (from 1), run id, its status, its queue]
         result = [Created(n.id, False, n.status, n.queue, n.task_identifier) for n in runs]

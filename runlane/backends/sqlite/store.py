@@ -87,7 +87,7 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records, _Schedules):
         ready: list[Dispatch] | None = None,
         push: Push | None = None,
         token: str | None = None,
-        fire: ScheduleFire | None = None,
+        fires: Sequence[ScheduleFire] | None = None,
     ) -> list[Created]:
         # push: never given (no message_writer); admitted runs go to ready.
         # token: unused: a transaction that raised wrote nothing (no reply is lost between a
@@ -95,9 +95,9 @@ class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records, _Schedules):
         env = self.environment
         out: list[Created] = []
         with self.db.write() as conn:
-            if fire is not None and not fire_guard(conn, env, fire):
-                return []  # fired already (or the schedule changed)
-            for new in runs:
+            for position, new in enumerate(runs):
+                if fires is not None and not fire_guard(conn, env, fires[position]):
+                    continue  # the tick was fired already (or the schedule changed)
                 if new.idempotency_key is not None:
                     row = conn.execute(
                         "SELECT k.run_id, r.status, r.queue FROM rl_idempotency k "

@@ -1,7 +1,7 @@
 -- create_runs: create runs (args.runs, NewRuns as JSON), each admitted at once when its
 -- sub-queue lets it, else left waiting; optionally as a batch (args.batch_id), awaited by
--- a waitpoint of the parent (args.wait), or as a schedule's tick (args.fire: see fire_guard;
--- the reply is "skipped" when the tick was fired already). args.token names the call, so that trying it again
+-- a waitpoint of the parent (args.wait), or as schedules' ticks (args.fires, one a run: see
+-- fire_guard; the reply is then {"skipped": [positions of the ticks fired already]}). args.token names the call, so that trying it again
 -- after its reply was lost (a connection reset, Redis restarting) returns what the first try
 -- did instead of creating the runs twice. Reply: [index, id, status, queue] of the runs an
 -- idempotency key answered with an existing one (the caller knows what it created).
@@ -175,8 +175,8 @@ local function create(new, subqueues)
 end
 
 local function fire_guard(fire)
-  -- the runs are a schedule's tick (args.fire): only while the schedule is active at the tick
-  -- the caller expects; it then records the tick as fired and moves on to the next one
+  -- a run that is a schedule's tick (args.fires): created only while the schedule is active
+  -- at the tick the caller expects; it then records the tick as fired and moves on
   local schedule_key = key("sch:" .. fire.schedule_id)
   local state = redis.call("HMGET", schedule_key, "active", "next_at")
   if state[1] ~= "1" or tonumber(state[2]) ~= fire.expect then return false end
@@ -199,14 +199,16 @@ local function create_runs()
       return {replied[1], replied[2], "[]", replied[3]}
     end
   end
-  if given(args.fire) and not fire_guard(args.fire) then return reply('"skipped"', nil) end
-  local ids, cached = {}, {}
+  local fires = given(args.fires)
+  local ids, cached, skipped = {}, {}, {}
   local subqueues = {}
-  for _, new in ipairs(args.runs) do
+  for position, new in ipairs(args.runs) do
     local existing = given(new.idempotency_key) and existing_run(new)
-    if existing then
+    if fires and not fire_guard(fires[position]) then
+      skipped[#skipped + 1] = position
+    elseif existing then
       ids[#ids + 1] = existing
-      cached[#cached + 1] = {#ids, existing, get(existing, "status"), get(existing, "queue")}
+      cached[#cached + 1] = {position, existing, get(existing, "status"), get(existing, "queue")}
     else
       create(new, subqueues)
       ids[#ids + 1] = new.id
@@ -219,6 +221,7 @@ local function create_runs()
   if given(args.wait) then create_waitpoint(args.wait, ids, now) end
   admit_new(now, env_limit, subqueues)
   local out, taken = json_list(cached), nil
+  if fires then out = '{"skipped":' .. json_list(skipped) .. '}' end
   if memo then
     if TAKE then taken = json_list(dispatches(TAKEN)) end
     -- kept two minutes: a trigger retries for at most a minute (store_retry_timeout)
