@@ -1,4 +1,5 @@
-"""The ``runlane`` command: ``dev``, ``worker``, ``trigger``, ``runs …`` and ``demo``.
+"""The ``runlane`` command: ``dev``, ``worker``, ``engine``, ``trigger``, ``runs …``,
+``schedules …`` and ``demo``.
 
 Global options (``--store``, ``--env``) go before the command or after it: ``runlane --store
 sqlite:///x.db runs list`` and ``runlane runs list --store sqlite:///x.db`` are the same. Errors
@@ -109,11 +110,13 @@ def _add_global_options(command: click.Command) -> None:
 
 def _register() -> None:
     from runlane.cli.demo import demo
+    from runlane.cli.engine import engine
     from runlane.cli.runs import runs
+    from runlane.cli.schedules import schedules
     from runlane.cli.trigger import trigger
     from runlane.cli.worker import dev, worker
 
-    for command in (dev, worker, trigger, runs, demo):
+    for command in (dev, worker, engine, trigger, runs, schedules, demo):
         _add_global_options(command)
         main.add_command(command)
 
