@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from runlane import config as _config  # installs the default runtime factory
 from runlane.api import (
+    auth,
     batch,
     idempotency_keys,
     queues,
@@ -79,6 +80,7 @@ __all__ = [
     "TaskRunResult",
     "Worker",
     "__version__",
+    "auth",
     "batch",
     "configure",
     "idempotency_keys",

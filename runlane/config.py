@@ -8,6 +8,7 @@ and a fresh database on every ``configure()``. Nothing connects at import.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -104,7 +105,7 @@ def _seconds(value: Any, option: str, least: float, most: float | None = None) -
     return float(value)
 
 
-def configure(
+def build_runtime(
     *,
     store: str | Store | None = None,
     broker: str | Broker | None = None,
@@ -125,7 +126,9 @@ def configure(
     retention: Any = UNSET,
     **hooks: Callable[..., Any],
 ) -> Runtime:
-    """Build and install the runtime. Calling it again replaces the previous configuration."""
+    """Build a runtime from these options (the ``RUNLANE_*`` environment fills in what is not
+    given) without installing it: ``configure()`` installs one; an HTTP server builds one per
+    environment it serves."""
     unknown = set(hooks) - set(HOOK_NAMES)
     if unknown:
         name = sorted(unknown)[0]
@@ -185,11 +188,21 @@ def configure(
     settings.broker_name = (
         broker_spec if isinstance(broker_spec, str) else type(broker_spec).__name__
     )
-    rt = Runtime(built_store, built_broker, settings, clock=clock)
+    return Runtime(built_store, built_broker, settings, clock=clock)
+
+
+@functools.wraps(build_runtime)
+def configure(**options: Any) -> Runtime:
+    rt = build_runtime(**options)
     old = runtime.install(rt)
     if old is not None:
         old.close()
     return rt
+
+
+configure.__doc__ = (
+    "Build and install the runtime. Calling it again replaces the previous configuration."
+)
 
 
 def _default_runtime() -> Runtime:

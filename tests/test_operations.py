@@ -166,3 +166,23 @@ def test_api_and_cli_reach_the_store_only_through_operations():
         if re.search(r"\.store\.", line)
     ]
     assert offenders == []
+
+
+def test_bulk_cancel_and_replay(rt, noop):
+    kept = noop.trigger({"keep": True}, tags=["other"])
+    ids = [noop.trigger(i, tags=["bulk"]).id for i in range(5)]
+    runlane.runs.cancel(ids[0])
+    done = runlane.runs.bulk_cancel(tag="bulk")
+    assert sorted(done.ids) == sorted(ids[1:]) and done.skipped == 1  # ids[0] was final
+    assert {runlane.runs.retrieve(i).status for i in ids} == {RunStatus.CANCELED}
+    assert runlane.runs.retrieve(kept).status == RunStatus.QUEUED
+    again = runlane.runs.bulk_replay(tag="bulk", status="CANCELED", limit=2)
+    assert len(again.ids) == 2 and not set(again.ids) & set(ids)
+    assert [runlane.runs.retrieve(i).payload for i in again.ids] == [4, 3]  # newest first
+    with pytest.raises(InvalidOptionError, match="at least one filter"):
+        runlane.runs.bulk_cancel()
+    with pytest.raises(InvalidOptionError, match="not a filter"):
+        runlane.runs.bulk_cancel(colour="red")
+    with pytest.raises(InvalidOptionError, match="limit"):
+        ops.bulk_cancel_runs(rt, ops.run_query(tag="bulk"), limit=0)
+    assert runlane.runs.retrieve(kept).status == RunStatus.QUEUED

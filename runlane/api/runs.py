@@ -14,9 +14,12 @@ from runlane.core.handles import RunHandle
 from runlane.core.logs import LogEntry
 from runlane.core.models import Run
 from runlane.core.types import RunQuery
+from runlane.errors import InvalidOptionError
 
 __all__ = [
     "RunPage",
+    "aio_bulk_cancel",
+    "aio_bulk_replay",
     "aio_cancel",
     "aio_list",
     "aio_logs",
@@ -25,6 +28,8 @@ __all__ = [
     "aio_reschedule",
     "aio_retrieve",
     "aio_update_metadata",
+    "bulk_cancel",
+    "bulk_replay",
     "cancel",
     "list",
     "logs",
@@ -163,6 +168,49 @@ def list(
     )
 
 
+def bulk_cancel(*, limit: int = 1000, **filters: Any) -> operations.BulkResult:
+    """Cancel every run matching ``filters`` (those of :func:`list`; at most ``limit``);
+    finished runs are left as they are. ``.ids``: the runs canceled."""
+    return operations.bulk_cancel_runs(runtime.get(), _query(filters), limit=limit)
+
+
+def bulk_replay(*, limit: int = 1000, **filters: Any) -> operations.BulkResult:
+    """Replay every run matching ``filters`` (at most ``limit``). ``.ids``: the new runs."""
+    return operations.bulk_replay_runs(runtime.get(), _query(filters), limit=limit)
+
+
+_FILTERS = frozenset(
+    {
+        "status",
+        "task_identifier",
+        "tag",
+        "from_",
+        "to",
+        "batch",
+        "schedule",
+        "version",
+        "queue",
+        "is_test",
+    }
+)
+
+
+def _query(filters: dict[str, Any]) -> RunQuery:
+    unknown = sorted(set(filters) - _FILTERS)
+    if unknown:
+        raise InvalidOptionError(
+            unknown[0], filters[unknown[0]], f"not a filter; one of {sorted(_FILTERS)}"
+        )
+    given = {k: v for k, v in filters.items() if v is not None}
+    if not given:  # nothing would match everything by accident
+        raise InvalidOptionError(
+            "filters", filters, "give at least one filter (status=..., tag=...)"
+        )
+    if "batch" in given:
+        given["batch"] = batch_id_of(given["batch"])
+    return operations.run_query(**given, limit=1)
+
+
 aio_retrieve = aio(retrieve)
 aio_cancel = aio(cancel)
 aio_replay = aio(replay)
@@ -170,3 +218,5 @@ aio_reschedule = aio(reschedule)
 aio_update_metadata = aio(update_metadata)
 aio_list = aio(list)
 aio_logs = aio(logs)
+aio_bulk_cancel = aio(bulk_cancel)
+aio_bulk_replay = aio(bulk_replay)

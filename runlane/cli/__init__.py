@@ -113,10 +113,11 @@ def _register() -> None:
     from runlane.cli.engine import engine
     from runlane.cli.runs import runs
     from runlane.cli.schedules import schedules
+    from runlane.cli.serve import keys, serve
     from runlane.cli.trigger import trigger
     from runlane.cli.worker import dev, worker
 
-    for command in (dev, worker, engine, trigger, runs, schedules, demo):
+    for command in (dev, worker, engine, serve, trigger, runs, schedules, keys, demo):
         _add_global_options(command)
         main.add_command(command)
 

@@ -11,11 +11,13 @@ runlane's models or raises runlane's errors (``RunNotFoundError``, ``QueueNotFou
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from runlane.core import keys
 from runlane.core.clock import to_timestamp
 from runlane.core.durations import parse_iso_datetime, parse_point_in_time
 from runlane.core.limits import Limits
@@ -24,7 +26,7 @@ from runlane.core.metadata import make_op
 from runlane.core.models import Batch, QueueInfo, Run, RunStatus, TaskRunError
 from runlane.core.options import normalize_tags, validate_concurrency_key, validate_queue_name
 from runlane.core.registry import default_queue_name
-from runlane.core.types import RunQuery
+from runlane.core.types import KeyRow, RunQuery
 from runlane.errors import (
     InvalidOptionError,
     InvalidRunStateError,
@@ -152,6 +154,59 @@ def cancel_run(rt: Runtime, run_id: str) -> Run:
         raise _no_run(rt, run_id)
     rt.engine.send_ready()
     return done
+
+
+class BulkResult(BaseModel):
+    """What a bulk action did: ``ids`` of the runs it acted on (for a replay: the new runs),
+    ``skipped`` the matching runs it left (finished already, for a cancel)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ids: list[str]
+    skipped: int = 0
+
+
+MAX_BULK = 10_000  # runs one bulk action touches
+
+
+def _matching(rt: Runtime, query: RunQuery, limit: int) -> list[Run]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_BULK:
+        raise InvalidOptionError("limit", limit, f"must be an integer from 1 to {MAX_BULK}")
+    found: list[Run] = []
+    page = replace(query, limit=MAX_PAGE, after=None)
+    while len(found) < limit:
+        data, cursor = rt.store.list_runs(page)
+        found.extend(data)
+        if cursor is None:
+            break
+        page = replace(page, after=cursor)
+    return found[:limit]
+
+
+def bulk_cancel_runs(rt: Runtime, query: RunQuery, *, limit: int = 1000) -> BulkResult:
+    """Cancel every run matching ``query`` (at most ``limit``), newest first; finished ones
+    are left as they are."""
+    ids, skipped = [], 0
+    for run in _matching(rt, query, limit):
+        if run.is_completed:
+            skipped += 1
+            continue
+        done = rt.store.cancel(
+            run.id,
+            now=rt.now(),
+            error=TaskRunError(name="Error", message="Canceled by user", code="CANCELED"),
+        )
+        if done is not None and done.status is RunStatus.CANCELED:
+            ids.append(run.id)
+        else:
+            skipped += 1
+    rt.engine.send_ready()
+    return BulkResult(ids=ids, skipped=skipped)
+
+
+def bulk_replay_runs(rt: Runtime, query: RunQuery, *, limit: int = 1000) -> BulkResult:
+    """Replay every run matching ``query`` (at most ``limit``): the new runs' ids."""
+    return BulkResult(ids=[replay_run(rt, run.id).id for run in _matching(rt, query, limit)])
 
 
 def replay_run(rt: Runtime, run_id: str) -> RunHandle:
@@ -283,3 +338,29 @@ def pause_queue(
 def resume_queue(rt: Runtime, name: str, concurrency_key: str | None = None) -> QueueInfo:
     """Dispatch again from a paused queue (or key)."""
     return _set_paused(rt, name, concurrency_key, False, None)
+
+
+# ---------------------------------------------------------------------- secret keys
+def create_key(rt: Runtime, name: str = "") -> tuple[str, KeyRow]:
+    """A new secret key for the runtime's environment: the key itself (shown once, never
+    stored) and its record (the store keeps its digest)."""
+    if not isinstance(name, str) or len(name) > 64:
+        raise InvalidOptionError("name", name, "must be a string of at most 64 characters")
+    key = keys.new_key(rt.environment)
+    digest = keys.key_digest(key)
+    row = KeyRow(keys.key_id(digest), digest, name, rt.now(), key[-4:])
+    rt.store.save_key(row)
+    return key, row
+
+
+def list_keys(rt: Runtime) -> list[KeyRow]:
+    return rt.store.list_keys()
+
+
+def revoke_key(rt: Runtime, key_id: str) -> bool:
+    """Revoke a key (and every public token it signed); False when there is no such key."""
+    return rt.store.revoke_key(key_id, now=rt.now())
+
+
+def find_key(rt: Runtime, key_id: str) -> KeyRow | None:
+    return rt.store.get_key(key_id)

@@ -1,8 +1,8 @@
 """The Store protocol: runs and every state change of a run, as one guarded, atomic transition.
 
 A Store is bound to one environment when built. Its verbs come in named parts (``Runs``,
-``Transitions``, ``Waits``, ``Queues``, ``Records``, ``Leases``, ``Schedules``), each a
-protocol of its own; ``Store`` is all of them. Two stores implement it (``backends/sqlite``,
+``Transitions``, ``Waits``, ``Queues``, ``Records``, ``Leases``, ``Schedules``, ``Keys``),
+each a protocol of its own; ``Store`` is all of them. Two stores implement it (``backends/sqlite``,
 ``backends/redis``), and ``tests/contract`` drives both through the same cases. Times are
 epoch seconds passed in by the engine, so a fake clock drives everything.
 """
@@ -19,6 +19,7 @@ from runlane.core.types import (
     AttemptOutcome,
     Created,
     Dispatch,
+    KeyRow,
     NewRun,
     Push,
     RegisteredTask,
@@ -283,8 +284,22 @@ class Schedules(Protocol):
         ...
 
 
+class Keys(Protocol):
+    """The environment's secret keys for the HTTP API (digests only)."""
+
+    def save_key(self, row: KeyRow) -> None: ...
+    def get_key(self, key_id: str) -> KeyRow | None: ...
+    def list_keys(self) -> list[KeyRow]:
+        """Every key of the environment, revoked ones included, oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str, *, now: float) -> bool:
+        """Mark a key revoked (it authenticates nothing from then on); False if unknown."""
+        ...
+
+
 @runtime_checkable
-class Store(Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Protocol):
+class Store(Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Keys, Protocol):
     environment: str
     concurrency_limit: int | None  # executing runs in the environment (None: no cap)
     retention: float | None  # seconds a finished run is kept (None: forever)

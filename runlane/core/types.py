@@ -276,3 +276,17 @@ class ScheduleQuery:
     task: Sequence[str] = ()
     limit: int = 20
     after: str | None = None  # cursor: the last id of the previous page (newest first)
+
+
+@dataclass
+class KeyRow:
+    """A secret key as a store keeps it: never the key itself, only its SHA-256 ``digest``
+    (hex); ``id`` is derived from the digest (``key_`` + 24 hex), so a key finds its row
+    without a scan. ``hint``: its last four characters, to tell keys apart in a list."""
+
+    id: str
+    digest: str
+    name: str
+    created_at: float
+    hint: str
+    revoked_at: float | None = None

@@ -1,5 +1,6 @@
-"""The Redis store's schedules: saved and deleted by Lua commands (``save_schedule``,
-``delete_schedule``; a tick is fired inside ``create_runs``), read with pipelined reads.
+"""The Redis store's schedules and secret keys. Schedules are saved and deleted by Lua
+commands (``save_schedule``, ``delete_schedule``; a tick is fired inside ``create_runs``), and
+read with pipelined reads (the due ones with ``due_schedules``).
 
 Keys (under the store's prefix): ``sch:<id>`` the schedule's hash (fields as ``ScheduleRow``,
 absent = None), ``schdd:<dedup key>`` → id, ``schix`` and ``schix:<task>`` zsets of ids by
@@ -13,7 +14,7 @@ from typing import Any
 import redis
 
 from runlane.backends.redis.reads import _enc, _translate
-from runlane.core.types import ScheduleQuery, ScheduleRow
+from runlane.core.types import KeyRow, ScheduleQuery, ScheduleRow
 
 # a schedule's hash fields, in the order due_schedules.lua replies with them
 FIELDS = (
@@ -124,3 +125,57 @@ class RedisSchedules:
             schedule_of({k: v for k, v in zip(FIELDS, values, strict=True) if v is not None})
             for values in due
         ]
+
+
+class RedisKeys:
+    """Secret keys of ``RedisStore`` (their digests): ``apikey:<id>`` hashes and the
+    ``apikeys`` zset of ids by creation time, under the store's prefix."""
+
+    client: redis.Redis
+
+    def _k(self, name: str) -> str:
+        raise NotImplementedError
+
+    @_translate
+    def save_key(self, row: KeyRow) -> None:
+        fields = {k: repr(v) if isinstance(v, float) else v for k, v in vars(row).items()}
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self._k(f"apikey:{row.id}"))
+        pipe.hset(
+            self._k(f"apikey:{row.id}"), mapping={k: v for k, v in fields.items() if v is not None}
+        )
+        pipe.zadd(self._k("apikeys"), {row.id: row.created_at})
+        pipe.execute()
+
+    @_translate
+    def get_key(self, key_id: str) -> KeyRow | None:
+        h = self.client.hgetall(self._k(f"apikey:{key_id}"))
+        return _key_of(h) if h else None
+
+    @_translate
+    def list_keys(self) -> list[KeyRow]:
+        ids = self.client.zrange(self._k("apikeys"), 0, -1)
+        pipe = self.client.pipeline(transaction=False)
+        for key_id in ids:
+            pipe.hgetall(self._k(f"apikey:{key_id}"))
+        return [_key_of(h) for h in pipe.execute() if h]
+
+    @_translate
+    def revoke_key(self, key_id: str, *, now: float) -> bool:
+        name = self._k(f"apikey:{key_id}")
+        if not self.client.exists(name):  # (keys are revoked, never deleted)
+            return False
+        self.client.hsetnx(name, "revoked_at", repr(now))  # the first revocation stays
+        return True
+
+
+def _key_of(h: dict[str, str]) -> KeyRow:
+    revoked = h.get("revoked_at")
+    return KeyRow(
+        id=h["id"],
+        digest=h["digest"],
+        name=h["name"],
+        created_at=float(h["created_at"]),
+        hint=h["hint"],
+        revoked_at=float(revoked) if revoked is not None else None,
+    )

@@ -19,7 +19,7 @@ from runlane.backends._pushing import message_writer, server_of_client
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.reads import RedisReads, _enc, _translate
 from runlane.backends.redis.rows import as_list, current_metadata, to_run, waitpoint_of
-from runlane.backends.redis.schedules import RedisSchedules
+from runlane.backends.redis.schedules import RedisKeys, RedisSchedules
 from runlane.backends.redis.scripts import LIBRARY, PROGRAM, SCRIPTS
 from runlane.core import ids, jsonvalue
 from runlane.core.broker import Broker
@@ -95,7 +95,7 @@ def _loads(text: str | None) -> Any:
 _NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heartbeat", "list_runs"})
 
 
-class RedisStore(RedisReads, RedisSchedules):
+class RedisStore(RedisReads, RedisSchedules, RedisKeys):
     """Runs in Redis; any number of processes and machines share it."""
 
     native_broker = "redis"  # its broker: runs on this Redis, started as they are fetched

@@ -10,6 +10,7 @@ from runlane.backends.sqlite._base import _Base, _translate
 from runlane.core import jsonvalue
 from runlane.core.metadata import apply_ops, check_size
 from runlane.core.models import FINAL_STATUSES
+from runlane.core.types import KeyRow
 
 
 class _Records(_Base):
@@ -167,3 +168,54 @@ class _Records(_Base):
             if not paused:
                 self._admit(conn, now, {queue})
             return True
+
+
+class _Keys(_Base):
+    """Secret keys of the HTTP API (their digests)."""
+
+    @_translate
+    def save_key(self, row: KeyRow) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO rl_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.environment,
+                    row.id,
+                    row.digest,
+                    row.name,
+                    row.created_at,
+                    row.hint,
+                    row.revoked_at,
+                ),
+            )
+
+    @_translate
+    def get_key(self, key_id: str) -> KeyRow | None:
+        with self.db.read() as conn:
+            r = conn.execute(
+                "SELECT id, digest, name, created_at, hint, revoked_at FROM rl_keys "
+                "WHERE env=? AND id=?",
+                (self.environment, key_id),
+            ).fetchone()
+        return KeyRow(*r) if r is not None else None
+
+    @_translate
+    def list_keys(self) -> list[KeyRow]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                "SELECT id, digest, name, created_at, hint, revoked_at FROM rl_keys "
+                "WHERE env=? ORDER BY created_at, id",
+                (self.environment,),
+            ).fetchall()
+        return [KeyRow(*r) for r in rows]
+
+    @_translate
+    def revoke_key(self, key_id: str, *, now: float) -> bool:
+        with self.db.write() as conn:
+            return (
+                conn.execute(
+                    "UPDATE rl_keys SET revoked_at=COALESCE(revoked_at, ?) WHERE env=? AND id=?",
+                    (now, self.environment, key_id),
+                ).rowcount
+                == 1
+            )

@@ -193,3 +193,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS rl_schedules_dedup ON rl_schedules (env, dedup
 CREATE INDEX IF NOT EXISTS rl_schedules_due ON rl_schedules (env, next_at) WHERE active = 1;
 CREATE INDEX IF NOT EXISTS rl_schedules_order ON rl_schedules (env, created_at, id);
 CREATE INDEX IF NOT EXISTS rl_schedules_task ON rl_schedules (env, task, created_at, id);
+
+CREATE TABLE IF NOT EXISTS rl_keys (
+    env TEXT NOT NULL, id TEXT NOT NULL, digest TEXT NOT NULL, name TEXT NOT NULL,
+    created_at REAL NOT NULL, hint TEXT NOT NULL, revoked_at REAL,
+    PRIMARY KEY (env, id)
+) WITHOUT ROWID;

@@ -10,7 +10,7 @@ from typing import Any
 from runlane.backends.sqlite import admission, waits
 from runlane.backends.sqlite._lifecycle import _Lifecycle
 from runlane.backends.sqlite._reads import _Reads
-from runlane.backends.sqlite._records import _Records
+from runlane.backends.sqlite._records import _Keys, _Records
 from runlane.backends.sqlite._schedules import _Schedules, fire_guard
 from runlane.backends.sqlite._waiting import _Waiting
 from runlane.backends.sqlite.db import Database, release_database, shared_database
@@ -46,7 +46,7 @@ def path_from_url(url: str) -> str:
     return path
 
 
-class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records, _Schedules):
+class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records, _Schedules, _Keys):
     """Runs in a SQLite file. Safe for many threads and several processes on one machine."""
 
     dispatches_itself = False  # admitted runs go through the outbox (``take_ready``)

@@ -1,0 +1,161 @@
+"""``runlane serve``: the management API on uvicorn; ``runlane keys``: its secret keys.
+
+``runlane serve`` serves Trigger.dev's management routes (and runlane's own) for the configured
+store, authenticated by the store's secret keys (``runlane keys create``) and the key in
+``RUNLANE_SECRET_KEY``. ``--with-worker`` also executes runs in the same process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+from rich.table import Table
+
+import runlane
+from runlane.api import auth
+from runlane.cli._common import configure, console, load_modules
+from runlane.cli.worker import LOGLEVELS, setup_logging
+from runlane.core import runtime
+from runlane.frameworks.http.app import build_api
+from runlane.frameworks.http.servers import AsgiApp
+
+log = logging.getLogger("runlane.serve")
+
+
+def asgi_app(rt: runtime.Runtime, *, with_worker: int = 0) -> AsgiApp:
+    """The ASGI application ``runlane serve`` runs: the API over ``rt``; with ``with_worker``,
+    a worker of that concurrency runs beside it from startup to shutdown."""
+    api = build_api(rt)
+    worker: runlane.Worker | None = None
+
+    def lifespan(event: str) -> None:
+        nonlocal worker
+        if event == "startup" and with_worker:
+            worker = runlane.Worker(concurrency=with_worker)
+            worker.start()
+        elif event == "shutdown":
+            if worker is not None:
+                worker.stop()
+            api.environments.close()
+
+    return AsgiApp(api, lifespan)
+
+
+@click.command()
+@click.argument("modules", nargs=-1, metavar="[MODULE ...]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8030, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--with-worker",
+    "with_worker",
+    default=0,
+    type=click.IntRange(0, 256),
+    show_default=True,
+    metavar="N",
+    help="Also execute runs in this process, N at a time (0: the API only).",
+)
+@click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(LOGLEVELS, case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Log records at this level and above.",
+)
+def serve(modules: tuple[str, ...], host: str, port: int, with_worker: int, loglevel: str) -> None:
+    """Serve the management API over HTTP until SIGINT/SIGTERM.
+
+    MODULE (dotted names or path/to/tasks.py): tasks to know by their definitions (a trigger
+    validates their payloads; with --with-worker, executes them). Callers authenticate with
+    `Authorization: Bearer <secret key>` (`runlane keys create`) or a public access token.
+    """
+    import uvicorn
+
+    setup_logging(loglevel.upper())
+    rt = configure()
+    load_modules(list(modules))
+    app = asgi_app(rt, with_worker=with_worker)
+    out = console(stderr=True)
+    out.print(
+        f"[bold]runlane serve[/] on http://{host}:{port} (store {rt.settings.store_url}, "
+        f"environment {rt.environment}); OpenAPI at /api/openapi.json"
+    )
+    if not rt.settings.secret_key and not auth.list_keys():
+        out.print(
+            "[yellow]No secret key yet: every request will be refused (401). Make one with "
+            "`runlane keys create`, or set RUNLANE_SECRET_KEY.[/]"
+        )
+    uvicorn.run(
+        app, host=host, port=port, log_level=loglevel.lower(), lifespan="on", access_log=False
+    )
+
+
+# ---------------------------------------------------------------------- keys
+@click.group()
+def keys() -> None:
+    """Secret keys of the HTTP API (the store keeps only their digests)."""
+
+
+@keys.command("create")
+@click.option("--name", default="", help="A note to tell the key apart (e.g. 'web app').")
+def keys_create(name: str) -> None:
+    """Make a secret key for the environment (--env) and print it, once."""
+    configure()
+    key, row = auth.create_key(name)
+    click.echo(key)
+    console(stderr=True).print(
+        f"[dim]{row.id} ({row.name or 'no name'}): shown once, kept only as a digest. Send it "
+        "as `Authorization: Bearer <key>`, or set RUNLANE_SECRET_KEY.[/]"
+    )
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def keys_list(as_json: bool) -> None:
+    """The environment's keys (never the keys themselves)."""
+    configure(existing=True)
+    rows = auth.list_keys()
+    if as_json:
+        click.echo(json.dumps([_key_json(r) for r in rows], indent=2))
+        return
+    if not rows:
+        console().print("No keys yet: `runlane keys create`.")
+        return
+    table = Table()
+    for column in ("ID", "Name", "Ends with", "Created", "Revoked"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r.id, r.name, "…" + r.hint, _when(r.created_at), _when(r.revoked_at))
+    console().print(table)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key: it (and every public token it signed) authenticates nothing more."""
+    configure(existing=True)
+    if not auth.revoke_key(key_id):
+        raise click.ClickException(
+            f"no key {key_id!r} in environment {runtime.get().environment!r}"
+        )
+    click.echo(f"revoked {key_id}")
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _key_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "name": row.name,
+        "hint": row.hint,
+        "created_at": _when(row.created_at),
+        "revoked_at": _when(row.revoked_at) if row.revoked_at is not None else None,
+    }

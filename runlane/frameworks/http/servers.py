@@ -1,0 +1,172 @@
+"""The neutral API on real servers: an ASGI application (uvicorn: ``runlane serve``) and a
+WSGI application (gunicorn and any WSGI server). Both read the body up to the API's limit
+(a larger one is refused with 413 before it is read whole) and hand the API a ``Request``;
+the ASGI side runs the synchronous API in a worker thread, so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+from runlane.frameworks.http.api import ApiError, HttpApi, Request, Response
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+_DONE = object()
+
+
+class AsgiApp:
+    """``uvicorn.run(AsgiApp(api))``. ``lifespan``: called with "startup" / "shutdown"."""
+
+    def __init__(self, api: HttpApi, lifespan: Callable[[str], None] | None = None) -> None:
+        self.api = api
+        self.lifespan = lifespan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # websockets: none here
+            return
+        try:
+            body = await self._body(scope, receive)
+        except ApiError as error:
+            await self._send(send, error.response())
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request = Request(
+            method=scope["method"],
+            path=scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?")[0],
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            body=body,
+        )
+        response = await asyncio.to_thread(self.api.handle, request)
+        await self._send(send, response)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.api.max_body
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length" and value.isdigit() and int(value) > limit:
+                raise ApiError(413, "too_large", f"the request body is over {limit} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, "too_large", f"the request body is over {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    async def _send(self, send: Send, response: Response) -> None:
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if isinstance(response.body, bytes):
+            await send({"type": "http.response.body", "body": response.body})
+            return
+        chunks = iter(response.body)
+        try:
+            while True:  # each chunk is produced in a thread: a stream may block between them
+                chunk = await asyncio.to_thread(next, chunks, _DONE)
+                if chunk is _DONE:
+                    break
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            kind = message["type"].rsplit(".", 1)[-1]
+            if kind in ("startup", "shutdown"):
+                try:
+                    if self.lifespan is not None:
+                        await asyncio.to_thread(self.lifespan, kind)
+                except Exception as exc:
+                    await send({"type": f"lifespan.{kind}.failed", "message": str(exc)})
+                    return
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+
+
+class WsgiApp:
+    """A WSGI application: ``gunicorn 'module:wsgi_app'``."""
+
+    def __init__(self, api: HttpApi) -> None:
+        self.api = api
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        limit = self.api.max_body
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            response = ApiError(413, "too_large", f"the request body is over {limit} bytes")
+            return self._respond(response.response(), start_response)
+        body = environ["wsgi.input"].read(length) if length else b""
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        path = (
+            raw.split("?")[0]
+            if raw
+            else environ.get("SCRIPT_NAME", "")
+            + environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+        )
+        request = Request(
+            method=environ["REQUEST_METHOD"],
+            path=path,
+            query_string=environ.get("QUERY_STRING", ""),
+            headers=headers,
+            body=body,
+        )
+        return self._respond(self.api.handle(request), start_response)
+
+    @staticmethod
+    def _respond(response: Response, start_response: Callable[..., Any]) -> Iterator[bytes]:
+        reason = _REASONS.get(response.status, "Unknown")
+        start_response(f"{response.status} {reason}", response.headers)
+        if isinstance(response.body, bytes):
+            return iter([response.body])
+        return iter(response.body)
+
+
+_REASONS = {
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    414: "URI Too Long",
+    422: "Unprocessable Entity",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
