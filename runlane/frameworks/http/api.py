@@ -39,7 +39,7 @@ log = logging.getLogger("runlane.http")
 MAX_BODY = 6 * 1024 * 1024  # bytes of a request body (a 5 MB batch and its JSON framing)
 MAX_QUERY = 8 * 1024  # bytes of a query string
 MAX_PATH = 2048  # characters of a path
-_ID = r"[A-Za-z0-9_\-.:@]{1,256}"  # a path parameter: ids, task ids, names (no "/")
+_ID = r"[A-Za-z0-9_\-.:@%+~]{1,512}"  # a path parameter, undecoded (a "/" in it comes as %2F)
 
 
 # ---------------------------------------------------------------------- values
