@@ -41,6 +41,7 @@ __all__ = [
     "revoke_key",
     "same_key",
     "scopes_of",
+    "sign_token",
     "verify_public_token",
 ]
 
@@ -132,18 +133,25 @@ def create_public_token(
         if expiration_time is None
         else parse_duration(expiration_time, "expiration_time")
     )
+    return sign_token(key_digest(key), env, scopes_of(scopes), lifetime, one_time=one_time)
+
+
+def sign_token(
+    digest: str, environment: str, scopes: list[str], lifetime: float, *, one_time: bool = False
+) -> str:
+    """A public token signed with the key whose digest is ``digest`` (what a server signs
+    with: it keeps digests, not keys)."""
     now = int(time.time())
     claims: dict[str, Any] = {
-        "sub": env,
+        "sub": environment,
         "pub": True,
-        "scopes": scopes_of(scopes),
+        "scopes": scopes,
         "iat": now,
         "exp": now + max(1, int(lifetime)),
     }
     if one_time:
         claims["jti"] = uuid.uuid4().hex
         claims["otu"] = True
-    digest = key_digest(key)
     return jwt.encode(
         claims, bytes.fromhex(digest), algorithm=ALGORITHM, headers={"kid": key_id(digest)}
     )

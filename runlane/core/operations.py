@@ -10,6 +10,7 @@ runlane's models or raises runlane's errors (``RunNotFoundError``, ``QueueNotFou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from runlane.core import keys
+from runlane.core import ids, keys
 from runlane.core.clock import to_timestamp
 from runlane.core.durations import parse_iso_datetime, parse_point_in_time
 from runlane.core.limits import Limits
@@ -265,6 +266,37 @@ def update_run_metadata(rt: Runtime, run_id: str, metadata: Mapping[str, Any]) -
     return md
 
 
+def apply_run_metadata(
+    rt: Runtime,
+    run_id: str,
+    ops: Sequence[Mapping[str, Any]],
+    *,
+    parent_ops: Sequence[Mapping[str, Any]] = (),
+    root_ops: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """Apply metadata operations (``metadata.make_op``'s) to a run, and those for its parent
+    and root to them (a run without a parent or root applies them to itself, as in the
+    reference); returns the run's metadata."""
+    run = retrieve_run(rt, run_id)
+    limit = rt.settings.limits.metadata_bytes
+    now = rt.now()
+    targets = [
+        (run.parent_id or run.id, parent_ops),
+        (run.root_id or run.id, root_ops),
+    ]
+    for target, target_ops in targets:
+        if target_ops:
+            rt.store.update_metadata(target, [dict(op) for op in target_ops], now=now, limit=limit)
+    md = (
+        rt.store.update_metadata(run_id, [dict(op) for op in ops], now=now, limit=limit)
+        if ops
+        else run.metadata
+    )
+    if md is None:
+        raise _no_run(rt, run_id)
+    return md
+
+
 def add_run_tags(rt: Runtime, run_id: str, tags: str | Sequence[str]) -> list[str]:
     """Add tags to a run; returns its tags. Tags that would take it past the limit are not
     added (none of them)."""
@@ -292,6 +324,11 @@ def registered_tasks(rt: Runtime, task_ids: Collection[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------- batches
+def retrieve_runs(rt: Runtime, run_ids: Sequence[str]) -> list[Run]:
+    """The runs among ``run_ids`` that exist, in that order (without attempts)."""
+    return rt.store.get_runs(run_ids)
+
+
 def retrieve_batch(rt: Runtime, batch_id: str) -> Batch:
     found = rt.store.get_batch(batch_id)
     if found is None:
@@ -364,3 +401,9 @@ def revoke_key(rt: Runtime, key_id: str) -> bool:
 
 def find_key(rt: Runtime, key_id: str) -> KeyRow | None:
     return rt.store.get_key(key_id)
+
+
+def use_once(rt: Runtime, name: str, ttl: float) -> bool:
+    """True the first time ``name`` is used within ``ttl`` seconds, across every process of
+    the store (a one-time token's id, say); False after."""
+    return rt.store.acquire_lease(f"once:{name}", ids.ulid(), ttl=ttl, now=time.time())

@@ -12,7 +12,6 @@ output are never shown to it.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ class Principal:
     kind: str  # "secret" | "public"
     scopes: frozenset[str] = field(default_factory=frozenset)
     key_id: str | None = None
+    digest: str | None = field(default=None, repr=False)  # of the key: signs run tokens
 
     @property
     def is_secret(self) -> bool:
@@ -74,12 +74,12 @@ class Authenticator:
         if env is None:
             raise ApiError(401, "unauthorized", "invalid secret key", headers=_CHALLENGE)
         if self.env_key is not None and keys.same_key(key, self.env_key):
-            return Principal(env, "secret", key_id="env")
+            return Principal(env, "secret", key_id="env", digest=keys.key_digest(key))
         digest = keys.key_digest(key)
         row = operations.find_key(self.runtime_for(env), keys.key_id(digest))
         if row is None or row.revoked_at is not None or not keys.same_key(row.digest, digest):
             raise ApiError(401, "unauthorized", "invalid secret key", headers=_CHALLENGE)
-        return Principal(env, "secret", key_id=row.id)
+        return Principal(env, "secret", key_id=row.id, digest=row.digest)
 
     def _digest_of(self, env: str, kid: str) -> str | None:
         if self.env_key is not None and keys.environment_of(self.env_key) == env:
@@ -92,8 +92,16 @@ class Authenticator:
         return row.digest
 
     def _public(self, token: str) -> Principal:
+        signer: list[str] = []
+
+        def digest_of(env: str, kid: str) -> str | None:
+            found = self._digest_of(env, kid)
+            if found is not None:
+                signer.append(found)
+            return found
+
         try:
-            claims = keys.verify_public_token(token, self._digest_of)
+            claims = keys.verify_public_token(token, digest_of)
         except keys.TokenError as exc:
             raise ApiError(401, "unauthorized", str(exc), headers=_CHALLENGE) from None
         env = claims["sub"]
@@ -101,11 +109,9 @@ class Authenticator:
             jti = claims.get("jti")
             rt = self.runtime_for(env)
             left = max(1.0, float(claims["exp"]) - time.time())
-            if not isinstance(jti, str) or not rt.store.acquire_lease(
-                f"token:{jti}", uuid.uuid4().hex, ttl=left, now=time.time()
-            ):
+            if not isinstance(jti, str) or not operations.use_once(rt, f"token:{jti}", left):
                 raise ApiError(401, "unauthorized", "this one-time token was used already")
-        return Principal(env, "public", frozenset(claims["scopes"]))
+        return Principal(env, "public", frozenset(claims["scopes"]), key_id=None, digest=signer[0])
 
 
 def run_scopes(run: Run) -> list[str]:
