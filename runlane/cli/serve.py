@@ -7,8 +7,11 @@ store, authenticated by the store's secret keys (``runlane keys create``) and th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -89,9 +92,31 @@ def serve(modules: tuple[str, ...], host: str, port: int, with_worker: int, logl
             "[yellow]No secret key yet: every request will be refused (401). Make one with "
             "`runlane keys create`, or set RUNLANE_SECRET_KEY.[/]"
         )
-    uvicorn.run(
+    config = uvicorn.Config(
         app, host=host, port=port, log_level=loglevel.lower(), lifespan="on", access_log=False
     )
+    _quiet_exit_server(config).run()
+    out.print("runlane serve stopped.")
+
+
+def _quiet_exit_server(config: Any) -> Any:
+    """uvicorn's server, stopping gracefully on SIGINT/SIGTERM and then returning (uvicorn's
+    own raises the signal again once it has shut down, so the process would end killed by it
+    instead of with status 0)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            handled = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
 
 
 # ---------------------------------------------------------------------- keys

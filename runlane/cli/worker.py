@@ -15,6 +15,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +243,36 @@ def worker(
 
 
 # ---------------------------------------------------------------------- dev
+def _serve_api(rt: runtime.Runtime, port: int) -> Callable[[], None] | None:
+    """The management API on 127.0.0.1:``port`` in a thread of ``runlane dev``; returns what
+    stops it (None when the port cannot be had: dev goes on without it, saying so)."""
+    import uvicorn
+
+    from runlane.cli.serve import asgi_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(asgi_app(rt), host="127.0.0.1", port=port, log_level="warning")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, name="runlane-dev-api", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        server.should_exit = True
+        log.warning(
+            "the API could not listen on 127.0.0.1:%d; runlane dev goes on without it", port
+        )
+        return None
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return stop
+
+
 def dev_child(
     modules: list[str],
     store: str | None,
@@ -249,16 +281,22 @@ def dev_child(
     queues: list[str] | None,
     cwd: str,
     loglevel: str = "INFO",
+    api_port: int = 0,
 ) -> None:
     """The child process of ``runlane dev`` (spawned afresh on every reload)."""
     os.chdir(cwd)
     sys.dont_write_bytecode = True  # a quick edit must never be shadowed by a stale .pyc
     setup_logging(loglevel)
+    stop_api = None
     try:
-        runlane.configure(store=store, environment=environment)
+        rt = runlane.configure(store=store, environment=environment)
         load_modules(modules)
         w = runlane.Worker(concurrency=concurrency, queues=queues)
         extra = {"Reload": "on changes to " + ", ".join(modules)}
+        if api_port:
+            stop_api = _serve_api(rt, api_port)
+            if stop_api is not None:
+                extra["API"] = f"http://127.0.0.1:{api_port} (runlane keys create: a key)"
         serve_worker(
             w, _banner("runlane dev", w, extra), restore_signals=False, force_on_second_sigint=False
         )
@@ -272,6 +310,9 @@ def dev_child(
         console(stderr=True).print(f"[red]Error:[/] {exc}")
         console(stderr=True).print("[yellow]Waiting for a change to reload...[/]")
         sys.exit(1)
+    finally:
+        if stop_api is not None:
+            stop_api()
 
 
 class _QuietStop(logging.Filter):
@@ -294,9 +335,19 @@ class _QuietStop(logging.Filter):
     help="Runs executed at once.",
 )
 @click.option("--queues", metavar="A,B", help="Only run these queues (comma separated).")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8030,
+    show_default=True,
+    help="Serve the management API on 127.0.0.1:PORT too (0: not at all).",
+)
 @_loglevel_option
-def dev(modules: tuple[str, ...], concurrency: int, queues: str | None, loglevel: str) -> None:
-    """Run the tasks of MODULE on the embedded default; reload when their files change."""
+def dev(
+    modules: tuple[str, ...], concurrency: int, queues: str | None, port: int, loglevel: str
+) -> None:
+    """Run the tasks of MODULE on the embedded default, and serve the management API; reload
+    when their files change."""
     import watchfiles
 
     for name in ("watchfiles.main", "watchfiles.run"):
@@ -323,6 +374,7 @@ def dev(modules: tuple[str, ...], concurrency: int, queues: str | None, loglevel
             names,
             os.getcwd(),
             loglevel.upper(),
+            port,
         ),
         target_type="function",
         callback=on_change,
