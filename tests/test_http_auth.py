@@ -166,3 +166,29 @@ def test_bodies_and_paths(server: Server, rt: Runtime) -> None:
         assert c.get("/healthz").json() == {"ok": True}
         doc = c.get("/api/openapi.json").json()
     assert doc["openapi"].startswith("3.") and "/api/v1/queues" in doc["paths"]
+
+
+def test_tokens_the_node_sdk_signs_with_the_key_itself(rt: Runtime) -> None:
+    """The Trigger.dev Node SDK signs tokens with the secret key itself (no kid) and adds iss
+    and aud: accepted when the server holds that key (RUNLANE_SECRET_KEY), not otherwise."""
+    env_key = "rl_dev_" + "n" * 40
+    now = int(time.time())
+    claims = {
+        "sub": "dev", "pub": True, "scopes": ["read:runs"], "iat": now, "exp": now + 60,
+        "iss": "https://id.trigger.dev", "aud": "https://api.trigger.dev",
+    }  # fmt: skip
+    token = jwt.encode(claims, env_key.encode(), algorithm="HS256")
+    other = jwt.encode(claims, ("rl_dev_" + "o" * 40).encode(), algorithm="HS256")
+    rt.settings.secret_key = env_key
+
+    @runlane.task(id="read-me")
+    def read_me(payload: Any) -> Any:
+        return payload
+
+    run_id = read_me.trigger({"n": 1}).id
+    with serving(rt, env_key) as s:
+        with s.client(key=token) as c:
+            r = c.get(f"/api/v1/runs/{run_id}/metadata")
+            assert r.status_code == 200, r.text
+        with s.client(key=other) as c:
+            assert c.get(f"/api/v1/runs/{run_id}/metadata").status_code == 401

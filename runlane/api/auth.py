@@ -175,9 +175,14 @@ def create_trigger_public_token(
     )
 
 
-def verify_public_token(token: str, digest_of: Any) -> dict[str, Any]:
+def verify_public_token(token: str, digest_of: Any, raw_key_of: Any = None) -> dict[str, Any]:
     """The claims of a valid public token, or ``TokenError``. ``digest_of(environment,
-    key_id)`` gives the digest of the key that signed it (None: unknown or revoked key)."""
+    key_id)`` gives the digest of the key that signed it (None: unknown or revoked key).
+
+    A token with no ``kid`` was signed with a secret key itself (the Trigger.dev Node SDK
+    signs its own that way): it verifies only against a key the server holds in full,
+    ``raw_key_of(environment)`` (the one in ``RUNLANE_SECRET_KEY``); the store keeps only
+    digests, which cannot check such a signature."""
     try:
         header = jwt.get_unverified_header(token)
         unverified = jwt.decode(token, options={"verify_signature": False})
@@ -187,17 +192,24 @@ def verify_public_token(token: str, digest_of: Any) -> dict[str, Any]:
         raise TokenError(f"a public token is signed with {ALGORITHM}, not {header.get('alg')!r}")
     env = unverified.get("sub")
     kid = header.get("kid")
-    if env not in ENVIRONMENTS or not isinstance(kid, str):
-        raise TokenError("the token names no environment or key")
-    digest = digest_of(env, kid)
-    if digest is None:
+    if env not in ENVIRONMENTS:
+        raise TokenError("the token names no environment")
+    secret: bytes | None = None
+    if isinstance(kid, str):
+        digest = digest_of(env, kid)
+        secret = bytes.fromhex(digest) if digest is not None else None
+    elif kid is None and raw_key_of is not None:
+        raw = raw_key_of(env)
+        secret = raw.encode() if raw else None
+    if secret is None:
         raise TokenError("the key that signed this token is unknown or revoked")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            bytes.fromhex(digest),
+            secret,
             algorithms=[ALGORITHM],
-            options={"require": ["exp", "iat", "sub"]},
+            # the Node SDK adds iss and aud; what a token may do is in its scopes
+            options={"require": ["exp", "iat", "sub"], "verify_aud": False, "verify_iss": False},
         )
     except jwt.ExpiredSignatureError:
         raise TokenError("the token has expired") from None

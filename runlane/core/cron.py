@@ -4,8 +4,9 @@ Five fields (minute, hour, day of month, month, day of week) with names, ranges,
 lists, ``L`` (the last day) in the day of month and ``nL`` (the last weekday n of the month) in
 the day of week, evaluated in an IANA time zone and correct across daylight-saving changes: a
 02:30 job fires once on the spring-forward day (at 03:00, when 02:30 does not exist), and a
-01:30 job once on the fall-back day (at the first 01:30, when 01:00-01:59 happens twice). Parsing and iteration are cronsim's; descriptions
-are cron-descriptor's; zones are zoneinfo's, with the tzdata package as their database.
+01:30 job once on the fall-back day (at the first 01:30, when 01:00-01:59 happens twice).
+Parsing and iteration are cronsim's; descriptions are cron-descriptor's; zones are zoneinfo's,
+with the tzdata package as their database.
 """
 
 from __future__ import annotations

@@ -100,8 +100,14 @@ class Authenticator:
                 signer.append(found)
             return found
 
+        def raw_key_of(env: str) -> str | None:
+            if self.env_key is not None and keys.environment_of(self.env_key) == env:
+                signer.append(keys.key_digest(self.env_key))
+                return self.env_key
+            return None
+
         try:
-            claims = keys.verify_public_token(token, digest_of)
+            claims = keys.verify_public_token(token, digest_of, raw_key_of)
         except keys.TokenError as exc:
             raise ApiError(401, "unauthorized", str(exc), headers=_CHALLENGE) from None
         env = claims["sub"]
