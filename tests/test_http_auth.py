@@ -192,3 +192,28 @@ def test_tokens_the_node_sdk_signs_with_the_key_itself(rt: Runtime) -> None:
             assert r.status_code == 200, r.text
         with s.client(key=other) as c:
             assert c.get(f"/api/v1/runs/{run_id}/metadata").status_code == 401
+
+
+def test_a_key_with_a_rate_limit_gets_429_with_retry_after(rt: Runtime) -> None:
+    key, _ = operations.create_key(rt, "limited", rate_limit=3)
+    token = auth.create_public_token(scopes=["read:all"], secret_key=key)
+    with serving(rt, key) as s:
+        minute = time.time() // 60
+        with s.client() as c:
+            codes = [c.get("/api/v1/queues").status_code for _ in range(3)]
+            refused = c.get("/api/v1/queues")
+        in_one_minute = time.time() // 60 == minute
+        with s.client(key=token) as c:  # its tokens count against the key
+            by_token = c.get("/api/v1/runs/run_x/metadata")
+        other, _ = operations.create_key(rt, "unlimited")
+        with s.client(key=other) as c:
+            free = [c.get("/api/v1/queues").status_code for _ in range(5)]
+    assert codes == [200, 200, 200]
+    if in_one_minute:  # (across a minute boundary the count starts again)
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert by_token.status_code == 429
+    assert free == [200] * 5
+    with pytest.raises(runlane.errors.InvalidOptionError):
+        operations.create_key(rt, "bad", rate_limit=0)

@@ -64,10 +64,10 @@ key_id = keys.key_id
 same_key = keys.same_key
 
 
-def create_key(name: str = "") -> tuple[str, KeyRow]:
+def create_key(name: str = "", *, rate_limit: int | None = None) -> tuple[str, KeyRow]:
     """A new secret key for the configured environment: the key itself, shown once and never
-    stored, and its record."""
-    return operations.create_key(runtime.get(), name)
+    stored, and its record. ``rate_limit``: requests a minute the HTTP API takes from it."""
+    return operations.create_key(runtime.get(), name, rate_limit=rate_limit)
 
 
 def list_keys() -> list[KeyRow]:

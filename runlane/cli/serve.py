@@ -127,10 +127,17 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", default="", help="A note to tell the key apart (e.g. 'web app').")
-def keys_create(name: str) -> None:
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Requests a minute the API takes from this key and its tokens (429 past it).",
+)
+def keys_create(name: str, rate_limit: int | None) -> None:
     """Make a secret key for the environment (--env) and print it, once."""
     configure()
-    key, row = auth.create_key(name)
+    key, row = auth.create_key(name, rate_limit=rate_limit)
     click.echo(key)
     console(stderr=True).print(
         f"[dim]{row.id} ({row.name or 'no name'}): shown once, kept only as a digest. Send it "
@@ -151,10 +158,11 @@ def keys_list(as_json: bool) -> None:
         console().print("No keys yet: `runlane keys create`.")
         return
     table = Table()
-    for column in ("ID", "Name", "Ends with", "Created", "Revoked"):
+    for column in ("ID", "Name", "Ends with", "Requests/min", "Created", "Revoked"):
         table.add_column(column)
     for r in rows:
-        table.add_row(r.id, r.name, "…" + r.hint, _when(r.created_at), _when(r.revoked_at))
+        limit = str(r.rate_limit) if r.rate_limit else "-"
+        table.add_row(r.id, r.name, "…" + r.hint, limit, _when(r.created_at), _when(r.revoked_at))
     console().print(table)
 
 
@@ -181,6 +189,7 @@ def _key_json(row: Any) -> dict[str, Any]:
         "id": row.id,
         "name": row.name,
         "hint": row.hint,
+        "rate_limit": row.rate_limit,
         "created_at": _when(row.created_at),
         "revoked_at": _when(row.revoked_at) if row.revoked_at is not None else None,
     }

@@ -378,14 +378,19 @@ def resume_queue(rt: Runtime, name: str, concurrency_key: str | None = None) -> 
 
 
 # ---------------------------------------------------------------------- secret keys
-def create_key(rt: Runtime, name: str = "") -> tuple[str, KeyRow]:
+def create_key(rt: Runtime, name: str = "", *, rate_limit: int | None = None) -> tuple[str, KeyRow]:
     """A new secret key for the runtime's environment: the key itself (shown once, never
-    stored) and its record (the store keeps its digest)."""
+    stored) and its record (the store keeps its digest). ``rate_limit``: requests a minute
+    the HTTP API takes from it (and from the public tokens it signs)."""
     if not isinstance(name, str) or len(name) > 64:
         raise InvalidOptionError("name", name, "must be a string of at most 64 characters")
+    if rate_limit is not None and (
+        isinstance(rate_limit, bool) or not isinstance(rate_limit, int) or rate_limit < 1
+    ):
+        raise InvalidOptionError("rate_limit", rate_limit, "must be a positive integer")
     key = keys.new_key(rt.environment)
     digest = keys.key_digest(key)
-    row = KeyRow(keys.key_id(digest), digest, name, rt.now(), key[-4:])
+    row = KeyRow(keys.key_id(digest), digest, name, rt.now(), key[-4:], rate_limit=rate_limit)
     rt.store.save_key(row)
     return key, row
 
@@ -401,6 +406,18 @@ def revoke_key(rt: Runtime, key_id: str) -> bool:
 
 def find_key(rt: Runtime, key_id: str) -> KeyRow | None:
     return rt.store.get_key(key_id)
+
+
+RATE_WINDOW = 60.0  # seconds of a key's rate-limit window
+
+
+def count_request(rt: Runtime, key_id: str) -> tuple[int, float]:
+    """Count a request of a key: (requests in the current minute, this one included, and
+    seconds until the minute ends). Real time: a fake clock does not move rate limits."""
+    now = time.time()
+    start = now - now % RATE_WINDOW
+    count = rt.store.count_request(key_id, window_start=start, window=RATE_WINDOW)
+    return count, start + RATE_WINDOW - now
 
 
 def use_once(rt: Runtime, name: str, ttl: float) -> bool:

@@ -297,6 +297,12 @@ class Keys(Protocol):
         """Mark a key revoked (it authenticates nothing from then on); False if unknown."""
         ...
 
+    def count_request(self, key_id: str, *, window_start: float, window: float) -> int:
+        """Count one request of a key in the fixed window that starts at ``window_start``
+        (``window`` seconds long) and return the window's count so far, this one included;
+        counts of past windows are forgotten."""
+        ...
+
 
 @runtime_checkable
 class Store(Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Keys, Protocol):

@@ -290,3 +290,4 @@ class KeyRow:
     created_at: float
     hint: str
     revoked_at: float | None = None
+    rate_limit: int | None = None  # requests a minute it may make (None: no limit)

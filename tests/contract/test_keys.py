@@ -27,3 +27,13 @@ def test_keys_are_saved_listed_and_revoked(store: Any, clock: runlane.FakeClock)
     assert not store.revoke_key("key_missing", now=clock.now())
     assert store.get_key("key_missing") is None
     assert store.get_key("key_a").revoked_at is None
+
+
+def test_requests_are_counted_by_window(store: Any) -> None:
+    assert [store.count_request("key_a", window_start=600.0, window=60.0) for _ in range(3)] == [
+        1,
+        2,
+        3,
+    ]
+    assert store.count_request("key_b", window_start=600.0, window=60.0) == 1  # its own count
+    assert store.count_request("key_a", window_start=660.0, window=60.0) == 1  # a new window

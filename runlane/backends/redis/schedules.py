@@ -138,7 +138,10 @@ class RedisKeys:
 
     @_translate
     def save_key(self, row: KeyRow) -> None:
-        fields = {k: repr(v) if isinstance(v, float) else v for k, v in vars(row).items()}
+        fields = {
+            k: repr(v) if isinstance(v, float) else str(v) if isinstance(v, int) else v
+            for k, v in vars(row).items()
+        }
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(self._k(f"apikey:{row.id}"))
         pipe.hset(
@@ -161,6 +164,15 @@ class RedisKeys:
         return [_key_of(h) for h in pipe.execute() if h]
 
     @_translate
+    def count_request(self, key_id: str, *, window_start: float, window: float) -> int:
+        name = self._k(f"hits:{key_id}:{int(window_start)}")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.incr(name)
+        pipe.expire(name, max(1, int(window * 2)))  # past windows are forgotten
+        count, _ = pipe.execute()
+        return int(count)
+
+    @_translate
     def revoke_key(self, key_id: str, *, now: float) -> bool:
         name = self._k(f"apikey:{key_id}")
         if not self.client.exists(name):  # (keys are revoked, never deleted)
@@ -171,6 +183,7 @@ class RedisKeys:
 
 def _key_of(h: dict[str, str]) -> KeyRow:
     revoked = h.get("revoked_at")
+    limit = h.get("rate_limit")
     return KeyRow(
         id=h["id"],
         digest=h["digest"],
@@ -178,4 +191,5 @@ def _key_of(h: dict[str, str]) -> KeyRow:
         created_at=float(h["created_at"]),
         hint=h["hint"],
         revoked_at=float(revoked) if revoked is not None else None,
+        rate_limit=int(limit) if limit is not None else None,
     )

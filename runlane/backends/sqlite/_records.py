@@ -177,7 +177,7 @@ class _Keys(_Base):
     def save_key(self, row: KeyRow) -> None:
         with self.db.write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO rl_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO rl_keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.environment,
                     row.id,
@@ -186,6 +186,7 @@ class _Keys(_Base):
                     row.created_at,
                     row.hint,
                     row.revoked_at,
+                    row.rate_limit,
                 ),
             )
 
@@ -193,7 +194,7 @@ class _Keys(_Base):
     def get_key(self, key_id: str) -> KeyRow | None:
         with self.db.read() as conn:
             r = conn.execute(
-                "SELECT id, digest, name, created_at, hint, revoked_at FROM rl_keys "
+                "SELECT id, digest, name, created_at, hint, revoked_at, rate_limit FROM rl_keys "
                 "WHERE env=? AND id=?",
                 (self.environment, key_id),
             ).fetchone()
@@ -203,7 +204,7 @@ class _Keys(_Base):
     def list_keys(self) -> list[KeyRow]:
         with self.db.read() as conn:
             rows = conn.execute(
-                "SELECT id, digest, name, created_at, hint, revoked_at FROM rl_keys "
+                "SELECT id, digest, name, created_at, hint, revoked_at, rate_limit FROM rl_keys "
                 "WHERE env=? ORDER BY created_at, id",
                 (self.environment,),
             ).fetchall()
@@ -218,4 +219,18 @@ class _Keys(_Base):
                     (now, self.environment, key_id),
                 ).rowcount
                 == 1
+            )
+
+    @_translate
+    def count_request(self, key_id: str, *, window_start: float, window: float) -> int:
+        # one row a key: the current window's count (a new window starts it again at 1)
+        with self.db.write() as conn:
+            return int(
+                conn.execute(
+                    "INSERT INTO rl_key_hits VALUES (?, ?, ?, 1) ON CONFLICT (env, key_id) "
+                    "DO UPDATE SET count = CASE WHEN window_start = excluded.window_start "
+                    "THEN count + 1 ELSE 1 END, window_start = excluded.window_start "
+                    "RETURNING count",
+                    (self.environment, key_id, window_start),
+                ).fetchone()[0]
             )

@@ -196,6 +196,11 @@ CREATE INDEX IF NOT EXISTS rl_schedules_task ON rl_schedules (env, task, created
 
 CREATE TABLE IF NOT EXISTS rl_keys (
     env TEXT NOT NULL, id TEXT NOT NULL, digest TEXT NOT NULL, name TEXT NOT NULL,
-    created_at REAL NOT NULL, hint TEXT NOT NULL, revoked_at REAL,
+    created_at REAL NOT NULL, hint TEXT NOT NULL, revoked_at REAL, rate_limit INTEGER,
     PRIMARY KEY (env, id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rl_key_hits (
+    env TEXT NOT NULL, key_id TEXT NOT NULL, window_start REAL NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (env, key_id)
 ) WITHOUT ROWID;

@@ -11,6 +11,7 @@ output are never shown to it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     key_id: str | None = None
     digest: str | None = field(default=None, repr=False)  # of the key: signs run tokens
+    rate_limit: int | None = None  # the key's requests a minute (None: no limit)
 
     @property
     def is_secret(self) -> bool:
@@ -61,13 +63,31 @@ class Authenticator:
                 headers=_CHALLENGE,
             )  # fmt: skip
         if credential.startswith("rl_"):
-            return self._secret(credential)
-        principal = self._public(credential)
-        if route.auth == "secret":
-            raise ApiError(403, "forbidden", "this route needs a secret key, not a public token")
-        if route.scope is not None and not principal.allows(route.scope(request)):
-            raise ApiError(403, "forbidden", "the token's scopes do not allow this")
+            principal = self._secret(credential)
+        else:
+            principal = self._public(credential)
+            if route.auth == "secret":
+                raise ApiError(
+                    403, "forbidden", "this route needs a secret key, not a public token"
+                )
+            if route.scope is not None and not principal.allows(route.scope(request)):
+                raise ApiError(403, "forbidden", "the token's scopes do not allow this")
+        self._limit(principal)
         return principal
+
+    def _limit(self, principal: Principal) -> None:
+        """429 with Retry-After once a key (with its tokens) made its requests of the minute."""
+        if principal.rate_limit is None or principal.key_id is None:
+            return
+        rt = self.runtime_for(principal.environment)
+        count, left = operations.count_request(rt, principal.key_id)
+        if count > principal.rate_limit:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"this key may make {principal.rate_limit} requests a minute",
+                headers=[("retry-after", str(max(1, math.ceil(left))))],
+            )
 
     def _secret(self, key: str) -> Principal:
         env = keys.environment_of(key)
@@ -79,30 +99,26 @@ class Authenticator:
         row = operations.find_key(self.runtime_for(env), keys.key_id(digest))
         if row is None or row.revoked_at is not None or not keys.same_key(row.digest, digest):
             raise ApiError(401, "unauthorized", "invalid secret key", headers=_CHALLENGE)
-        return Principal(env, "secret", key_id=row.id, digest=row.digest)
-
-    def _digest_of(self, env: str, kid: str) -> str | None:
-        if self.env_key is not None and keys.environment_of(self.env_key) == env:
-            own = keys.key_digest(self.env_key)
-            if keys.same_key(keys.key_id(own), kid):
-                return own
-        row = operations.find_key(self.runtime_for(env), kid)
-        if row is None or row.revoked_at is not None:
-            return None
-        return row.digest
+        return Principal(env, "secret", key_id=row.id, digest=row.digest, rate_limit=row.rate_limit)
 
     def _public(self, token: str) -> Principal:
-        signer: list[str] = []
+        signer: list[tuple[str, str, int | None]] = []  # (digest, key id, rate limit)
 
         def digest_of(env: str, kid: str) -> str | None:
-            found = self._digest_of(env, kid)
-            if found is not None:
-                signer.append(found)
-            return found
+            if self.env_key is not None and keys.environment_of(self.env_key) == env:
+                own = keys.key_digest(self.env_key)
+                if keys.same_key(keys.key_id(own), kid):
+                    signer.append((own, "env", None))
+                    return own
+            row = operations.find_key(self.runtime_for(env), kid)
+            if row is None or row.revoked_at is not None:
+                return None
+            signer.append((row.digest, row.id, row.rate_limit))
+            return row.digest
 
         def raw_key_of(env: str) -> str | None:
             if self.env_key is not None and keys.environment_of(self.env_key) == env:
-                signer.append(keys.key_digest(self.env_key))
+                signer.append((keys.key_digest(self.env_key), "env", None))
                 return self.env_key
             return None
 
@@ -117,7 +133,8 @@ class Authenticator:
             left = max(1.0, float(claims["exp"]) - time.time())
             if not isinstance(jti, str) or not operations.use_once(rt, f"token:{jti}", left):
                 raise ApiError(401, "unauthorized", "this one-time token was used already")
-        return Principal(env, "public", frozenset(claims["scopes"]), key_id=None, digest=signer[0])
+        digest, key_id, rate_limit = signer[0]
+        return Principal(env, "public", frozenset(claims["scopes"]), key_id, digest, rate_limit)
 
 
 def run_scopes(run: Run) -> list[str]:
