@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from runlane.core import keys, operations, runtime
+from runlane.core import keys, runtime
 from runlane.core.durations import parse_duration
 from runlane.core.options import ENVIRONMENTS
 from runlane.core.types import KeyRow
@@ -67,15 +67,15 @@ same_key = keys.same_key
 def create_key(name: str = "", *, rate_limit: int | None = None) -> tuple[str, KeyRow]:
     """A new secret key for the configured environment: the key itself, shown once and never
     stored, and its record. ``rate_limit``: requests a minute the HTTP API takes from it."""
-    return operations.create_key(runtime.get(), name, rate_limit=rate_limit)
+    return runtime.get().ops.create_key(name, rate_limit=rate_limit)
 
 
 def list_keys() -> list[KeyRow]:
-    return operations.list_keys(runtime.get())
+    return runtime.get().ops.list_keys()
 
 
 def revoke_key(key_id_: str) -> bool:
-    return operations.revoke_key(runtime.get(), key_id_)
+    return runtime.get().ops.revoke_key(key_id_)
 
 
 # ---------------------------------------------------------------------- public tokens

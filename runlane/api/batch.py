@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from runlane.api._common import batch_id_of
-from runlane.core import operations, runtime
+from runlane.core import runtime
 from runlane.core.aio import aio
 from runlane.core.handles import BatchHandle
 from runlane.core.models import Batch, BatchResult, TaskRunResult
@@ -87,7 +87,7 @@ def _wait(items: list[tuple[str, Mapping[str, Any], Task[Any] | None]], what: st
 
 
 def retrieve(batch: str | BatchHandle) -> Batch:
-    return operations.retrieve_batch(runtime.get(), batch_id_of(batch))
+    return runtime.get().ops.retrieve_batch(batch_id_of(batch))
 
 
 aio_trigger = aio(trigger)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from runlane.core import operations, runtime
+from runlane.core import runtime
 from runlane.core.aio import aio
 from runlane.core.models import QueueInfo
 from runlane.core.operations import QueueNotFoundError
@@ -34,21 +34,21 @@ def pause(
 ) -> QueueInfo:
     """Hold dispatch of queue ``name`` (or of one ``concurrency_key`` in it), until resumed or
     until ``until`` (a datetime, ISO date or duration)."""
-    return operations.pause_queue(runtime.get(), name, concurrency_key, until)
+    return runtime.get().ops.pause_queue(name, concurrency_key, until)
 
 
 def resume(name: str, concurrency_key: str | None = None) -> QueueInfo:
     """Dispatch again from a paused queue (or key)."""
-    return operations.resume_queue(runtime.get(), name, concurrency_key)
+    return runtime.get().ops.resume_queue(name, concurrency_key)
 
 
 def list() -> _list[QueueInfo]:
     """Every queue of the environment with its limits, running and queued counts."""
-    return operations.list_queues(runtime.get())
+    return runtime.get().ops.list_queues()
 
 
 def retrieve(name: str) -> QueueInfo:
-    return operations.retrieve_queue(runtime.get(), name)
+    return runtime.get().ops.retrieve_queue(name)
 
 
 aio_pause = aio(pause)

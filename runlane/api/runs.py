@@ -45,7 +45,7 @@ _list = list
 
 def retrieve(run: str | RunHandle | Run) -> Run:
     """The run with its attempts, payload, output and error."""
-    return operations.retrieve_run(runtime.get(), run_id_of(run))
+    return runtime.get().ops.retrieve_run(run_id_of(run))
 
 
 def poll(
@@ -67,28 +67,28 @@ async def aio_poll(
 
 def cancel(run: str | RunHandle | Run) -> Run:
     """Cancel a run. A finished run is left as it is."""
-    return operations.cancel_run(runtime.get(), run_id_of(run))
+    return runtime.get().ops.cancel_run(run_id_of(run))
 
 
 def replay(run: str | RunHandle | Run) -> RunHandle:
     """A new run of the same task with the same payload (and tags, metadata, queue)."""
-    return operations.replay_run(runtime.get(), run_id_of(run))
+    return runtime.get().ops.replay_run(run_id_of(run))
 
 
 def reschedule(run: str | RunHandle | Run, delay: Any) -> Run:
     """Move a DELAYED run to a new time (``delay`` as in trigger)."""
-    return operations.reschedule_run(runtime.get(), run_id_of(run), delay)
+    return runtime.get().ops.reschedule_run(run_id_of(run), delay)
 
 
 def update_metadata(run: str | RunHandle | Run, metadata: dict[str, Any]) -> dict[str, Any]:
     """Replace a run's metadata."""
-    return operations.update_run_metadata(runtime.get(), run_id_of(run), metadata)
+    return runtime.get().ops.update_run_metadata(run_id_of(run), metadata)
 
 
 def logs(run: str | RunHandle | Run, *, after: int = 0, limit: int = 1000) -> list[LogEntry]:
     """The run's log (logger calls, spans, captured prints) in order; ``after`` is the
     ``seq`` of the last entry already read."""
-    return operations.run_logs(runtime.get(), run_id_of(run), after=after, limit=limit)
+    return runtime.get().ops.run_logs(run_id_of(run), after=after, limit=limit)
 
 
 class RunPage:
@@ -132,7 +132,7 @@ class RunPage:
 
 
 def _fetch(query: RunQuery) -> RunPage:
-    page = operations.list_runs(runtime.get(), query)
+    page = runtime.get().ops.list_runs(query)
     return RunPage(query, page.data, page.next_cursor)
 
 
@@ -171,12 +171,12 @@ def list(
 def bulk_cancel(*, limit: int = 1000, **filters: Any) -> operations.BulkResult:
     """Cancel every run matching ``filters`` (those of :func:`list`; at most ``limit``);
     finished runs are left as they are. ``.ids``: the runs canceled."""
-    return operations.bulk_cancel_runs(runtime.get(), _query(filters), limit=limit)
+    return runtime.get().ops.bulk_cancel_runs(_query(filters), limit=limit)
 
 
 def bulk_replay(*, limit: int = 1000, **filters: Any) -> operations.BulkResult:
     """Replay every run matching ``filters`` (at most ``limit``). ``.ids``: the new runs."""
-    return operations.bulk_replay_runs(runtime.get(), _query(filters), limit=limit)
+    return runtime.get().ops.bulk_replay_runs(_query(filters), limit=limit)
 
 
 _FILTERS = frozenset(

@@ -74,8 +74,7 @@ def create(
 ) -> Schedule:
     """A new schedule of a scheduled task (UTC unless ``timezone``, an IANA name). With a
     ``deduplication_key`` another schedule has, that schedule is updated and returned."""
-    return _ops.create_schedule(
-        runtime.get(),
+    return runtime.get().ops.create_schedule(
         task=_task_id(task),
         cron_expression=cron,
         timezone=timezone,
@@ -85,7 +84,7 @@ def create(
 
 
 def retrieve(schedule_id: str) -> Schedule:
-    return _ops.retrieve_schedule(runtime.get(), schedule_id)
+    return runtime.get().ops.retrieve_schedule(schedule_id)
 
 
 def update(
@@ -99,8 +98,7 @@ def update(
 ) -> Schedule:
     """Change an IMPERATIVE schedule; what is not given stays (``external_id=None`` clears
     it). A DECLARATIVE schedule changes with its task's code only."""
-    return _ops.update_schedule(
-        runtime.get(),
+    return runtime.get().ops.update_schedule(
         schedule_id,
         task=_task_id(task) if task is not None else None,
         cron_expression=cron,
@@ -112,17 +110,17 @@ def update(
 
 def activate(schedule_id: str) -> Schedule:
     """Fire again from the next tick on."""
-    return _ops.set_schedule_active(runtime.get(), schedule_id, True)
+    return runtime.get().ops.set_schedule_active(schedule_id, True)
 
 
 def deactivate(schedule_id: str) -> Schedule:
     """Stop firing (the schedule is kept)."""
-    return _ops.set_schedule_active(runtime.get(), schedule_id, False)
+    return runtime.get().ops.set_schedule_active(schedule_id, False)
 
 
 def delete(schedule_id: str) -> Schedule:
     """Delete an IMPERATIVE schedule; returns it as it was. Its runs stay."""
-    return _ops.delete_schedule(runtime.get(), schedule_id)
+    return runtime.get().ops.delete_schedule(schedule_id)
 
 
 def timezones() -> _list[str]:
@@ -174,7 +172,7 @@ class SchedulePage:
 
 
 def _fetch(task: Sequence[str] | None, limit: int, after: str | None) -> SchedulePage:
-    found = _ops.list_schedules(runtime.get(), task=task, limit=limit, after=after)
+    found = runtime.get().ops.list_schedules(task=task, limit=limit, after=after)
     return SchedulePage(task, limit, found.data, found.next_cursor)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from runlane.core import context, operations
+from runlane.core import context
 from runlane.core.aio import aio
 from runlane.core.limits import Limits
 from runlane.core.options import normalize_tags
@@ -36,7 +36,7 @@ def add(tags: str | Sequence[str]) -> list[str]:
             limits.tags_per_run,
         )
         return list(current)
-    result = operations.add_run_tags(rt, active.run_id, fresh)
+    result = rt.ops.add_run_tags(active.run_id, fresh)
     active.tags = list(result)
     return list(result)
 

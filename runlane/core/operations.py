@@ -11,14 +11,14 @@ runlane's models or raises runlane's errors (``RunNotFoundError``, ``QueueNotFou
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from runlane.core import ids, keys
+from runlane.core import ids, keys, schedules
 from runlane.core.clock import to_timestamp
 from runlane.core.durations import parse_iso_datetime, parse_point_in_time
 from runlane.core.limits import Limits
@@ -424,3 +424,60 @@ def use_once(rt: Runtime, name: str, ttl: float) -> bool:
     """True the first time ``name`` is used within ``ttl`` seconds, across every process of
     the store (a one-time token's id, say); False after."""
     return rt.store.acquire_lease(f"once:{name}", ids.ulid(), ttl=ttl, now=time.time())
+
+
+# ---------------------------------------------------------------------- bound to a runtime
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _bound(verb: Callable[Concatenate[Runtime, P], R]) -> Callable[Concatenate[Any, P], R]:
+    """``verb(rt, ...)`` as a method of :class:`LocalOperations`: ``ops.verb(...)``."""
+
+    def method(self: LocalOperations, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return verb(self.rt, *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = verb.__name__
+    method.__doc__ = verb.__doc__
+    return method
+
+
+class LocalOperations:
+    """The management verbs of this module and of ``schedules`` bound to one runtime: what
+    ``Runtime.ops`` holds, so the public API calls ``runtime.get().ops.retrieve_run(run_id)``
+    and never knows whether the verbs run here or, in remote mode (``runlane.sdk``), on a
+    runlane server. Same names and arguments as the functions, minus the runtime."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    retrieve_run = _bound(retrieve_run)
+    list_runs = _bound(list_runs)
+    cancel_run = _bound(cancel_run)
+    bulk_cancel_runs = _bound(bulk_cancel_runs)
+    bulk_replay_runs = _bound(bulk_replay_runs)
+    replay_run = _bound(replay_run)
+    reschedule_run = _bound(reschedule_run)
+    update_run_metadata = _bound(update_run_metadata)
+    apply_run_metadata = _bound(apply_run_metadata)
+    add_run_tags = _bound(add_run_tags)
+    run_logs = _bound(run_logs)
+    registered_tasks = _bound(registered_tasks)
+    retrieve_runs = _bound(retrieve_runs)
+    retrieve_batch = _bound(retrieve_batch)
+    list_queues = _bound(list_queues)
+    retrieve_queue = _bound(retrieve_queue)
+    pause_queue = _bound(pause_queue)
+    resume_queue = _bound(resume_queue)
+    create_key = _bound(create_key)
+    list_keys = _bound(list_keys)
+    revoke_key = _bound(revoke_key)
+    find_key = _bound(find_key)
+    count_request = _bound(count_request)
+    use_once = _bound(use_once)
+    create_schedule = _bound(schedules.create_schedule)
+    retrieve_schedule = _bound(schedules.retrieve_schedule)
+    list_schedules = _bound(schedules.list_schedules)
+    update_schedule = _bound(schedules.update_schedule)
+    set_schedule_active = _bound(schedules.set_schedule_active)
+    delete_schedule = _bound(schedules.delete_schedule)

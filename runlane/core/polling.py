@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import Generator
 
-from runlane.core import current, operations
+from runlane.core import current
 from runlane.core.aio import run_sync
 from runlane.core.models import Run
 from runlane.errors import InvalidOptionError, RunTimeoutError
@@ -60,7 +60,7 @@ def poll(run_id: str, timeout: float | None = None, poll_interval_ms: int = 1000
         while True:
             if pause:
                 time.sleep(pause)
-            pause = looks.send(operations.retrieve_run(current.get(), run_id))
+            pause = looks.send(current.get().ops.retrieve_run(run_id))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
@@ -73,6 +73,6 @@ async def aio_poll(run_id: str, timeout: float | None = None, poll_interval_ms: 
         while True:
             if pause:
                 await asyncio.sleep(pause)
-            pause = looks.send(await run_sync(operations.retrieve_run, current.get(), run_id))
+            pause = looks.send(await run_sync(current.get().ops.retrieve_run, run_id))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -16,6 +16,7 @@ from runlane.core.clock import Clock, SystemClock
 from runlane.core.current import get, install, peek, set_default_factory
 from runlane.core.engine import Engine
 from runlane.core.limits import DEFAULT_LIMITS, Limits
+from runlane.core.operations import LocalOperations
 from runlane.core.options import RetryOptions
 from runlane.core.registry import Registry, registry
 from runlane.core.store import Store
@@ -44,6 +45,7 @@ class Settings:
     # seconds a worker keeps a finished attempt's result while the store is unavailable
     result_retry_timeout: float = 600.0
     store_url: str | None = None
+    api_url: str | None = None  # remote mode (RUNLANE_API_URL): the runlane server called
     broker_name: str | None = None
     secret_key: str | None = None
     # the release of the code this process runs (RUNLANE_VERSION): a worker never changes a
@@ -67,6 +69,9 @@ class Runtime:
         self.clock: Clock = clock or SystemClock()
         self.registry = tasks or registry
         self.engine: Engine = Engine(self)
+        # the management verbs (retrieve, list, cancel, ... schedules): what the public API
+        # calls; in remote mode (runlane.sdk) they are requests to a runlane server
+        self.ops: LocalOperations = LocalOperations(self)
         self.closed = False
 
     @property
