@@ -64,6 +64,12 @@ class Authenticator:
             )  # fmt: skip
         if credential.startswith("rl_"):
             principal = self._secret(credential)
+        elif credential.count(".") != 2:  # neither a key nor a JWT
+            raise ApiError(
+                401, "unauthorized",
+                "not a runlane secret key (rl_<environment>_...) nor a public access token",
+                headers=_CHALLENGE,
+            )  # fmt: skip
         else:
             principal = self._public(credential)
             if route.auth == "secret":
