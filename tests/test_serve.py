@@ -104,3 +104,25 @@ def test_runlane_dev_serves_the_api(tmp_path: Path) -> None:
         assert stop(proc, log) == 0, log.read_text()
     finally:
         cleanup(proc)
+
+
+def test_runlane_serve_with_several_processes(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text(TASKS)
+    store = f"sqlite:///{tmp_path}/multi.db"
+    key = _key(store, tmp_path)
+    port = free_port()
+    log = tmp_path / "serve.log"
+    proc = start(
+        ["--store", store, "serve", "tasks.py", "--port", str(port), "--workers", "2",
+         "--with-worker", "1"],
+        tmp_path,
+        log,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(url), timeout=90, message=f"runlane serve\n{log.read_text()}")
+        _completes(url, key)
+    finally:
+        stop(proc, log)
+        cleanup(proc)
+    assert "Traceback" not in log.read_text()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -62,6 +63,13 @@ def asgi_app(rt: runtime.Runtime, *, with_worker: int = 0) -> AsgiApp:
     help="Also execute runs in this process, N at a time (0: the API only).",
 )
 @click.option(
+    "--workers",
+    default=1,
+    type=click.IntRange(1, 64),
+    show_default=True,
+    help="Server processes answering requests (uvicorn's workers).",
+)
+@click.option(
     "-l",
     "--loglevel",
     type=click.Choice(LOGLEVELS, case_sensitive=False),
@@ -69,7 +77,9 @@ def asgi_app(rt: runtime.Runtime, *, with_worker: int = 0) -> AsgiApp:
     show_default=True,
     help="Log records at this level and above.",
 )
-def serve(modules: tuple[str, ...], host: str, port: int, with_worker: int, loglevel: str) -> None:
+def serve(
+    modules: tuple[str, ...], host: str, port: int, with_worker: int, workers: int, loglevel: str
+) -> None:
     """Serve the management API over HTTP until SIGINT/SIGTERM.
 
     MODULE (dotted names or path/to/tasks.py): tasks to know by their definitions (a trigger
@@ -81,7 +91,7 @@ def serve(modules: tuple[str, ...], host: str, port: int, with_worker: int, logl
     setup_logging(loglevel.upper())
     rt = configure()
     load_modules(list(modules))
-    app = asgi_app(rt, with_worker=with_worker)
+    app = asgi_app(rt, with_worker=with_worker) if workers == 1 else None
     out = console(stderr=True)
     out.print(
         f"[bold]runlane serve[/] on http://{host}:{port} (store {rt.settings.store_url}, "
@@ -92,11 +102,35 @@ def serve(modules: tuple[str, ...], host: str, port: int, with_worker: int, logl
             "[yellow]No secret key yet: every request will be refused (401). Make one with "
             "`runlane keys create`, or set RUNLANE_SECRET_KEY.[/]"
         )
+    if workers > 1:
+        # each process builds its own runtime from what this one was given
+        os.environ.update(
+            RUNLANE_SERVE_MODULES=json.dumps(list(modules)),
+            RUNLANE_SERVE_WITH_WORKER=str(with_worker),
+            RUNLANE_STORE_URL=rt.settings.store_url or "",
+            RUNLANE_ENV=rt.environment,
+        )
+        rt.close()
+        uvicorn.run(
+            "runlane.cli.serve:app_from_environment",
+            factory=True, host=host, port=port, workers=workers, log_level=loglevel.lower(),
+            lifespan="on", access_log=False,
+        )  # fmt: skip
+        out.print("runlane serve stopped.")
+        return
     config = uvicorn.Config(
         app, host=host, port=port, log_level=loglevel.lower(), lifespan="on", access_log=False
     )
     _quiet_exit_server(config).run()
     out.print("runlane serve stopped.")
+
+
+def app_from_environment() -> AsgiApp:
+    """The ASGI application of one of ``runlane serve --workers N``'s processes, configured
+    from the environment the parent set (RUNLANE_STORE_URL, RUNLANE_ENV, the modules)."""
+    rt = runlane.configure()
+    load_modules(json.loads(os.environ.get("RUNLANE_SERVE_MODULES") or "[]"))
+    return asgi_app(rt, with_worker=int(os.environ.get("RUNLANE_SERVE_WITH_WORKER") or 0))
 
 
 def _quiet_exit_server(config: Any) -> Any:
