@@ -217,3 +217,20 @@ def test_a_key_with_a_rate_limit_gets_429_with_retry_after(rt: Runtime) -> None:
     assert free == [200] * 5
     with pytest.raises(runlane.errors.InvalidOptionError):
         operations.create_key(rt, "bad", rate_limit=0)
+
+
+def test_a_handle_carries_a_token_that_reads_its_run(rt: Runtime) -> None:
+    @runlane.task(id="handled")
+    def handled(payload: Any) -> Any:
+        return payload
+
+    assert handled.trigger(1).public_access_token is None  # no secret key configured
+    key, _ = operations.create_key(rt, "handles")
+    rt.settings.secret_key = key
+    mine, other = handled.trigger({"n": 1}), handled.trigger({"n": 2})
+    assert mine.public_access_token is not None
+    with serving(rt, key) as s:
+        with s.client(key=mine.public_access_token) as c:
+            seen = c.get(f"/api/v3/runs/{mine.id}")
+            assert seen.status_code == 200 and "payload" not in seen.json()
+            assert c.get(f"/api/v3/runs/{other.id}").status_code == 404  # not its run

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runlane.core import context, ids, jsonvalue, schedules, tracing
+from runlane.core import context, ids, jsonvalue, keys, schedules, tracing
 from runlane.core.handles import BatchHandle, RunHandle
 from runlane.core.metadata import check_size, make_op
 from runlane.core.models import Run, RunStatus
@@ -298,7 +298,13 @@ class Engine:
             self._register_local([new])
             created, _, _ = self._create_recorded([new], now, None, "trigger")
         c = created[0]
-        return RunHandle(id=c.run_id, task_identifier=task_id, is_cached=c.cached)
+        return RunHandle(
+            id=c.run_id,
+            task_identifier=task_id,
+            is_cached=c.cached,
+            # with a secret key configured: a token that reads this run, for a browser
+            public_access_token=keys.run_token(self.rt.settings.secret_key, c.run_id),
+        )
 
     def _create_recorded(
         self, news: list[NewRun], now: float, batch_id: str | None, kind: str

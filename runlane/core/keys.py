@@ -1,5 +1,6 @@
 """Secret keys of the HTTP API: their form (``rl_<environment>_<40 letters and digits>``), the
-SHA-256 digest a store keeps instead of them, and the id derived from that digest."""
+SHA-256 digest a store keeps instead of them, the id derived from that digest, and the public
+access tokens signed with it (HS256 over the digest; ``kid`` names the key)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import hmac
 import re
 import secrets
 import string
+import time
+import uuid
+from typing import Any
+
+import jwt
 
 from runlane.core.options import ENVIRONMENTS
 
@@ -39,3 +45,36 @@ def key_id(digest: str) -> str:
 def same_key(a: str, b: str) -> bool:
     """Constant-time comparison of two secrets (or digests)."""
     return hmac.compare_digest(a.encode(), b.encode())
+
+
+ALGORITHM = "HS256"  # the only algorithm a public token may use (never "none", never RS*)
+RUN_TOKEN_LIFETIME = 3600.0  # seconds the token a trigger hands back reads its run
+
+
+def sign_token(
+    digest: str, environment: str, scopes: list[str], lifetime: float, *, one_time: bool = False
+) -> str:
+    """A public token signed with the key whose digest is ``digest`` (what a server signs
+    with: it keeps digests, not keys)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": environment,
+        "pub": True,
+        "scopes": scopes,
+        "iat": now,
+        "exp": now + max(1, int(lifetime)),
+    }
+    if one_time:
+        claims["jti"] = uuid.uuid4().hex
+        claims["otu"] = True
+    return jwt.encode(
+        claims, bytes.fromhex(digest), algorithm=ALGORITHM, headers={"kid": key_id(digest)}
+    )
+
+
+def run_token(secret_key: str | None, run_id: str) -> str | None:
+    """A token that reads one run, signed with ``secret_key`` (None without a key)."""
+    env = environment_of(secret_key)
+    if secret_key is None or env is None:
+        return None
+    return sign_token(key_digest(secret_key), env, [f"read:runs:{run_id}"], RUN_TOKEN_LIFETIME)
