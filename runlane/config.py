@@ -107,6 +107,8 @@ def _seconds(value: Any, option: str, least: float, most: float | None = None) -
 
 def build_runtime(
     *,
+    api_url: str | None = None,
+    request_options: Mapping[str, Any] | None = None,
     store: str | Store | None = None,
     broker: str | Broker | None = None,
     environment: str | None = None,
@@ -128,11 +130,55 @@ def build_runtime(
 ) -> Runtime:
     """Build a runtime from these options (the ``RUNLANE_*`` environment fills in what is not
     given) without installing it: ``configure()`` installs one; an HTTP server builds one per
-    environment it serves."""
+    environment it serves.
+
+    ``api_url`` (or ``RUNLANE_API_URL``, unless a store or broker is given): remote mode, every
+    call a request to the runlane server there, authenticated with ``secret_key``
+    (``RUNLANE_SECRET_KEY``); ``request_options={"retry": {...}, "timeout": ...}`` tunes its
+    requests. The other options are the server's and its workers' settings."""
     unknown = set(hooks) - set(HOOK_NAMES)
     if unknown:
         name = sorted(unknown)[0]
         raise InvalidOptionError(name, hooks[name], "unknown configure() option")
+    if api_url is None and store is None and broker is None:
+        api_url = os.environ.get("RUNLANE_API_URL") or None
+    if api_url is not None:
+        local_only = {
+            "store": store,
+            "broker": broker,
+            "concurrency_limit": concurrency_limit,
+            "retries": retries,
+            "max_duration": None if max_duration is UNSET else max_duration,
+            "machine": machine,
+            "limits": limits,
+            "version": version,
+            "metadata_flush_interval": metadata_flush_interval,
+            "engine_interval": engine_interval,
+            "wait_in_place": wait_in_place,
+            "lease_timeout": lease_timeout,
+            "store_retry_timeout": store_retry_timeout,
+            "retention": None if retention is UNSET else retention,
+            **hooks,
+        }
+        given = sorted(name for name, value in local_only.items() if value is not None)
+        if given:
+            raise ConfigurationError(
+                f"configure(api_url=...) sends every call to a runlane server: {given[0]}= is a "
+                "setting of that server and its workers, not of this process"
+            )
+        from runlane.sdk import remote_runtime
+
+        return remote_runtime(
+            api_url,
+            secret_key or os.environ.get("RUNLANE_SECRET_KEY"),
+            environment=environment or os.environ.get("RUNLANE_ENV") or None,
+            clock=clock,
+            request_options=request_options,
+        )
+    if request_options is not None:
+        raise ConfigurationError(
+            "request_options tunes the requests of remote mode: give api_url (RUNLANE_API_URL)"
+        )
     env = environment or os.environ.get("RUNLANE_ENV") or "dev"
     if env not in ENVIRONMENTS:
         raise InvalidOptionError("environment", env, f"must be one of {ENVIRONMENTS}")

@@ -4,6 +4,7 @@ One root, so ``except RunlaneError`` catches everything runlane raises on purpos
 
     RunlaneError
     ├── ConfigurationError          bad configure() / environment settings
+    ├── AuthenticationError         remote mode: the server refused the secret key (401/403)
     ├── InvalidOptionError          (also ValueError) a trigger option or argument is invalid
     │   ├── PayloadError            payload/output/metadata not JSON or over a size limit
     │   └── LimitExceededError      a documented limit (tags, batch size, metadata size) exceeded
@@ -36,6 +37,11 @@ class RunlaneError(Exception):
 
 class ConfigurationError(RunlaneError):
     pass
+
+
+class AuthenticationError(RunlaneError):
+    """Remote mode: the runlane server refused this process's secret key (HTTP 401: unknown,
+    revoked or malformed; 403: not allowed here, e.g. another environment)."""
 
 
 class InvalidOptionError(RunlaneError, ValueError):
