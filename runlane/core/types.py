@@ -260,6 +260,25 @@ class ScheduleRow:
     generation: str | None = None
 
 
+# a schedule's stored fields, in this order: the SQLite columns and the Redis hash fields (the
+# Lua of save_schedule and due_schedules gets the list from here: scripts.py)
+SCHEDULE_FIELDS: tuple[str, ...] = (
+    "id",
+    "task",
+    "cron",
+    "timezone",
+    "type",
+    "active",
+    "created_at",
+    "updated_at",
+    "next_at",
+    "external_id",
+    "deduplication_key",
+    "last_at",
+    "generation",
+)
+
+
 @dataclass(frozen=True)
 class ScheduleFire:
     """A tick to fire with ``create_runs``: the schedule must still be active with

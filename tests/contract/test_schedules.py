@@ -170,3 +170,14 @@ def test_many_ticks_in_one_call_skip_only_those_fired(store: Any, clock: runlane
     assert {store.get_schedule(s).next_at for s in ("sched_1", "sched_2", "sched_3")} == {
         tick + MINUTE
     }
+
+
+def test_a_schedules_fields_are_declared_once() -> None:
+    """Both stores (and the Redis Lua, through scripts.py) take the list from SCHEDULE_FIELDS:
+    it must name every field of ScheduleRow."""
+    import dataclasses
+
+    from runlane.core.types import SCHEDULE_FIELDS
+
+    assert set(SCHEDULE_FIELDS) == {f.name for f in dataclasses.fields(ScheduleRow)}
+    assert len(SCHEDULE_FIELDS) == len(set(SCHEDULE_FIELDS))

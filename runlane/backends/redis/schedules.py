@@ -14,24 +14,7 @@ from typing import Any
 import redis
 
 from runlane.backends.redis.reads import _enc, _translate
-from runlane.core.types import KeyRow, ScheduleQuery, ScheduleRow
-
-# a schedule's hash fields, in the order due_schedules.lua replies with them
-FIELDS = (
-    "id",
-    "task",
-    "cron",
-    "timezone",
-    "type",
-    "active",
-    "created_at",
-    "updated_at",
-    "next_at",
-    "external_id",
-    "deduplication_key",
-    "last_at",
-    "generation",
-)
+from runlane.core.types import SCHEDULE_FIELDS, KeyRow, ScheduleQuery, ScheduleRow
 
 
 def schedule_of(h: dict[str, str]) -> ScheduleRow:
@@ -122,7 +105,9 @@ class RedisSchedules:
         # read without a reply per hash
         due = self._call("due_schedules", now=now, limit=limit) or []
         return [
-            schedule_of({k: v for k, v in zip(FIELDS, values, strict=True) if v is not None})
+            schedule_of(
+                {k: v for k, v in zip(SCHEDULE_FIELDS, values, strict=True) if v is not None}
+            )
             for values in due
         ]
 

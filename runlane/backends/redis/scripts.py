@@ -10,7 +10,8 @@ The Lua is written as plain files, put together here without reading them:
   function (no arguments: it reads the call's state) and, for a command that takes plain
   arguments, their parser. ``COMMANDS`` lists each with the parts it uses besides ``core``.
   ``create_runs`` is preceded by the lists of the run fields it copies as given
-  (``GIVEN_VALUES``, ``GIVEN_FLAGS``), written here from ``runlane.core.types.GIVEN_FIELDS``.
+  (``GIVEN_VALUES``, ``GIVEN_FLAGS``), written here from ``runlane.core.types.GIVEN_FIELDS``;
+  the schedule commands by ``SCHEDULE_FIELDS``, likewise.
 
 Two forms are built from them:
 
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from runlane.core.types import GIVEN_FIELDS
+from runlane.core.types import GIVEN_FIELDS, SCHEDULE_FIELDS
 
 # The library's parts in load order, each with the parts it uses besides core.
 PARTS: dict[str, tuple[str, ...]] = {
@@ -171,8 +172,18 @@ def given_fields_lua() -> str:
     )
 
 
+def schedule_fields_lua() -> str:
+    """The Lua list of a schedule's stored fields (runlane.core.types.SCHEDULE_FIELDS)."""
+    names = ", ".join(f'"{name}"' for name in SCHEDULE_FIELDS)
+    return f"-- a schedule's stored fields (SCHEDULE_FIELDS)\nlocal SCHEDULE_FIELDS = {{{names}}}\n"
+
+
 # Lua that precedes a command's file, written here
-PREAMBLES = {"create_runs": given_fields_lua()}
+PREAMBLES = {
+    "create_runs": given_fields_lua(),
+    "save_schedule": schedule_fields_lua(),
+    "due_schedules": schedule_fields_lua(),
+}
 
 
 SCRIPTS, PROGRAM, LIBRARY = build(

@@ -5,23 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 from runlane.backends.sqlite._base import _Base, _translate
-from runlane.core.types import ScheduleFire, ScheduleQuery, ScheduleRow
+from runlane.core.types import SCHEDULE_FIELDS, ScheduleFire, ScheduleQuery, ScheduleRow
 
-COLUMNS = (
-    "id",
-    "task",
-    "cron",
-    "timezone",
-    "type",
-    "active",
-    "created_at",
-    "updated_at",
-    "next_at",
-    "external_id",
-    "deduplication_key",
-    "last_at",
-    "generation",
-)
+COLUMNS = SCHEDULE_FIELDS
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM rl_schedules"
 _INSERT = (
     f"INSERT OR REPLACE INTO rl_schedules (env, {', '.join(COLUMNS)}) "

@@ -4,9 +4,6 @@
 -- generation) replaces nothing a later generation wrote, and keeps the stored next tick when
 -- its declaration is unchanged. Reply: [written ("1"/"0"), the stored hash as a flat list].
 
-local FIELDS = {"id", "task", "cron", "timezone", "type", "active", "created_at", "updated_at",
-                "next_at", "external_id", "deduplication_key", "last_at", "generation"}
-
 local function schedule_key(id) return key("sch:" .. id) end
 
 local function stored_schedule(id)
@@ -28,7 +25,7 @@ local function save_schedule()
   end
   local id = stored_id or row.id
   local fresh = {}
-  for _, name in ipairs(FIELDS) do fresh[name] = given(row[name]) end
+  for _, name in ipairs(SCHEDULE_FIELDS) do fresh[name] = given(row[name]) end
   fresh.active = row.active and "1" or "0"
   if stored_id then
     local stored = stored_schedule(stored_id)
@@ -49,7 +46,7 @@ local function save_schedule()
     redis.call("DEL", schedule_key(id))
   end
   local fields = {}
-  for _, name in ipairs(FIELDS) do
+  for _, name in ipairs(SCHEDULE_FIELDS) do
     local v = fresh[name]
     if v then
       fields[#fields + 1] = name
