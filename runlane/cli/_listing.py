@@ -1,10 +1,12 @@
-"""The table of ``runlane runs list``, fitted to the terminal: run ids and statuses are always
-whole; the other columns shrink (with an ellipsis) or are left out, the least useful first."""
+"""Listing tables fitted to the terminal (``runlane runs list``, ``runlane schedules list``): the
+required columns (ids, statuses) are always whole; the others shrink (with an ellipsis) or are
+left out, the least useful first."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from rich import box
 from rich.table import Table
@@ -14,20 +16,21 @@ from runlane.cli._common import duration_text, status_text, when
 from runlane.core.models import Run
 
 GAP = 3  # between two columns: a space of padding on each side of an (invisible) rule
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Column:
+class Column(Generic[T]):
     header: str
-    cell: Callable[[Run], str | Text]
+    cell: Callable[[T], str | Text]
     shrink_to: int | None = None  # None: shown whole or not at all
     justify: str = "left"
 
 
-ID = Column("ID", lambda r: r.id)
-STATUS = Column("Status", lambda r: status_text(r.status))
+ID: Column[Run] = Column("ID", lambda r: r.id)
+STATUS: Column[Run] = Column("Status", lambda r: status_text(r.status))
 # the order columns appear in
-COLUMNS = [
+COLUMNS: list[Column[Run]] = [
     ID,
     Column("Task", lambda r: r.task_identifier, shrink_to=12),
     STATUS,
@@ -45,15 +48,21 @@ def _width(value: str | Text) -> int:
     return value.cell_len if isinstance(value, Text) else Text(value).cell_len
 
 
-def fit(runs: list[Run], width: int) -> tuple[list[Column], dict[str, int]] | None:
-    """The columns to show and their widths within ``width``; None when even the id and the
-    status do not fit."""
-    cells = {c.header: [c.cell(r) for r in runs] for c in COLUMNS}
+def fit(
+    rows: Sequence[Any],
+    width: int,
+    columns: Sequence[Column[Any]],
+    priority: Sequence[str],
+    required: Collection[str],
+) -> tuple[list[Column[Any]], dict[str, int]] | None:
+    """The columns to show and their widths within ``width``: given room in ``priority``
+    order; None when a ``required`` one does not fit."""
+    cells = {c.header: [c.cell(r) for r in rows] for c in columns}
     natural = {h: max([len(h), *(_width(v) for v in values)]) for h, values in cells.items()}
-    by_header = {c.header: c for c in COLUMNS}
+    by_header = {c.header: c for c in columns}
     widths: dict[str, int] = {}
     used = -GAP
-    for header in PRIORITY:
+    for header in priority:
         column = by_header[header]
         least = natural[header]
         if column.shrink_to is not None:
@@ -61,25 +70,31 @@ def fit(runs: list[Run], width: int) -> tuple[list[Column], dict[str, int]] | No
         if used + GAP + least <= width:
             widths[header] = least
             used += GAP + least
-        elif header in ("ID", "Status"):
+        elif header in required:
             return None
     spare = width - used
-    for header in PRIORITY:  # the room left, to the shrunk columns in priority order
+    for header in priority:  # the room left, to the shrunk columns in priority order
         if header in widths and spare > 0:
             grow = min(spare, natural[header] - widths[header])
             widths[header] += grow
             spare -= grow
-    return [c for c in COLUMNS if c.header in widths], widths
+    return [c for c in columns if c.header in widths], widths
 
 
-def runs_table(runs: list[Run], width: int) -> Table | None:
-    """The table of ``runs`` for a terminal ``width`` columns wide (None: too narrow)."""
-    fitted = fit(runs, width)
+def fitted_table(
+    rows: Sequence[Any],
+    width: int,
+    columns: Sequence[Column[Any]],
+    priority: Sequence[str],
+    required: Collection[str],
+) -> Table | None:
+    """The table of ``rows`` for a terminal ``width`` columns wide (None: too narrow)."""
+    fitted = fit(rows, width, columns, priority, required)
     if fitted is None:
         return None
-    columns, widths = fitted
+    shown, widths = fitted
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    for column in columns:
+    for column in shown:
         table.add_column(
             column.header,
             width=widths[column.header],
@@ -87,6 +102,11 @@ def runs_table(runs: list[Run], width: int) -> Table | None:
             overflow="ellipsis",
             justify=column.justify,  # type: ignore[arg-type]
         )
-    for run in runs:
-        table.add_row(*(column.cell(run) for column in columns))
+    for row in rows:
+        table.add_row(*(column.cell(row) for column in shown))
     return table
+
+
+def runs_table(runs: list[Run], width: int) -> Table | None:
+    """The table of ``runs list`` (ids and statuses always whole)."""
+    return fitted_table(runs, width, COLUMNS, PRIORITY, ("ID", "Status"))

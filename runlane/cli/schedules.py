@@ -4,8 +4,6 @@ schedules management API (``runlane.core.schedules``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from runlane.cli._common import configure, console, plural, when
+from runlane.cli._listing import Column, fitted_table
 from runlane.core import cron
 from runlane.core import schedules as ops
 from runlane.core.options import UNSET
@@ -78,23 +77,16 @@ def _summary(schedule: Schedule) -> str:
     )
 
 
-@dataclass(frozen=True)
-class _Column:
-    header: str
-    cell: Callable[[Schedule], str | Text]
-    shrink_to: int | None = None  # None: shown whole or not at all
-
-
-_COLUMNS = [  # the order columns appear in
-    _Column("ID", lambda s: s.id),
-    _Column("Task", lambda s: s.task, shrink_to=12),
-    _Column("Cron", lambda s: s.cron, shrink_to=9),
-    _Column("Description", lambda s: s.description, shrink_to=12),
-    _Column("Timezone", lambda s: s.timezone, shrink_to=8),
-    _Column("Next run", _next_text),
-    _Column("Last run", lambda s: when(s.last_run)),
-    _Column("Active", _active_text),
-    _Column("Type", lambda s: s.type.value),
+_COLUMNS: list[Column[Schedule]] = [  # the order columns appear in
+    Column("ID", lambda s: s.id),
+    Column("Task", lambda s: s.task, shrink_to=12),
+    Column("Cron", lambda s: s.cron, shrink_to=9),
+    Column("Description", lambda s: s.description, shrink_to=12),
+    Column("Timezone", lambda s: s.timezone, shrink_to=8),
+    Column("Next run", _next_text),
+    Column("Last run", lambda s: when(s.last_run)),
+    Column("Active", _active_text),
+    Column("Type", lambda s: s.type.value),
 ]
 # the order columns are given room in: the first always
 _PRIORITY = [
@@ -108,47 +100,12 @@ _PRIORITY = [
     "Last run",
     "Description",
 ]
-_GAP = 3  # between two columns (as in `runlane runs list`)
-
-
-def _cell_width(value: str | Text) -> int:
-    return value.cell_len if isinstance(value, Text) else Text(value).cell_len
 
 
 def _table(found: list[Schedule], width: int) -> Table | None:
-    """The table of ``found`` within ``width`` columns, as ``runs list`` fits its own: ids
-    whole; the other columns shrink (with an ellipsis) or are left out, the least useful
-    first. None when even the ids do not fit."""
-    cells = {c.header: [c.cell(s) for s in found] for c in _COLUMNS}
-    natural = {h: max([len(h), *(_cell_width(v) for v in vs)]) for h, vs in cells.items()}
-    by_header = {c.header: c for c in _COLUMNS}
-    widths: dict[str, int] = {}
-    used = -_GAP
-    for header in _PRIORITY:
-        column = by_header[header]
-        least = natural[header]
-        if column.shrink_to is not None:
-            least = min(least, column.shrink_to)
-        if used + _GAP + least <= width:
-            widths[header] = least
-            used += _GAP + least
-        elif header == "ID":
-            return None
-    spare = width - used
-    for header in _PRIORITY:  # the room left, to the shrunk columns in priority order
-        if header in widths and spare > 0:
-            grow = min(spare, natural[header] - widths[header])
-            widths[header] += grow
-            spare -= grow
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    shown = [c for c in _COLUMNS if c.header in widths]
-    for column in shown:
-        table.add_column(
-            column.header, width=widths[column.header], no_wrap=True, overflow="ellipsis"
-        )
-    for i in range(len(found)):
-        table.add_row(*(cells[column.header][i] for column in shown))
-    return table
+    """The table of ``found`` within ``width`` columns, fitted as ``runs list`` fits its own
+    (ids whole). None when even the ids do not fit."""
+    return fitted_table(found, width, _COLUMNS, _PRIORITY, ("ID",))
 
 
 def _tick_text(dt: datetime) -> str:
