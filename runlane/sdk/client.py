@@ -13,7 +13,7 @@ idempotency key is what makes a trigger safe to send twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -183,7 +183,7 @@ class Client:
         method: str,
         path: str,
         *,
-        params: Sequence[tuple[str, str]] | Mapping[str, str] | None = None,
+        params: Any = None,  # a list of (name, value) pairs (a name repeated), or a dict
         body: Any = None,
         kind: str | None = None,
         safe: bool | None = None,
@@ -196,9 +196,7 @@ class Client:
         while True:
             attempt += 1
             try:
-                response = self._http.request(
-                    method, path, params=params, json=body if body is not None else None
-                )
+                response = self._http.request(method, path, params=params, json=body)
             except httpx.TransportError as exc:
                 if isinstance(exc, _NOT_SENT) or repeatable:
                     delay = self._delay(attempt, None)

@@ -52,6 +52,8 @@ from runlane.sdk.wire import BASE
 if TYPE_CHECKING:
     import httpx
 
+    from runlane.core.broker import Broker
+    from runlane.core.store import Store
     from runlane.core.task import Task
 
 
@@ -104,12 +106,12 @@ class RemoteRuntime(Runtime):
     def __repr__(self) -> str:
         return f"<RemoteRuntime {self.settings.api_url} environment={self.environment!r}>"
 
-    @property  # type: ignore[override]
-    def store(self) -> NoReturn:
+    @property
+    def store(self) -> Store:  # type: ignore[override]  # read-only: there is none to set
         refuse(self, "has no store")
 
-    @property  # type: ignore[override]
-    def broker(self) -> NoReturn:
+    @property
+    def broker(self) -> Broker:  # type: ignore[override]
         refuse(self, "has no broker")
 
     def with_token(self, handle: RunHandle) -> RunHandle:

@@ -128,7 +128,7 @@ def batch_trigger(request: Request) -> Any:
     rt = request.rt
     raw = body.get("items")
     if not isinstance(raw, list):
-        return _dump(rt.engine.batch_trigger(raw))  # which says what is wrong with it
+        return _dump(rt.engine.batch_trigger(raw))  # type: ignore[arg-type]  # it says why
     items: list[Any] = []
     for item in raw:
         if not isinstance(item, dict):  # the engine names what is wrong with it
@@ -271,7 +271,8 @@ def apply_metadata(request: Request) -> Any:
 def add_tags(request: Request) -> Any:
     """Add ``{"tags": [...]}`` to a run; its tags."""
     body = _only(request.json_object(), {"tags"})
-    return {"tags": operations.add_run_tags(request.rt, request.params["run_id"], body.get("tags"))}
+    tags = body.get("tags") or []
+    return {"tags": operations.add_run_tags(request.rt, request.params["run_id"], tags)}
 
 
 @route("GET", "/batches/{batch_id}", name="runlaneRetrieveBatch", auth="public")
