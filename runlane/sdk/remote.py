@@ -33,6 +33,7 @@ from runlane.core.operations import MAX_LOG_PAGE, BulkResult, LocalOperations, R
 from runlane.core.options import (
     ENVIRONMENTS,
     UNSET,
+    RetryOptions,
     check_items,
     parse_retry,
     parse_trigger_options,
@@ -134,7 +135,7 @@ def refuse(rt: Runtime, what: str) -> NoReturn:
     )
 
 
-def _request_options(options: Mapping[str, Any] | None) -> tuple[Any, float]:
+def _request_options(options: Mapping[str, Any] | None) -> tuple[RetryOptions, float]:
     """``request_options={"retry": {...}, "timeout": "30s"}`` (the reference's
     ``requestOptions``): the retry of every request (``max_attempts``, ``factor``,
     ``min_timeout_in_ms``, ``max_timeout_in_ms``, ``randomize``) and its timeout."""
