@@ -229,8 +229,7 @@ def test_a_handle_carries_a_token_that_reads_its_run(rt: Runtime) -> None:
     rt.settings.secret_key = key
     mine, other = handled.trigger({"n": 1}), handled.trigger({"n": 2})
     assert mine.public_access_token is not None
-    with serving(rt, key) as s:
-        with s.client(key=mine.public_access_token) as c:
-            seen = c.get(f"/api/v3/runs/{mine.id}")
-            assert seen.status_code == 200 and "payload" not in seen.json()
-            assert c.get(f"/api/v3/runs/{other.id}").status_code == 404  # not its run
+    with serving(rt, key) as s, s.client(key=mine.public_access_token) as c:
+        seen = c.get(f"/api/v3/runs/{mine.id}")
+        assert seen.status_code == 200 and "payload" not in seen.json()
+        assert c.get(f"/api/v3/runs/{other.id}").status_code == 404  # not its run

@@ -39,7 +39,7 @@ def asgi_app(rt: runtime.Runtime, *, with_worker: int = 0) -> AsgiApp:
     def lifespan(event: str) -> None:
         nonlocal worker
         if event == "startup" and with_worker:
-            worker = runlane.Worker(concurrency=with_worker)
+            worker = runlane.Worker(concurrency=with_worker, runtime_=rt)
             worker.start()
         elif event == "shutdown":
             if worker is not None:
@@ -89,6 +89,11 @@ def serve(
     import uvicorn
 
     setup_logging(loglevel.upper())
+    if os.environ.get("RUNLANE_API_URL"):
+        raise click.UsageError(
+            "RUNLANE_API_URL is set: this process is a client of another runlane server "
+            "(remote mode). Unset it to serve a store."
+        )
     rt = configure()
     load_modules(list(modules))
     app = asgi_app(rt, with_worker=with_worker) if workers == 1 else None
