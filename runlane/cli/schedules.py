@@ -154,7 +154,7 @@ def list_schedules(task_ids: tuple[str, ...], limit: int, show_all: bool, as_jso
     cursor: str | None = None
     while True:  # page by page; cursor: where the next page starts (None: no more)
         size = ops.MAX_PAGE if show_all else min(limit - len(found), ops.MAX_PAGE)
-        page = ops.list_schedules(rt, task=list(task_ids) or None, limit=size, after=cursor)
+        page = rt.ops.list_schedules(task=list(task_ids) or None, limit=size, after=cursor)
         found.extend(page.data)
         cursor = page.next_cursor
         if cursor is None or (not show_all and len(found) >= limit):
@@ -188,7 +188,7 @@ def list_schedules(task_ids: tuple[str, ...], limit: int, show_all: bool, as_jso
 def show(schedule_id: str, as_json: bool) -> None:
     """Show every field of a schedule and its next ticks, in its time zone and in UTC."""
     rt = configure(existing=True)
-    schedule = ops.retrieve_schedule(rt, schedule_id)
+    schedule = rt.ops.retrieve_schedule(schedule_id)
     upcoming = _upcoming(schedule, rt.now())
     if as_json:
         data = schedule.model_dump(mode="json")
@@ -250,8 +250,7 @@ def create(
     --deduplication-key, the schedule that already has that key is updated instead.
     """
     rt = configure(existing=True)
-    schedule = ops.create_schedule(
-        rt,
+    schedule = rt.ops.create_schedule(
         task=task,
         cron_expression=cron_expression,
         timezone=timezone,
@@ -294,8 +293,7 @@ def update(
             "--deduplication-key"
         )
     rt = configure(existing=True)
-    schedule = ops.update_schedule(
-        rt,
+    schedule = rt.ops.update_schedule(
         schedule_id,
         task=task,
         cron_expression=cron_expression,
@@ -312,8 +310,8 @@ def update(
 
 def _set_active(schedule_id: str, active: bool, as_json: bool) -> None:
     rt = configure(existing=True)
-    before = ops.retrieve_schedule(rt, schedule_id)
-    schedule = ops.set_schedule_active(rt, schedule_id, active)
+    before = rt.ops.retrieve_schedule(schedule_id)
+    schedule = rt.ops.set_schedule_active(schedule_id, active)
     if as_json:
         _print_json(schedule.model_dump(mode="json"))
         return
@@ -347,7 +345,7 @@ def deactivate(schedule_id: str, as_json: bool) -> None:
 def delete(schedule_id: str, as_json: bool) -> None:
     """Delete an IMPERATIVE schedule and print what it was (its runs stay)."""
     rt = configure(existing=True)
-    schedule = ops.delete_schedule(rt, schedule_id)
+    schedule = rt.ops.delete_schedule(schedule_id)
     if as_json:
         _print_json(schedule.model_dump(mode="json"))
         return

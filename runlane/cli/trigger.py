@@ -10,7 +10,6 @@ from rich.text import Text
 
 import runlane
 from runlane.cli._common import configure, console, dumps, duration_arg, parse_json, status_text
-from runlane.core import operations
 from runlane.core.options import MACHINES
 
 
@@ -79,7 +78,7 @@ def trigger(
     err = console(stderr=True)
     if handle.is_cached:
         err.print("[yellow]cached:[/] the idempotency key matched this existing run")
-    if rt.registry.get(task_id) is None and not operations.registered_tasks(rt, [task_id]):
+    if rt.registry.get(task_id) is None and not rt.ops.registered_tasks([task_id]):
         _warn_unknown_task(task_id, runlane.runs.retrieve(handle.id), err)
     if not wait:
         return
