@@ -1,0 +1,107 @@
+"""runlane's models ↔ the JSON of Trigger.dev's management API, as ``@trigger.dev/core`` 3.3.17
+validates it: the official Node SDK (``configure({baseURL, secretKey})``) can drive runlane.
+
+Pure functions, no I/O: ``parse_*`` turn a request's body or query into what runlane's verbs
+take (raising ``InvalidOptionError`` naming the request field), ``*_response`` turn runlane's
+models into response bodies. Rules of the wire: optional fields are left out rather than sent
+as null (zod's ``.optional()`` refuses null), dates are ISO strings in UTC with milliseconds,
+as JavaScript writes them, and a field runlane has no value for gets the neutral value the
+schema accepts (each one says so). Payloads are JSON only: what the SDK sends for JSON values
+(a superjson envelope or plain text) is unwrapped, anything else is refused.
+"""
+
+from runlane.frameworks.http.shapes._wire import (
+    ATTEMPT_STATUS,
+    ENVIRONMENT_TYPE,
+    JSON_TYPE,
+    RUN_STATUS,
+    iso,
+)
+from runlane.frameworks.http.shapes.requests import (
+    BATCH_STRATEGIES,
+    RUN_LIST_PARAMS,
+    SCHEDULES_PER_PAGE,
+    WIRE_OPTION_NAMES,
+    MetadataUpdate,
+    decode_payload,
+    parse_add_tags_body,
+    parse_batch_trigger_body,
+    parse_batch_trigger_headers,
+    parse_create_schedule_body,
+    parse_list_runs_query,
+    parse_list_schedules_query,
+    parse_reschedule_body,
+    parse_timezones_query,
+    parse_trigger_body,
+    parse_update_metadata_body,
+    parse_update_schedule_body,
+    wire_option_name,
+)
+from runlane.frameworks.http.shapes.responses import (
+    add_tags_response,
+    batch_trigger_response,
+    canceled_run_response,
+    deleted_schedule_response,
+    jwt_claims_response,
+    list_run_item,
+    list_runs_response,
+    list_schedules_response,
+    metadata_response,
+    offset_page,
+    public_run_response,
+    related_run,
+    replay_run_response,
+    retrieve_batch_response,
+    retrieve_run_response,
+    run_schedule,
+    schedule_response,
+    timezones_response,
+    trigger_response,
+    trigger_response_headers,
+)
+
+__all__ = [
+    "ATTEMPT_STATUS",
+    "BATCH_STRATEGIES",
+    "ENVIRONMENT_TYPE",
+    "JSON_TYPE",
+    "RUN_LIST_PARAMS",
+    "RUN_STATUS",
+    "SCHEDULES_PER_PAGE",
+    "WIRE_OPTION_NAMES",
+    "MetadataUpdate",
+    "add_tags_response",
+    "batch_trigger_response",
+    "canceled_run_response",
+    "decode_payload",
+    "deleted_schedule_response",
+    "iso",
+    "jwt_claims_response",
+    "list_run_item",
+    "list_runs_response",
+    "list_schedules_response",
+    "metadata_response",
+    "offset_page",
+    "parse_add_tags_body",
+    "parse_batch_trigger_body",
+    "parse_batch_trigger_headers",
+    "parse_create_schedule_body",
+    "parse_list_runs_query",
+    "parse_list_schedules_query",
+    "parse_reschedule_body",
+    "parse_timezones_query",
+    "parse_trigger_body",
+    "parse_update_metadata_body",
+    "parse_update_schedule_body",
+    "public_run_response",
+    "related_run",
+    "replay_run_response",
+    "retrieve_batch_response",
+    "retrieve_run_response",
+    "run_schedule",
+    "schedule_response",
+    "timezones_response",
+    "trigger_response",
+    "trigger_response_headers",
+    "wire_option_name",
+]
