@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-import runlane.backends.redis.store as redis_store
+import runlane.backends.redis.codec as redis_store
 from runlane.backends.redis.store import RedisStore
 from runlane.core.models import RunStatus
 from runlane.core.types import AttemptOutcome, Dispatch
