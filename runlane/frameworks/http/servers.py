@@ -70,10 +70,13 @@ class AsgiApp:
 
     async def _send(self, send: Send, response: Response) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        if isinstance(response.body, bytes):
+        if isinstance(response.body, bytes):  # sized: one write, no chunked framing
+            headers.append((b"content-length", str(len(response.body)).encode()))
+            start = {"type": "http.response.start", "status": response.status, "headers": headers}
+            await send(start)
             await send({"type": "http.response.body", "body": response.body})
             return
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         chunks = iter(response.body)
         try:
             while True:  # each chunk is produced in a thread: a stream may block between them
@@ -146,9 +149,11 @@ class WsgiApp:
     @staticmethod
     def _respond(response: Response, start_response: Callable[..., Any]) -> Iterator[bytes]:
         reason = _REASONS.get(response.status, "Unknown")
-        start_response(f"{response.status} {reason}", response.headers)
         if isinstance(response.body, bytes):
+            headers = [*response.headers, ("content-length", str(len(response.body)))]
+            start_response(f"{response.status} {reason}", headers)
             return iter([response.body])
+        start_response(f"{response.status} {reason}", response.headers)
         return iter(response.body)
 
 
