@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runlane.core import context, ids, jsonvalue, keys, schedules, tracing
+from runlane.core import context, deferral, ids, jsonvalue, keys, schedules, tracing
 from runlane.core.handles import BatchHandle, RunHandle
 from runlane.core.metadata import check_size, make_op
 from runlane.core.models import Run, RunStatus
@@ -291,20 +291,31 @@ class Engine:
     ) -> RunHandle:
         if task is None or task.id != task_id:  # a Task's own id was checked when defined
             validate_task_id(task_id, "task")
+        options, deferrable = deferral.take_option(options)
         with tracing.get().span(f"trigger {task_id}", {"runlane.task": task_id}):
             now = self.rt.now()
             known = self._known({task_id})
             new, _ = self._prepare(task_id, payload, options, task, now, known, None)
-            self._register_local([new])
-            created, _, _ = self._create_recorded([new], now, None, "trigger")
-        c = created[0]
+            if deferrable and deferral.defer([new], lambda: self._create_later([new], None)):
+                run_id, cached = new.id, False  # created later, with this id
+            else:
+                self._register_local([new])
+                created, _, _ = self._create_recorded([new], now, None, "trigger")
+                run_id, cached = created[0].run_id, created[0].cached
         return RunHandle(
-            id=c.run_id,
+            id=run_id,
             task_identifier=task_id,
-            is_cached=c.cached,
+            is_cached=cached,
             # with a secret key configured: a token that reads this run, for a browser
-            public_access_token=keys.run_token(self.rt.settings.secret_key, c.run_id),
+            public_access_token=keys.run_token(self.rt.settings.secret_key, run_id),
         )
+
+    def _create_later(self, news: list[NewRun], batch_id: str | None) -> None:
+        """A deferred trigger's creation (``core.deferral``): the runs, with the ids their
+        handles carry, are created now."""
+        self._register_local(news)
+        kind = "trigger" if batch_id is None else "batch-trigger"
+        self._create_recorded(news, self.rt.now(), batch_id, kind)
 
     def _create_recorded(
         self, news: list[NewRun], now: float, batch_id: str | None, kind: str
@@ -395,7 +406,26 @@ class Engine:
         """``items``: (task id, {"payload": ..., "options": {...}}, task or None)."""
         now = self.rt.now()
         batch_id = ids.batch_id()
-        news = self._prepare_items(items, option_name, now, batch_id)
+        deferrable = True
+        taken: list[tuple[str, Mapping[str, Any], Task[Any] | None]] = []
+        # each item's on_commit (core.deferral): one False opts the whole batch out
+        for index, (task_id, item, task) in enumerate(check_items(items, option_name)):
+            if isinstance(item, Mapping) and isinstance(item.get("options"), Mapping):
+                try:
+                    rest, allowed = deferral.take_option(item["options"])
+                except InvalidOptionError as exc:
+                    raise type(exc)(
+                        f"{option_name}[{index}].{exc.option}", exc.value, exc.reason
+                    ) from exc
+                deferrable = deferrable and allowed
+                item = {**item, "options": rest}
+            taken.append((task_id, item, task))
+        news = self._prepare_items(taken, option_name, now, batch_id)
+        if deferrable and deferral.defer(news, lambda: self._create_later(news, batch_id)):
+            return BatchHandle(
+                batch_id=batch_id,
+                runs=[RunHandle(id=n.id, task_identifier=n.task_identifier) for n in news],
+            )
         created, recorded, _ = self._create_recorded(news, now, batch_id, "batch-trigger")
         if recorded is not None:
             batch_id = recorded.batch_id or batch_id

@@ -1,0 +1,8 @@
+"""`gunicorn shop.wsgi` (from examples/django_project)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+application = get_wsgi_application()
