@@ -101,6 +101,7 @@ CONTRACT_MODULES = {
     "test_idempotency",
     "test_runs_api",
     "test_async",
+    "test_signals",
 }
 ADAPTER_MATRIX = [  # (store, worker kind, the framework's broker)
     ("redis", "celery", "redis"),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from runlane.core import context, deferral, ids, jsonvalue, keys, schedules, tracing
+from runlane.core import context, deferral, ids, jsonvalue, keys, schedules, signals, tracing
 from runlane.core.handles import BatchHandle, RunHandle
 from runlane.core.metadata import check_size, make_op
 from runlane.core.models import Run, RunStatus
@@ -223,7 +223,7 @@ class Engine:
         store = self.rt.store
         token = ids.ulid()  # the same on every try: a retry never creates the runs twice
         with self.sending() as ready:
-            return retrying(
+            created = retrying(
                 lambda: store.create_runs(
                     news,
                     now=now,
@@ -238,6 +238,19 @@ class Engine:
                 "trigger",
                 self.rt.settings.store_retry_timeout,
             )
+        if signals.run_triggered.receivers:
+            secret = self.rt.settings.secret_key
+            handles = [
+                RunHandle(
+                    id=c.run_id,
+                    task_identifier=c.task_identifier,
+                    is_cached=c.cached,
+                    public_access_token=keys.run_token(secret, c.run_id),
+                )
+                for c in created
+            ]
+            signals.send_triggered(handles, batch_id, context.current())
+        return created
 
     def _push(self, news: Sequence[NewRun]) -> Push | None:
         """The messages of the new QUEUED runs, for the store to write as it admits them,
@@ -512,7 +525,9 @@ class Engine:
         (unless ``reap`` is false)."""
         now = self.rt.now()
         self.rt.store.promote_due(now=now, limit=1000)
-        self.rt.store.expire_runs(now=now, limit=1000)
+        expired = self.rt.store.expire_runs(now=now, limit=1000)
+        if expired and signals.run_expired.receivers:
+            signals.send_runs(signals.run_expired, self.rt.store.get_runs(expired))
         schedules.fire_due(self.rt, now)
         if reap:
             self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from runlane.core import context, tracing
+from runlane.core import context, signals, tracing
 from runlane.core.attempt import AttemptEnd, AttemptSpec, run_attempt
 from runlane.core.clock import to_datetime
 from runlane.core.context import (
@@ -319,6 +319,8 @@ class Executor:
             output_limit=rt.settings.limits.output_bytes,
             now=rt.now,
         )
+        if signals.attempt_started.receivers:
+            signals.send_attempt_started(task.id, started, active)
         capture_prints()
         self.active.add(active)
         token = context.activate(active)
@@ -513,12 +515,13 @@ class Executor:
         attempt_ms = int(active.control.elapsed() * 1000) if active.control else None
         outcome = AttemptOutcome(**fields, metadata_ops=ops, attempt_ms=attempt_ms)
         ack = delivery.ack_ref if delivery is not None else None
+        now = rt.now()
         with rt.engine.sending() as ready:  # the freed slot may admit a run; a parent resume
             recorded = rt.store.finish_attempt(
                 started.run_id,
                 started.attempt_number,
                 outcome,
-                now=rt.now(),
+                now=now,
                 ack=ack,
                 ready=ready,
                 started=started,
@@ -531,4 +534,6 @@ class Executor:
                 started.run_id,
                 started.attempt_number,
             )
+        elif signals.ended_signal(outcome.run_status).receivers:
+            signals.send_attempt_ended(started, active, outcome, now)
         return recorded

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from runlane.core import ids, keys, schedules
+from runlane.core import ids, keys, schedules, signals
 from runlane.core.clock import to_timestamp
 from runlane.core.durations import parse_iso_datetime, parse_point_in_time
 from runlane.core.limits import Limits
@@ -146,6 +146,8 @@ def cancel_run(rt: Runtime, run_id: str) -> Run:
     run not yet started leaves its queue; an executing run is CANCELED at once and its
     worker interrupts the attempt (whose result, if any, is discarded); a FROZEN run is
     canceled without waking up. Parents waiting on a canceled run resume with ok=False."""
+    # with a run_canceled receiver: whether this cancel is the one that ends the run
+    before = rt.store.statuses([run_id]) if signals.run_canceled.receivers else None
     done = rt.store.cancel(
         run_id,
         now=rt.now(),
@@ -154,6 +156,8 @@ def cancel_run(rt: Runtime, run_id: str) -> Run:
     if done is None:
         raise _no_run(rt, run_id)
     rt.engine.send_ready()
+    if before and not before[run_id][0].is_final and done.status is RunStatus.CANCELED:
+        signals.send_runs(signals.run_canceled, [done])
     return done
 
 
@@ -188,6 +192,7 @@ def bulk_cancel_runs(rt: Runtime, query: RunQuery, *, limit: int = 1000) -> Bulk
     """Cancel every run matching ``query`` (at most ``limit``), newest first; finished ones
     are left as they are."""
     ids, skipped = [], 0
+    canceled: list[Run] = []  # for run_canceled's receivers
     for run in _matching(rt, query, limit):
         if run.is_completed:
             skipped += 1
@@ -199,9 +204,13 @@ def bulk_cancel_runs(rt: Runtime, query: RunQuery, *, limit: int = 1000) -> Bulk
         )
         if done is not None and done.status is RunStatus.CANCELED:
             ids.append(run.id)
+            if signals.run_canceled.receivers:
+                canceled.append(done)
         else:
             skipped += 1
     rt.engine.send_ready()
+    if canceled:
+        signals.send_runs(signals.run_canceled, canceled)
     return BulkResult(ids=ids, skipped=skipped)
 
 

@@ -20,7 +20,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
-from runlane.core import cron, jsonvalue, keys, tracing
+from runlane.core import cron, jsonvalue, keys, signals, tracing
 from runlane.core import schedules as schedule_ops
 from runlane.core.clock import Clock, SystemClock
 from runlane.core.durations import parse_duration, parse_point_in_time
@@ -197,7 +197,10 @@ class RemoteEngine(Engine):
             data = self._client().request(
                 "POST", f"{BASE}/tasks/{_id(task_id)}/trigger", body=body, kind="task"
             )
-        return self.rt.with_token(RunHandle.model_validate(data))
+        handle = self.rt.with_token(RunHandle.model_validate(data))
+        if signals.run_triggered.receivers:
+            signals.send_triggered([handle], None, None)
+        return handle
 
     def batch_trigger(
         self,
@@ -227,7 +230,10 @@ class RemoteEngine(Engine):
                 ) from exc
             sent.append({"task": task_id, **body})
         data = self._client().request("POST", f"{BASE}/batches", body={"items": sent}, kind="task")
-        return BatchHandle.model_validate(data)
+        batch = BatchHandle.model_validate(data)
+        if signals.run_triggered.receivers:
+            signals.send_triggered(batch.runs, batch.batch_id, None)
+        return batch
 
     # ------------------------------------------------------------------ not here
     def trigger_and_wait(self, *args: Any, **kwargs: Any) -> NoReturn:
