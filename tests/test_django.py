@@ -4,11 +4,14 @@ the example project served for real (runserver + `manage.py runlane worker` on R
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -286,6 +289,14 @@ def _get(url: str, **headers: str) -> Any:
         return response.read().decode()
 
 
+def _post(url: str, body: bytes, **headers: str) -> Any:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json", **headers}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read().decode()
+
+
 def test_example_project_end_to_end(pg_db: str, redis_url: str, tmp_path: Path):
     """runserver + `manage.py runlane worker` on Redis: a form post saves an order and
     triggers its task in one transaction; the worker reads the row; the page shows progress."""
@@ -300,6 +311,7 @@ def test_example_project_end_to_end(pg_db: str, redis_url: str, tmp_path: Path):
         "PGHOST": "127.0.0.1",
         "RUNLANE_STORE_URL": f"{redis_url}?prefix={prefix}",
         "RUNLANE_SECRET_KEY": KEY,
+        "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
         "PYTHONPATH": os.pathsep.join([str(REPO), str(EXAMPLE)]),
         "PYTHONUNBUFFERED": "1",
     }
@@ -356,6 +368,29 @@ def test_example_project_end_to_end(pg_db: str, redis_url: str, tmp_path: Path):
             cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         assert status["run"] in listed.stdout, listed.stderr
+        # the Stripe webhook endpoint: signed as Stripe signs ("t.body", v1=HMAC-SHA256)
+        event = {"id": "evt_1", "type": "charge.succeeded", "data": {"object": {"id": "ch_1"}}}
+        body = json.dumps(event).encode()
+        stamp = str(int(time.time()))
+        mac = hmac.new(b"whsec_test_secret", f"{stamp}.".encode() + body, hashlib.sha256)
+        signed = {"Stripe-Signature": f"t={stamp},v1={mac.hexdigest()}"}
+        first = json.loads(_post(f"{base}/webhooks/stripe/", body, **signed))
+        again = json.loads(_post(f"{base}/webhooks/stripe/", body, **signed))
+        assert again == {**first, "isCached": True}
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _post(f"{base}/webhooks/stripe/", body, **{"Stripe-Signature": f"t={stamp},v1=00"})
+        assert refused.value.code == 401
+        refused.value.close()  # (its response's socket)
+        seen: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            seen = json.loads(
+                _get(f"{base}/runlane/api/v3/runs/{first['id']}", Authorization=f"Bearer {KEY}")
+            )
+            if seen["status"] == "COMPLETED":
+                break
+            time.sleep(0.2)
+        assert seen.get("output") == {"event": "charge.succeeded", "object": "ch_1"}, seen
     finally:
         for proc in procs:
             proc.terminate()

@@ -5,6 +5,9 @@ and the example app served by uvicorn as users start it, on Redis."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import json
 import os
 import signal
 import subprocess
@@ -289,7 +292,11 @@ def test_the_example_app_on_uvicorn_with_redis(redis_url: str, tmp_path: Path) -
         rt.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLANE_")}
     env.update(
-        RUNLANE_STORE_URL=store, RUNLANE_SECRET_KEY=key, PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO)
+        RUNLANE_STORE_URL=store,
+        RUNLANE_SECRET_KEY=key,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=str(REPO),
+        GITHUB_WEBHOOK_SECRET="github secret",
     )
     port = free_port()
     log = tmp_path / "uvicorn.log"
@@ -338,6 +345,33 @@ def test_the_example_app_on_uvicorn_with_redis(redis_url: str, tmp_path: Path) -
                 headers=auth,
             )
             assert api.status_code == 200, api.text
+            # the webhook endpoint: signed as GitHub signs, a redelivery answers the same run
+            body = json.dumps({"action": "opened", "repository": {"name": "runlane"}}).encode()
+            mac = hmac.new(b"github secret", body, hashlib.sha256).hexdigest()
+            hook = {
+                "x-hub-signature-256": f"sha256={mac}",
+                "x-github-delivery": "delivery-1",
+                "x-github-event": "issues",
+                "content-type": "application/json",
+            }
+            first_hook = client.post("/webhooks/github", content=body, headers=hook)
+            again = client.post("/webhooks/github", content=body, headers=hook)
+            assert first_hook.status_code == 200, first_hook.text
+            assert again.json() == {**first_hook.json(), "isCached": True}
+            forged = client.post(
+                "/webhooks/github",
+                content=body,
+                headers={**hook, "x-hub-signature-256": "sha256=00"},
+            )
+            assert forged.status_code == 401
+            hook_run = first_hook.json()["id"]
+
+            def hook_done() -> dict | None:
+                seen = client.get(f"/runlane/api/v3/runs/{hook_run}", headers=auth).json()
+                return seen if seen["status"] == "COMPLETED" else None
+
+            handled = wait_for(hook_done, timeout=30, interval=0.2, message="the webhook's run")
+            assert handled["output"] == {"event": "issues", "repository": "runlane"}
             _completed(client, f"/runlane/api/v3/runs/{api.json()['id']}", headers=auth)
             assert client.get("/runlane/api/v1/queues").status_code == 401
         proc.send_signal(signal.SIGTERM)

@@ -4,12 +4,16 @@
   (the run's metadata), refreshed until the run is final.
 - ``/runlane/...``: runlane's management API (Trigger.dev's routes; ``Authorization: Bearer
   <secret key>``), e.g. ``POST /runlane/api/v1/tasks/build-report/trigger``.
+- ``POST /webhooks/github``: GitHub deliveries (``X-Hub-Signature-256`` checked with
+  ``GITHUB_WEBHOOK_SECRET``) trigger ``handle-github-event``, keyed by the delivery's id: a
+  redelivery answers the same run.
 - The lifespan runs a runlane worker (4 runs at a time) in this process; the store comes from
   ``RUNLANE_STORE_URL`` (the SQLite default without it).
 """
 
 from __future__ import annotations
 
+import os
 from html import escape
 from urllib.parse import parse_qs
 
@@ -17,11 +21,19 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from examples.fastapi_app import tasks
+from runlane.contrib.webhooks import receive
 from runlane.errors import InvalidOptionError, RunNotFoundError
 from runlane.frameworks.fastapi import RunlaneDep, lifespan, router
 
 app = FastAPI(title="runlane FastAPI example", lifespan=lifespan)
 app.include_router(router, prefix="/runlane")
+# a webhook endpoint: the signature is verified, then the task is triggered
+github = receive(
+    "github",
+    secret=os.environ.get("GITHUB_WEBHOOK_SECRET", "example secret, change me"),
+    task=tasks.handle_github_event.id,
+)
+app.add_api_route("/webhooks/github", github.fastapi_endpoint(), methods=["POST"])
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>{refresh}</head>

@@ -16,3 +16,12 @@ def build_report(payload: dict, ctx: runlane.Context) -> dict:
         runlane.metadata.set("step", f"section {step} of {steps}")
     runlane.logger.info("report built", title=payload["title"], pages=steps)
     return {"title": payload["title"], "pages": steps}
+
+
+@runlane.task(id="handle-github-event")
+def handle_github_event(event: dict) -> dict:
+    """Triggered by a verified GitHub delivery: ``event`` is its provider, id, type and payload."""
+    return {
+        "event": event["type"],
+        "repository": event["payload"].get("repository", {}).get("name"),
+    }

@@ -16,3 +16,9 @@ def fulfil(payload):
     order.status = "fulfilled"
     order.save(update_fields=["status"])
     return {"order": order.pk, "items": order.quantity}
+
+
+@runlane.task(id="orders.stripe-event")
+def stripe_event(event):
+    """A verified Stripe delivery (``event``: its provider, id, type and payload)."""
+    return {"event": event["type"], "object": event["payload"]["data"]["object"]["id"]}

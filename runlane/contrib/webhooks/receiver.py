@@ -168,7 +168,9 @@ class Receiver:
     # -- Django
     def django_view(self) -> Callable[..., Any]:
         """``path("webhooks/stripe", receiver.django_view())``; exempt from CSRF (the signature
-        authenticates the sender)."""
+        authenticates the sender) and from ``ATOMIC_REQUESTS`` (the view writes no row of the
+        app's: its run, keyed by the delivery's id, is created at once, so a redelivery finds
+        it; runlane refuses a keyed trigger deferred to a commit)."""
 
         def view(request: Any, *args: Any, **kwargs: Any) -> Any:
             from django.http import HttpResponse
@@ -193,8 +195,12 @@ class Receiver:
                 answer[name] = value
             return answer
 
+        from django.db import connections, transaction
+
         view.__name__ = view.__qualname__ = self.name
         view.csrf_exempt = True  # type: ignore[attr-defined]  # what @csrf_exempt sets
+        for alias in connections:  # (ATOMIC_REQUESTS) on every database
+            view = transaction.non_atomic_requests(using=alias)(view)
         return view
 
     # -- ASGI and FastAPI
