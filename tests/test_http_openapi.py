@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 import runlane
 from runlane.core import operations, runtime
+from runlane.core.registry import registry
 from tests.http_support import Server, serving
 
 pytestmark = pytest.mark.timeout(300)
@@ -24,11 +25,11 @@ def server() -> Iterator[Server]:
     rt = runlane.configure(store="memory://")
     key, _ = operations.create_key(rt, "schemathesis")
 
-    @runlane.task(id="echo")
+    @runlane.task(id="openapi-echo")
     def echo(payload: Any) -> Any:
         return payload
 
-    @runlane.schedules.task(id="tick")
+    @runlane.schedules.task(id="openapi-tick")
     def tick(payload: Any) -> None:
         return None
 
@@ -40,6 +41,8 @@ def server() -> Iterator[Server]:
     finally:
         runtime.install(previous)
         rt.close()
+        for task in (echo, tick):  # (a module's fixture outlives the per-test registry reset)
+            registry.remove(task.id)
 
 
 def test_no_route_answers_with_a_server_error(server: Server) -> None:
@@ -50,7 +53,7 @@ def test_no_route_answers_with_a_server_error(server: Server) -> None:
         op = operation.ok()
 
         @settings(
-            max_examples=25,
+            max_examples=10,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             database=None,
