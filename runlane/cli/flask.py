@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,15 @@ import click
 from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
-import runlane
 from runlane import cli as runlane_cli
-from runlane.cli._common import CliState, console, load_modules, module_files
+from runlane.cli._common import CliState, console, module_files
 from runlane.cli.worker import (
-    _banner,
     _loglevel_option,
     _queues,
     _QuietStop,
-    _serve_api,
-    serve_worker,
-    setup_logging,
+    run_dev_child,
 )
 from runlane.core import runtime
-from runlane.errors import RunlaneError
 from runlane.frameworks.flask import EXTENSION, RunlaneState
 
 COMMANDS = ("worker", "engine", "serve", "trigger", "runs", "schedules", "keys")
@@ -138,41 +132,20 @@ def dev_child(
     api_port: int = 0,
 ) -> None:
     """A child of ``flask runlane dev`` (started afresh on every reload): load the app (its
-    ``init_app`` configures runlane), import the modules, run a worker."""
-    os.chdir(cwd)
-    sys.dont_write_bytecode = True  # a quick edit must never be shadowed by a stale .pyc
-    setup_logging(loglevel)
-    stop_api = None
-    try:
+    ``init_app`` configures runlane), then as ``runlane dev``'s child, in the app's context."""
+    contexts: list[Any] = []
+
+    def setup() -> tuple[Any, dict[str, str]]:
         app = ScriptInfo(app_import_path=app_import_path, create_app=create_app).load_app()
-        with app.app_context():
-            rt = app_state(app).runtime
-            load_modules(modules)
-            w = runlane.Worker(concurrency=concurrency, queues=queues)
-            extra = {"Flask app": app.name, "Reload": "on changes to " + ", ".join(modules)}
-            if api_port:
-                stop_api = _serve_api(rt, api_port)
-                if stop_api is not None:
-                    extra["API"] = f"http://127.0.0.1:{api_port} (flask runlane keys create)"
-            serve_worker(
-                w,
-                _banner("flask runlane dev", w, extra),
-                restore_signals=False,
-                force_on_second_sigint=False,
-            )
-    except KeyboardInterrupt:  # stopped while importing
-        sys.exit(0)
-    except click.ClickException as exc:
-        exc.show()
-        console(stderr=True).print("[yellow]Waiting for a change to reload...[/]")
-        sys.exit(exc.exit_code)
-    except RunlaneError as exc:
-        console(stderr=True).print(f"[red]Error:[/] {exc}")
-        console(stderr=True).print("[yellow]Waiting for a change to reload...[/]")
-        sys.exit(1)
-    finally:
-        if stop_api is not None:
-            stop_api()
+        context = app.app_context()
+        context.push()  # (popped as the process ends)
+        contexts.append(context)
+        return app_state(app).runtime, {"Flask app": app.name}
+
+    run_dev_child(
+        setup, modules, concurrency, queues, cwd, loglevel, api_port,
+        title="flask runlane dev", keys_hint="flask runlane keys create",
+    )  # fmt: skip
 
 
 @click.command()

@@ -211,25 +211,36 @@ def serve_worker(
                 signal.signal(sig, handler)
 
 
+def worker_options(fn: Any) -> Any:
+    """The options of a worker command (``runlane worker``, ``manage.py runlane worker``):
+    --concurrency, --queues, --grace, --loglevel."""
+    options = [
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Runs executed at once by this worker.",
+        ),
+        click.option("--queues", metavar="A,B", help="Only run these queues (comma separated)."),
+        click.option(
+            "--grace",
+            type=click.FloatRange(min=0),
+            default=30.0,
+            show_default=True,
+            help="Seconds running attempts get to finish on SIGTERM or Ctrl-C before they are "
+            "handed back (a second Ctrl-C hands them back at once).",
+        ),
+        _loglevel_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
 @click.command()
 @click.argument("modules", nargs=-1, required=True, metavar="MODULE [MODULE ...]")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Runs executed at once by this worker.",
-)
-@click.option("--queues", metavar="A,B", help="Only run these queues (comma separated).")
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds running attempts get to finish on SIGTERM or Ctrl-C before they are handed "
-    "back (a second Ctrl-C hands them back at once).",
-)
-@_loglevel_option
+@worker_options
 def worker(
     modules: tuple[str, ...], concurrency: int, queues: str | None, grace: float, loglevel: str
 ) -> None:
@@ -273,32 +284,35 @@ def _serve_api(rt: runtime.Runtime, port: int) -> Callable[[], None] | None:
     return stop
 
 
-def dev_child(
+def run_dev_child(
+    setup: Callable[[], tuple[runtime.Runtime, dict[str, str]]],
     modules: list[str],
-    store: str | None,
-    environment: str | None,
     concurrency: int,
     queues: list[str] | None,
     cwd: str,
-    loglevel: str = "INFO",
-    api_port: int = 0,
+    loglevel: str,
+    api_port: int,
+    title: str = "runlane dev",
+    keys_hint: str = "runlane keys create",
 ) -> None:
-    """The child process of ``runlane dev`` (spawned afresh on every reload)."""
+    """The body of a ``dev`` child process (spawned afresh on every reload): ``setup()``
+    configures runlane (and returns the runtime and banner lines of its own), then the modules
+    are imported, the API served on ``api_port`` (0: not) and a worker runs until stopped."""
     os.chdir(cwd)
     sys.dont_write_bytecode = True  # a quick edit must never be shadowed by a stale .pyc
     setup_logging(loglevel)
     stop_api = None
     try:
-        rt = runlane.configure(store=store, environment=environment)
+        rt, extra = setup()
         load_modules(modules)
         w = runlane.Worker(concurrency=concurrency, queues=queues)
-        extra = {"Reload": "on changes to " + ", ".join(modules)}
+        extra = {**extra, "Reload": "on changes to " + ", ".join(modules)}
         if api_port:
             stop_api = _serve_api(rt, api_port)
             if stop_api is not None:
-                extra["API"] = f"http://127.0.0.1:{api_port} (runlane keys create: a key)"
+                extra["API"] = f"http://127.0.0.1:{api_port} ({keys_hint}: a key)"
         serve_worker(
-            w, _banner("runlane dev", w, extra), restore_signals=False, force_on_second_sigint=False
+            w, _banner(title, w, extra), restore_signals=False, force_on_second_sigint=False
         )
     except KeyboardInterrupt:  # stopped while importing the modules
         sys.exit(0)
@@ -313,6 +327,24 @@ def dev_child(
     finally:
         if stop_api is not None:
             stop_api()
+
+
+def dev_child(
+    modules: list[str],
+    store: str | None,
+    environment: str | None,
+    concurrency: int,
+    queues: list[str] | None,
+    cwd: str,
+    loglevel: str = "INFO",
+    api_port: int = 0,
+) -> None:
+    """The child process of ``runlane dev``: runlane configured from its options."""
+
+    def setup() -> tuple[runtime.Runtime, dict[str, str]]:
+        return runlane.configure(store=store, environment=environment), {}
+
+    run_dev_child(setup, modules, concurrency, queues, cwd, loglevel, api_port)
 
 
 class _QuietStop(logging.Filter):

@@ -24,27 +24,11 @@ from runlane.cli._common import CliState
 from runlane.cli.runs import runs
 from runlane.cli.schedules import schedules
 from runlane.cli.trigger import trigger
-from runlane.cli.worker import _banner, _loglevel_option, _queues, serve_worker, setup_logging
+from runlane.cli.worker import _banner, _queues, serve_worker, setup_logging, worker_options
 
 
 @click.command()
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Runs executed at once by this worker.",
-)
-@click.option("--queues", metavar="A,B", help="Only run these queues (comma separated).")
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds running attempts get to finish on SIGTERM or Ctrl-C before they are handed "
-    "back (a second Ctrl-C hands them back at once).",
-)
-@_loglevel_option
+@worker_options
 def worker(concurrency: int, queues: str | None, grace: float, loglevel: str) -> None:
     """Run the tasks of the installed apps until SIGINT/SIGTERM."""
     names = _queues(queues)
