@@ -53,7 +53,7 @@ def test_no_route_answers_with_a_server_error(server: Server) -> None:
         op = operation.ok()
 
         @settings(
-            max_examples=10,
+            max_examples=5,
             deadline=None,
             suppress_health_check=list(HealthCheck),
             database=None,

@@ -166,6 +166,7 @@ def test_failure_after_retries(rt, recorder):
     assert wait_final(handle).status == "FAILED"
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_cancel_and_bulk_cancel(rt, recorder):
     @runlane.task(id="sig-later")
     def later(payload):
@@ -186,6 +187,7 @@ def test_cancel_and_bulk_cancel(rt, recorder):
     assert all(kw["run"].status == "CANCELED" for _, kw in canceled)
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_expire_on_the_leader_tick(clock, recorder):
     @runlane.task(id="sig-ttl")
     def ttl_task(payload):
@@ -201,6 +203,7 @@ def test_expire_on_the_leader_tick(clock, recorder):
     assert len(recorder.of("run_expired")) == 1
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_batch_one_signal_per_run(rt, recorder):
     @runlane.task(id="sig-a")
     def a(payload):
@@ -217,6 +220,7 @@ def test_batch_one_signal_per_run(rt, recorder):
     assert {kw["batch_id"] for _, kw in got} == {batch.batch_id}
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_trigger_inside_a_run_carries_its_context(rt, recorder):
     @runlane.task(id="sig-child")
     def child(payload):
@@ -234,6 +238,7 @@ def test_trigger_inside_a_run_carries_its_context(rt, recorder):
     assert from_task["handle"].id == child_id and from_task["ctx"].run.id == handle.id
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_a_raising_receiver_is_logged_and_changes_nothing(rt, recorder, caplog):
     def broken_receiver(sender, **kwargs):
         raise RuntimeError("boom")
@@ -256,6 +261,7 @@ def test_a_raising_receiver_is_logged_and_changes_nothing(rt, recorder, caplog):
     assert all("broken_receiver" in r.getMessage() and "boom" in r.getMessage() for r in lines)
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_disconnect_and_senders(rt):
     got: list[tuple[str, str]] = []
 
@@ -287,6 +293,7 @@ def test_disconnect_and_senders(rt):
     assert got == [("sig-x", hx2.id)] and not signals.run_triggered.receivers
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_a_lambda_stays_connected(rt):
     got: list[str] = []
     signals.run_triggered.connect(lambda sender, handle, **kw: got.append(handle.id))
@@ -298,6 +305,7 @@ def test_a_lambda_stays_connected(rt):
     assert got == [t.trigger({}).id]  # held strongly, unlike blinker's default
 
 
+@pytest.mark.native_only  # (the order on each backend: the two cases above)
 def test_nobody_connected_means_no_work(rt, monkeypatch):
     calls: list[str] = []
     for name in (

@@ -195,13 +195,12 @@ class Receiver:
                 answer[name] = value
             return answer
 
-        from django.db import connections, transaction
+        from django.db import transaction
 
         view.__name__ = view.__qualname__ = self.name
         view.csrf_exempt = True  # type: ignore[attr-defined]  # what @csrf_exempt sets
-        for alias in connections:  # (ATOMIC_REQUESTS) on every database
-            view = transaction.non_atomic_requests(using=alias)(view)
-        return view
+        # (ATOMIC_REQUESTS, on the default database, as runlane's API view)
+        return transaction.non_atomic_requests(view)
 
     # -- ASGI and FastAPI
     async def _read(self, chunks: Any) -> bytes:
