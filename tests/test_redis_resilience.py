@@ -516,11 +516,16 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.mark.parametrize(
     "long_runs",
     [
-        pytest.param(0, id="short-runs"),
+        # (what short-runs checks, with-long-runs checks too: CI runs that one; -m slow both)
+        pytest.param(0, id="short-runs", marks=pytest.mark.slow),
         pytest.param(2, id="with-long-runs"),
     ],
 )
-def test_worker_survives_a_redis_restart_and_every_run_completes(own_redis, spawn, long_runs):
+def test_worker_survives_a_redis_restart_and_every_run_completes(
+    own_redis, spawn, long_runs, request
+):
+    if request.node.get_closest_marker("slow") and not _slow_selected(request.config):
+        pytest.skip("the short-runs form: run with -m slow (or RUNLANE_SLOW_TESTS=1)")
     url, _ = _private(own_redis.url)
     runlane.configure(store=url, engine_interval=0.05, lease_timeout=LEASE_TIMEOUT)
     try:
