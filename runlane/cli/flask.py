@@ -13,10 +13,8 @@ It lives in ``runlane.cli`` because it imports the CLI, which ``runlane.framewor
 from __future__ import annotations
 
 import copy
-import logging
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -24,12 +22,12 @@ from flask import Flask, current_app
 from flask.cli import ScriptInfo, with_appcontext
 
 from runlane import cli as runlane_cli
-from runlane.cli._common import CliState, console, module_files
+from runlane.cli._common import CliState
 from runlane.cli.worker import (
-    _loglevel_option,
     _queues,
-    _QuietStop,
+    dev_options,
     run_dev_child,
+    watch_and_run,
 )
 from runlane.core import runtime
 from runlane.frameworks.flask import EXTENSION, RunlaneState
@@ -149,23 +147,7 @@ def dev_child(
 
 
 @click.command()
-@click.argument("modules", nargs=-1, required=True, metavar="MODULE [MODULE ...]")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Runs executed at once.",
-)
-@click.option("--queues", metavar="A,B", help="Only run these queues (comma separated).")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8030,
-    show_default=True,
-    help="Serve the management API on 127.0.0.1:PORT too (0: not at all).",
-)
-@_loglevel_option
+@dev_options
 @click.pass_context
 def dev(
     ctx: click.Context,
@@ -177,40 +159,13 @@ def dev(
 ) -> None:
     """Run the tasks of MODULE with this app's settings, and serve the management API; reload
     (the app too) when their files change."""
-    import watchfiles
-
-    for name in ("watchfiles.main", "watchfiles.run"):
-        logging.getLogger(name).addFilter(_QuietStop())
-    names = _queues(queues)
-    files = module_files(list(modules))
-    watched = sorted({str(p.parent) for p in files})
     info = ctx.find_object(ScriptInfo)
-    out = console()
-    out.print(f"[cyan]flask runlane dev[/] watching {', '.join(watched)} for changes to *.py")
-
-    def on_change(changes: set[tuple[Any, str]]) -> None:
-        changed = sorted({Path(path).name for _, path in changes})
-        out.print(f"[yellow]Changed: {', '.join(changed)} — reloading...[/]")
-
-    watchfiles.run_process(
-        *watched,
-        target=dev_child,
-        args=(
-            info.app_import_path if info is not None else None,
-            info.create_app if info is not None else None,
-            list(modules),
-            concurrency,
-            names,
-            os.getcwd(),
-            loglevel.upper(),
-            port,
-        ),
-        target_type="function",
-        callback=on_change,
-        watch_filter=watchfiles.PythonFilter(),
-        sigint_timeout=30,
-    )
-    out.print("flask runlane dev stopped.")
+    args = (
+        info.app_import_path if info is not None else None,
+        info.create_app if info is not None else None,
+        list(modules), concurrency, _queues(queues), os.getcwd(), loglevel.upper(), port,
+    )  # fmt: skip
+    watch_and_run("flask runlane dev", list(modules), dev_child, args)
 
 
 _register()

@@ -357,39 +357,43 @@ class _QuietStop(logging.Filter):
         )
 
 
-@click.command()
-@click.argument("modules", nargs=-1, required=True, metavar="MODULE [MODULE ...]")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Runs executed at once.",
-)
-@click.option("--queues", metavar="A,B", help="Only run these queues (comma separated).")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8030,
-    show_default=True,
-    help="Serve the management API on 127.0.0.1:PORT too (0: not at all).",
-)
-@_loglevel_option
-def dev(
-    modules: tuple[str, ...], concurrency: int, queues: str | None, port: int, loglevel: str
-) -> None:
-    """Run the tasks of MODULE on the embedded default, and serve the management API; reload
-    when their files change."""
+def dev_options(fn: Any) -> Any:
+    """The arguments of a ``dev`` command (``runlane dev``, ``flask runlane dev``): MODULE ...,
+    --concurrency, --queues, --port, --loglevel."""
+    options = [
+        click.argument("modules", nargs=-1, required=True, metavar="MODULE [MODULE ...]"),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Runs executed at once.",
+        ),
+        click.option("--queues", metavar="A,B", help="Only run these queues (comma separated)."),
+        click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            default=8030,
+            show_default=True,
+            help="Serve the management API on 127.0.0.1:PORT too (0: not at all).",
+        ),
+        _loglevel_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def watch_and_run(title: str, modules: list[str], target: Any, args: tuple[Any, ...]) -> None:
+    """Run ``target(*args)`` in a child process, started afresh whenever a ``.py`` file next to
+    ``modules`` changes, until Ctrl-C (the parent of ``runlane dev`` and its Flask twin)."""
     import watchfiles
 
     for name in ("watchfiles.main", "watchfiles.run"):
         logging.getLogger(name).addFilter(_QuietStop())
-    names = _queues(queues)
-    files = module_files(list(modules))
-    watched = sorted({str(p.parent) for p in files})
-    st = state()
+    watched = sorted({str(p.parent) for p in module_files(modules)})
     out = console()
-    out.print(f"[cyan]runlane dev[/] watching {', '.join(watched)} for changes to *.py")
+    out.print(f"[cyan]{title}[/] watching {', '.join(watched)} for changes to *.py")
 
     def on_change(changes: set[tuple[Any, str]]) -> None:
         changed = sorted({Path(path).name for _, path in changes})
@@ -397,20 +401,26 @@ def dev(
 
     watchfiles.run_process(
         *watched,
-        target=dev_child,
-        args=(
-            list(modules),
-            st.store,
-            st.environment,
-            concurrency,
-            names,
-            os.getcwd(),
-            loglevel.upper(),
-            port,
-        ),
+        target=target,
+        args=args,
         target_type="function",
         callback=on_change,
         watch_filter=watchfiles.PythonFilter(),
         sigint_timeout=30,
     )
-    out.print("runlane dev stopped.")
+    out.print(f"{title} stopped.")
+
+
+@click.command()
+@dev_options
+def dev(
+    modules: tuple[str, ...], concurrency: int, queues: str | None, port: int, loglevel: str
+) -> None:
+    """Run the tasks of MODULE on the embedded default, and serve the management API; reload
+    when their files change."""
+    st = state()
+    args = (
+        list(modules), st.store, st.environment, concurrency, _queues(queues), os.getcwd(),
+        loglevel.upper(), port,
+    )  # fmt: skip
+    watch_and_run("runlane dev", list(modules), dev_child, args)
