@@ -13,11 +13,14 @@ from runlane.core.aio import aio, run_sync
 from runlane.core.handles import RunHandle
 from runlane.core.logs import LogEntry
 from runlane.core.models import Run
+from runlane.core.realtime import RealtimePart, Subscription
 from runlane.core.types import RunQuery
 from runlane.errors import InvalidOptionError
 
 __all__ = [
+    "RealtimePart",
     "RunPage",
+    "Subscription",
     "aio_bulk_cancel",
     "aio_bulk_replay",
     "aio_cancel",
@@ -37,6 +40,9 @@ __all__ = [
     "replay",
     "reschedule",
     "retrieve",
+    "subscribe_to_batch",
+    "subscribe_to_run",
+    "subscribe_to_runs_with_tag",
     "update_metadata",
 ]
 
@@ -177,6 +183,28 @@ def bulk_cancel(*, limit: int = 1000, **filters: Any) -> operations.BulkResult:
 def bulk_replay(*, limit: int = 1000, **filters: Any) -> operations.BulkResult:
     """Replay every run matching ``filters`` (at most ``limit``). ``.ids``: the new runs."""
     return runtime.get().ops.bulk_replay_runs(_query(filters), limit=limit)
+
+
+def subscribe_to_run(run: str | RunHandle | Run, *, cursor: int | None = None) -> Subscription:
+    """The run on every change of its status, attempt, tags, metadata or output, first as it is
+    now; ends once it is final. ``for run in ...`` or ``async for``; ``.with_streams()`` yields
+    ``RealtimePart`` s with its ``metadata.stream`` chunks too. ``cursor`` (a subscription's
+    ``.cursor``): resume after it, missing nothing."""
+    return runtime.get().ops.subscribe("run", run_id_of(run), cursor=cursor)
+
+
+def subscribe_to_runs_with_tag(
+    tag: str | Sequence[str], *, cursor: int | None = None
+) -> Subscription:
+    """Every run with the tag (any of the tags) on each of its changes: first the latest 100
+    runs with it as they are now, then as they change and as new ones come. Never ends by
+    itself: leave the loop or ``close()`` it."""
+    return runtime.get().ops.subscribe("tag", tag, cursor=cursor)
+
+
+def subscribe_to_batch(batch: Any, *, cursor: int | None = None) -> Subscription:
+    """The batch's runs on each of their changes; ends once every one is final."""
+    return runtime.get().ops.subscribe("batch", batch_id_of(batch), cursor=cursor)
 
 
 _FILTERS = frozenset(

@@ -15,6 +15,8 @@ class Limits:
     output_bytes: int = 10 * 1024 * 1024
     batch_items: int = 500
     metadata_bytes: int = 262_144
+    stream_chunk_bytes: int = 65_536  # one metadata.stream chunk, as JSON
+    stream_chunks_per_run: int = 20_000  # every stream of a run together
     tags_per_run: int = 5
     tag_length: int = 64
     idempotency_key_ttl_seconds: int = 30 * 24 * 3600

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from runlane.core import ids, keys, schedules, signals
+from runlane.core import ids, keys, realtime, schedules, signals
 from runlane.core.clock import to_timestamp
 from runlane.core.durations import parse_iso_datetime, parse_point_in_time
 from runlane.core.limits import Limits
@@ -327,6 +327,13 @@ def run_logs(rt: Runtime, run_id: str, *, after: int = 0, limit: int = 1000) -> 
     return rt.store.get_logs(run_id, after=after, limit=limit)
 
 
+def subscribe(
+    rt: Runtime, kind: str, target: str | Sequence[str], *, cursor: int | None = None
+) -> realtime.Subscription:
+    """A realtime subscription (``runs.subscribe_to_*``): ``kind`` "run", "tag" or "batch"."""
+    return realtime.subscribe(rt, kind, target, cursor=cursor)
+
+
 def registered_tasks(rt: Runtime, task_ids: Collection[str]) -> list[str]:
     """Those of ``task_ids`` that a worker has registered (deployed) in the store."""
     return sorted(rt.store.known_tasks(task_ids))
@@ -471,6 +478,7 @@ class LocalOperations:
     apply_run_metadata = _bound(apply_run_metadata)
     add_run_tags = _bound(add_run_tags)
     run_logs = _bound(run_logs)
+    subscribe = _bound(subscribe)
     registered_tasks = _bound(registered_tasks)
     retrieve_runs = _bound(retrieve_runs)
     retrieve_batch = _bound(retrieve_batch)

@@ -19,6 +19,7 @@ from runlane.core.types import (
     AttemptOutcome,
     Created,
     Dispatch,
+    FeedRead,
     KeyRow,
     NewRun,
     Push,
@@ -28,6 +29,7 @@ from runlane.core.types import (
     ScheduleQuery,
     ScheduleRow,
     StartedAttempt,
+    StreamChunk,
     Waitpoint,
     WaitSpec,
 )
@@ -305,7 +307,33 @@ class Keys(Protocol):
 
 
 @runtime_checkable
-class Store(Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Keys, Protocol):
+class Feed(Protocol):
+    """The change feed that realtime subscriptions follow: every change of a run a subscriber
+    sees (created; status, attempt, tags, metadata, output, error or delay changed) and every
+    stream chunk, numbered in one increasing sequence of positions. The store keeps the latest
+    entries (some thousands) and each run's stream chunks as long as the run."""
+
+    def read_feed(self, after: int, *, limit: int, timeout: float = 0.0) -> FeedRead:
+        """The changes after position ``after`` (at most ``limit``), waiting up to ``timeout``
+        seconds for one when there are none yet. ``after`` -1: none, only the head."""
+        ...
+
+    def append_stream(
+        self, run_id: str, key: str, chunks: Sequence[str], *, now: float, max_chunks: int
+    ) -> int | None:
+        """Append JSON chunks to the run's stream ``key`` (each a feed entry); returns the
+        position of the last, or None for an unknown run. Raises ``LimitExceededError`` when
+        the run's streams would pass ``max_chunks`` chunks (nothing is written)."""
+        ...
+
+    def read_stream(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:
+        """The run's stream chunks (every key) after position ``after``, in order."""
+        ...
+
+
+class Store(
+    Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Keys, Feed, Protocol
+):
     environment: str
     concurrency_limit: int | None  # executing runs in the environment (None: no cap)
     retention: float | None  # seconds a finished run is kept (None: forever)

@@ -310,3 +310,33 @@ class KeyRow:
     hint: str
     revoked_at: float | None = None
     rate_limit: int | None = None  # requests a minute it may make (None: no limit)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed: ``run_id`` changed (``kind`` "r") or got a stream chunk
+    ("s") at ``position`` (positions increase across the store's environment)."""
+
+    position: int
+    run_id: str
+    kind: str = "r"
+
+
+@dataclass(frozen=True)
+class FeedRead:
+    """What ``Store.read_feed`` read: the changes after the position asked for, ``head`` the
+    position they reach (the position asked for when none), and ``gap`` when the feed no
+    longer holds every change after that position (trimmed: the reader has missed some)."""
+
+    changes: list[Change]
+    head: int
+    gap: bool = False
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """A chunk of a run's stream (``metadata.stream``): ``data`` is its JSON text."""
+
+    position: int
+    key: str
+    data: str

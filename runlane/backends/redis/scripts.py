@@ -65,6 +65,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "create_waitpoint": ("waitpoint",),
     "set_paused": ("release",),
     "add_tags": (),
+    "touch": (),
+    "append_stream": (),
     "acquire_lease": (),
     "release_lease": (),
     "list_runs": (),

@@ -17,6 +17,7 @@ import redis
 
 from runlane.backends._pushing import message_writer, server_of_client
 from runlane.backends.redis.codec import _dumps, _loads, _num, _text
+from runlane.backends.redis.feed import RedisFeed
 from runlane.backends.redis.lane import ScriptLane
 from runlane.backends.redis.reads import RedisReads, _enc, _translate
 from runlane.backends.redis.rows import as_list, current_metadata, to_run, waitpoint_of
@@ -50,7 +51,7 @@ _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _NO_RETENTION = frozenset({"create_runs", "start_attempt", "fetch_start", "heartbeat", "list_runs"})
 
 
-class RedisStore(RedisReads, RedisSchedules, RedisKeys):
+class RedisStore(RedisReads, RedisSchedules, RedisKeys, RedisFeed):
     """Runs in Redis; any number of processes and machines share it."""
 
     native_broker = "redis"  # its broker: runs on this Redis, started as they are fetched
@@ -539,7 +540,7 @@ class RedisStore(RedisReads, RedisSchedules, RedisKeys):
     ) -> dict[str, Any] | None:
         md = self._apply_metadata(run_id, ops, limit)
         if md is not None:
-            self.client.hset(self._k(f"run:{run_id}"), "updated_at", now)
+            self._call("touch", run_id=run_id, now=now)
         return md
 
     @_translate

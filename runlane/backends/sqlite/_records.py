@@ -127,6 +127,7 @@ class _Records(_Base):
                 ("rl_slots", "run_id"),
                 ("rl_dispatch", "run_id"),
                 ("rl_ready", "run_id"),
+                ("rl_streams", "run_id"),
             ):
                 conn.execute(
                     f"DELETE FROM {table} WHERE env=? AND {column} IN ({marks})", (env, *ids_)

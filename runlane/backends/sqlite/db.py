@@ -57,6 +57,10 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self._refs = 0
+        # notified after each write transaction commits: this process's readers of the change
+        # feed wake at once (other processes' writes are found by polling)
+        self.committed = threading.Condition()
+        self.feed_readers = 0
         # in memory: the one connection (the database lives as long as it is open), and the
         # lock that gives it to one transaction at a time
         self._single: sqlite3.Connection | None = None
@@ -124,6 +128,18 @@ class Database:
             except BaseException:
                 self._settle(conn)
                 raise
+        if self.feed_readers:
+            with self.committed:
+                self.committed.notify_all()
+
+    def wait_commit(self, timeout: float) -> None:
+        """Block until a write transaction of this process commits, or ``timeout``."""
+        with self.committed:
+            self.feed_readers += 1
+            try:
+                self.committed.wait(timeout)
+            finally:
+                self.feed_readers -= 1
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

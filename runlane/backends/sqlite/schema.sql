@@ -204,3 +204,40 @@ CREATE TABLE IF NOT EXISTS rl_key_hits (
     env TEXT NOT NULL, key_id TEXT NOT NULL, window_start REAL NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (env, key_id)
 ) WITHOUT ROWID;
+
+-- The change feed (runlane.core.realtime): one row per change of a run that a subscriber sees
+-- (created; status, attempt, tags, metadata, output, error or delay changed) and per stream
+-- chunk, numbered by seq across environments. Written by the triggers below and by
+-- append_stream; the oldest rows are trimmed as new ones come (rl_counters' feed_trimmed, under
+-- environment '*', is the last seq trimmed: a reader behind it has missed changes).
+CREATE TABLE IF NOT EXISTS rl_changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    env TEXT NOT NULL, run_id TEXT NOT NULL, kind TEXT NOT NULL DEFAULT 'r'
+);
+CREATE TRIGGER IF NOT EXISTS rl_runs_created AFTER INSERT ON rl_runs
+BEGIN
+    INSERT INTO rl_changes (env, run_id) VALUES (NEW.env, NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS rl_runs_changed
+AFTER UPDATE OF status, attempt_count, tags, metadata, output, error, delay_until ON rl_runs
+WHEN NEW.status IS NOT OLD.status OR NEW.attempt_count IS NOT OLD.attempt_count
+    OR NEW.tags IS NOT OLD.tags OR NEW.metadata IS NOT OLD.metadata
+    OR NEW.output IS NOT OLD.output OR NEW.error IS NOT OLD.error
+    OR NEW.delay_until IS NOT OLD.delay_until
+BEGIN
+    INSERT INTO rl_changes (env, run_id) VALUES (NEW.env, NEW.id);
+END;
+CREATE TRIGGER IF NOT EXISTS rl_changes_trim AFTER INSERT ON rl_changes
+WHEN NEW.seq % 1024 = 0
+BEGIN
+    DELETE FROM rl_changes WHERE seq <= NEW.seq - 20000;
+    INSERT OR REPLACE INTO rl_counters (env, name, value)
+        VALUES ('*', 'feed_trimmed', MAX(NEW.seq - 20000, 0));
+END;
+
+-- Stream chunks (metadata.stream): kept with their run, numbered by their change's seq.
+CREATE TABLE IF NOT EXISTS rl_streams (
+    env TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (env, run_id, seq)
+) WITHOUT ROWID;

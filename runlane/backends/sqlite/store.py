@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from runlane.backends.sqlite import admission, waits
+from runlane.backends.sqlite._feed import _Feed
 from runlane.backends.sqlite._lifecycle import _Lifecycle
 from runlane.backends.sqlite._reads import _Reads
 from runlane.backends.sqlite._records import _Keys, _Records
@@ -46,7 +47,7 @@ def path_from_url(url: str) -> str:
     return path
 
 
-class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records, _Schedules, _Keys):
+class SQLiteStore(_Lifecycle, _Waiting, _Reads, _Records, _Schedules, _Keys, _Feed):
     """Runs in a SQLite file. Safe for many threads and several processes on one machine."""
 
     dispatches_itself = False  # admitted runs go through the outbox (``take_ready``)

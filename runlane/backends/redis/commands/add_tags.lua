@@ -18,6 +18,7 @@ local function add_tags()
       redis.call("ZADD", key("ix:tag:" .. enc(tag)), 0, id)
     end
     redis.call("HSET", run_key(id), "tags", cjson.encode(current), "updated_at", now)
+    publish(id)
   end
   return json_list(current)
 end

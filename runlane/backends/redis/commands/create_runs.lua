@@ -171,7 +171,7 @@ local function create(new, subqueues)
       redis.call("SADD", key("wfd:" .. enc(new.task)), id)
     end
   end
-  publish(id, new.status, now)
+  publish(id)
 end
 
 local function fire_guard(fire)

@@ -26,7 +26,7 @@ local function purge_run(id, run)
                key("wpr:" .. id .. ":" .. number))
   end
   redis.call("DEL", run_key(id), key("att:" .. id), key("md:" .. id), key("logs:" .. id),
-             key("children:" .. id), key("ix:parent:" .. id),
+             key("children:" .. id), key("ix:parent:" .. id), key("st:" .. id),
              key("blob:" .. id .. ":payload"), key("blob:" .. id .. ":output"))
 end
 

@@ -48,8 +48,10 @@
 --   wk:<worker>         string native broker: the worker's heartbeat (PX); workers  set
 --   logs:<id>           list   log entries (JSON)
 --   lease:<name>        string leader lease owner (PX)
---   changes             pub/sub channel of run changes (a subscriber reads a run's state after
---                       subscribing, so it misses no change)
+--   feed                stream: the change feed, entries "<n>-0" {r = run id, k = "r" a change
+--                       of the run, "s" a stream chunk} (the latest FEED_KEEP); feedseq the n
+--   st:<id>             stream: the run's stream chunks, entries "<n>-0" (n of its feed
+--                       entry) {k = stream key, d = JSON}
 
 -- Loaded as a function library this code is set up once and serves every call: the state of
 -- a call lives in these locals, set by begin() (through reset_call) at the start of each.
@@ -136,10 +138,19 @@ local function hset(id, fields)
   if #dels > 0 then redis.call("HDEL", run_key(id), unpack(dels)) end
 end
 
-local function publish(id, status, at)
-  -- ids and statuses are runlane's own words: no JSON escaping needed
-  local message = '{"id":"' .. id .. '","status":"' .. status .. '","at":' .. as_text(at) .. '}'
-  redis.call("PUBLISH", key("changes"), message)
+local FEED_KEEP = "20000"  -- entries the change feed keeps (about: trimmed by macro node)
+
+local function note(id, kind)
+  -- an entry of the change feed: the run changed (kind "r") or got a stream chunk ("s"). Its
+  -- id is "<n>-0", n counting up from 1 with no hole, so a reader finds out what was trimmed
+  local n = redis.call("INCR", key("feedseq"))
+  local entry = string.format("%d-0", n)
+  redis.call("XADD", key("feed"), "MAXLEN", "~", FEED_KEEP, entry, "r", id, "k", kind)
+  return entry
+end
+
+local function publish(id)
+  note(id, "r")
 end
 
 local function move_status(id, status, at, old)
@@ -149,7 +160,7 @@ local function move_status(id, status, at, old)
     if old then redis.call("ZREM", key("ix:st:" .. old), id) end
     redis.call("ZADD", key("ix:st:" .. status), "0", id)
   end
-  publish(id, status, at)
+  publish(id)
 end
 
 local function set_status(id, status, at, old)

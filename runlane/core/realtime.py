@@ -1,0 +1,474 @@
+"""Realtime: subscriptions to runs (by id, tag or batch) that follow the store's change feed.
+
+One ``Hub`` per runtime follows the feed in a thread (``Store.read_feed``: Redis blocks on its
+``feed`` stream, SQLite is woken by this process's commits and polls for other processes'),
+reads the runs that changed once, and hands them to the subscriptions that watch them. A
+subscription yields a run when what a subscriber sees of it changed (status, attempt, tags,
+metadata, output, error, delay), first the current state of its runs, and ends when they are
+final; with streams it also yields the chunks ``metadata.stream`` wrote, in order.
+
+Positions: every feed entry has one (increasing); ``subscription.cursor`` is the position of
+the last item yielded, and a subscription started with ``cursor=`` resumes after it: the
+changes since are read back from the feed, or, when the feed no longer holds them all, the
+current state of the runs (and every chunk after the cursor) is yielded instead, so a
+subscriber never misses a final state or a chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from runlane.core import jsonvalue
+from runlane.core.models import FINAL_STATUSES, Run
+from runlane.core.types import Change, RunQuery, StreamChunk
+from runlane.errors import InvalidOptionError, RunlaneError, RunNotFoundError
+
+if TYPE_CHECKING:
+    from runlane.core.runtime import Runtime
+
+log = logging.getLogger("runlane.realtime")
+
+FEED_PAGE = 1000  # feed entries read in one call
+MAILBOX = 10_000  # changes a subscription holds for its reader; past that it re-reads state
+IDLE_STOP = 5.0  # seconds the hub's thread lives on with no subscription
+MAX_TAGS = 10  # tags one subscription may watch
+
+KINDS = ("run", "tag", "batch")
+
+
+class RealtimePart(BaseModel):
+    """An item of ``subscription.with_streams()``: ``type`` is "run" (``run`` changed) or the
+    key of a stream (``chunk`` is what ``metadata.stream`` wrote; ``run`` its run as last
+    seen). ``cursor``: resume after this part."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    type: str
+    run: Run | None
+    run_id: str
+    chunk: Any = None
+    cursor: int = 0
+
+
+def _signature(run: Run) -> tuple[Any, ...]:
+    """What a subscriber sees of a run: a change of any of it is yielded, nothing else."""
+    return (
+        run.status,
+        run.attempt_count,
+        run.updated_at,
+        tuple(run.tags),
+        jsonvalue.dumps(run.metadata),
+        run.delayed_until,
+        run.finished_at,
+    )
+
+
+class Hub:
+    """Follows one runtime's change feed for every subscription of this process."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._lock = threading.Lock()
+        self._subs: set[Subscription] = set()
+        self._thread: threading.Thread | None = None
+        self.position = 0
+
+    def attach(self, sub: Subscription) -> int:
+        """Watch for ``sub``; the position from which it is handed changes."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self.position = self.rt.store.read_feed(-1, limit=1).head
+                self._thread = threading.Thread(
+                    target=self._follow, name="runlane-realtime", daemon=True
+                )
+                self._thread.start()
+            self._subs.add(sub)
+            return self.position
+
+    def detach(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    def _follow(self) -> None:
+        idle_since: float | None = None
+        failures = 0
+        while not self.rt.closed:
+            with self._lock:
+                if not self._subs:
+                    now = time.monotonic()
+                    idle_since = idle_since if idle_since is not None else now
+                    if now - idle_since >= IDLE_STOP:
+                        self._thread = None
+                        return
+                else:
+                    idle_since = None
+                after = self.position
+            try:
+                read = self.rt.store.read_feed(after, limit=FEED_PAGE, timeout=0.5)
+                runs = self._runs(read.changes)
+                failures = 0
+            except RunlaneError as exc:  # the store is unavailable: try again, say so once
+                failures += 1
+                if failures == 1:
+                    log.warning("realtime: reading the change feed failed: %s", exc)
+                threading.Event().wait(min(2.0, 0.1 * failures))
+                continue
+            with self._lock:
+                subs = list(self._subs)
+                self.position = read.head
+            if read.gap:
+                for sub in subs:
+                    sub.lost_changes(read.head)
+            if read.changes:
+                for sub in subs:
+                    sub.offer(read.changes, runs)
+
+    def _runs(self, changes: Sequence[Change]) -> dict[str, Run]:
+        """Each changed run once (a stream chunk's run too: a part carries it)."""
+        if not changes:
+            return {}
+        return {run.id: run for run in self.rt.store.get_runs([c.run_id for c in changes])}
+
+
+def hub_of(rt: Runtime) -> Hub:
+    hub: Hub | None = getattr(rt, "_realtime_hub", None)
+    if hub is None:
+        with _HUB_LOCK:
+            hub = getattr(rt, "_realtime_hub", None)
+            if hub is None:
+                hub = Hub(rt)
+                rt._realtime_hub = hub  # type: ignore[attr-defined]
+    return hub
+
+
+_HUB_LOCK = threading.Lock()
+
+
+class Subscription:
+    """Iterate it (``for`` or ``async for``) for the runs; ``with_streams()`` for parts.
+
+    ``kind`` "run" (``target`` a run id), "tag" (a tuple of tags: runs with any of them) or
+    "batch" (a batch id). ``cursor``: resume after this position. Closing it (``close()``,
+    ``with``, or leaving the loop of ``for``) lets its runs go."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        kind: str,
+        target: str | tuple[str, ...],
+        *,
+        cursor: int | None = None,
+        streams: bool = False,
+    ) -> None:
+        if kind not in KINDS:
+            raise InvalidOptionError("kind", kind, f"one of {', '.join(KINDS)}")
+        self.rt = rt
+        self.kind = kind
+        self.target = target
+        self.streams = streams
+        self.cursor: int = cursor if cursor is not None else 0
+        self._resume = cursor
+        self._mailbox: deque[tuple[Change, Run | None]] = deque()
+        self._mail_lock = threading.Lock()
+        self._resync_at: int | None = None  # the feed lost changes: re-read state
+        self._wake_sync = threading.Event()
+        self._wake_async: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._seen: dict[str, tuple[Any, ...]] = {}  # run id -> signature last yielded
+        self._chunk_after: dict[str, int] = {}  # run id -> position of its last chunk read
+        self._runs: set[str] = set()  # the run (or batch's runs) watched; tags: by tag
+        self._final: set[str] = set()
+        self._latest: dict[str, Run] = {}
+        self._started = False
+        self._closed = False
+        self._ended = False
+        self._hub: Hub | None = None
+        self._ready: deque[RealtimePart] = deque()
+
+    # ------------------------------------------------------------------ public surface
+    def with_streams(self) -> Subscription:
+        """The same subscription yielding ``RealtimePart`` s: the runs' changes and their
+        streams' chunks."""
+        if self._started:
+            raise InvalidOptionError(
+                "with_streams", True, "call it before the subscription is iterated"
+            )
+        self.streams = True
+        return self
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._hub is not None:
+            self._hub.detach(self)
+        self._wake()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.kind} {self.target!r} cursor={self.cursor}>"
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            self._start()
+            while True:
+                while not self._ready:
+                    if self._closed or self._ended:
+                        return
+                    self._wake_sync.clear()
+                    if not self._collect():
+                        self._wake_sync.wait(1.0)
+                yield self._take()
+        finally:
+            self.close()
+
+    async def _aiter(self) -> AsyncIterator[Any]:
+        loop = asyncio.get_running_loop()
+        event = asyncio.Event()
+        self._wake_async = (loop, event)
+        try:
+            await asyncio.to_thread(self._start)
+            while True:
+                while not self._ready:
+                    if self._closed or self._ended:
+                        return
+                    event.clear()
+                    if self._needs_store():
+                        got = await asyncio.to_thread(self._collect)
+                    else:
+                        got = self._collect()
+                    if not got:
+                        try:
+                            await asyncio.wait_for(event.wait(), 1.0)
+                        except TimeoutError:
+                            pass
+                yield self._take()
+        finally:
+            self.close()
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._aiter()
+
+    # ------------------------------------------------------------------ the hub's side
+    def offer(self, changes: Sequence[Change], runs: dict[str, Run]) -> None:
+        """Called by the hub's thread with the changes it read and their runs."""
+        mine = [(c, runs.get(c.run_id)) for c in changes if self._watches(c, runs.get(c.run_id))]
+        if not mine:
+            return
+        with self._mail_lock:
+            self._mailbox.extend(mine)
+            if len(self._mailbox) > MAILBOX:  # a slow reader: re-read state instead
+                self._mailbox.clear()
+                self._resync_at = mine[-1][0].position
+        self._wake()
+
+    def lost_changes(self, head: int) -> None:
+        """The feed no longer holds changes this subscription was due: re-read state."""
+        with self._mail_lock:
+            self._mailbox.clear()
+            self._resync_at = head
+        self._wake()
+
+    def _watches(self, change: Change, run: Run | None) -> bool:
+        if self.kind == "tag":
+            return run is not None and any(t in run.tags for t in self.target)
+        # a batch's runs are known when it starts (a batch never gains runs)
+        return change.run_id in self._runs
+
+    def _wake(self) -> None:
+        self._wake_sync.set()
+        if self._wake_async is not None:
+            loop, event = self._wake_async
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop is closed
+                pass
+
+    # ------------------------------------------------------------------ the reader's side
+    def _start(self) -> None:
+        """Attach to the hub, then yield what the subscriber has not seen yet: the current
+        state (a new subscription), or the changes after its cursor."""
+        if self._started:
+            return
+        self._started = True
+        store = self.rt.store
+        if self.kind == "run":
+            run_id = str(self.target)
+            self._runs = {run_id}
+        elif self.kind == "batch":
+            batch = store.get_batch(str(self.target))
+            if batch is None:
+                raise RunNotFoundError(f"no batch {self.target!r}")
+            self._runs = set(batch.run_ids)
+        self._hub = hub_of(self.rt)
+        start = self._hub.attach(self)
+        if self.kind == "run" and store.get_run(str(self.target), with_attempts=False) is None:
+            self.close()
+            raise RunNotFoundError(f"no run {self.target!r}")
+        if self._resume is None:
+            self._snapshot(start, chunks_after=0)
+        else:
+            self._catch_up(self._resume, start)
+        self._check_end()
+
+    def _snapshot(self, position: int, *, chunks_after: int | None) -> None:
+        """Yield the current state of the runs watched (and their chunks after
+        ``chunks_after``: None leaves the chunk positions as they are)."""
+        runs = self._tagged() if self.kind == "tag" else self.rt.store.get_runs(sorted(self._runs))
+        for run in runs:
+            self._add_run(run, position)
+            if self.streams:
+                if chunks_after is not None:
+                    self._chunk_after.setdefault(run.id, chunks_after)
+                self._add_chunks(run.id)
+
+    def _tagged(self) -> list[Run]:
+        found: dict[str, Run] = {}
+        for tag in self.target:
+            runs, _ = self.rt.store.list_runs(RunQuery(tag=(tag,), limit=100))
+            for run in runs:
+                found.setdefault(run.id, run)
+        return sorted(found.values(), key=lambda r: (r.created_at, r.id))
+
+    def _catch_up(self, after: int, until: int) -> None:
+        """The changes in (after, until] from the feed (the hub hands those after)."""
+        store = self.rt.store
+        self.cursor = after
+        if self.streams:
+            for run_id in self._runs:
+                self._chunk_after.setdefault(run_id, after)
+        position = after
+        while position < until:
+            read = store.read_feed(position, limit=FEED_PAGE)
+            if read.gap:
+                self._snapshot(until, chunks_after=after)
+                return
+            if not read.changes:
+                break
+            runs = {r.id: r for r in store.get_runs([c.run_id for c in read.changes])}
+            for change in read.changes:
+                if change.position > until:
+                    break
+                run = runs.get(change.run_id)
+                if self._watches(change, run):
+                    self._apply(change, run)
+            position = read.head
+        if self.kind != "tag":  # the runs' state, to know which are final
+            for run in store.get_runs(sorted(self._runs)):
+                if run.status in FINAL_STATUSES:
+                    self._final.add(run.id)
+                    self._seen.setdefault(run.id, _signature(run))
+
+    def _needs_store(self) -> bool:
+        with self._mail_lock:
+            return self._resync_at is not None or (
+                self.streams and any(c.kind == "s" for c, _ in self._mailbox)
+            )
+
+    def _collect(self) -> bool:
+        """Turn the mailbox into items ready to yield; False when there was nothing."""
+        with self._mail_lock:
+            mail = list(self._mailbox)
+            self._mailbox.clear()
+            resync, self._resync_at = self._resync_at, None
+        if resync is not None:
+            self._snapshot(resync, chunks_after=None)
+        for change, run in mail:
+            self._apply(change, run)
+        self._check_end()
+        return bool(self._ready) or self._ended
+
+    def _apply(self, change: Change, run: Run | None) -> None:
+        if change.kind == "s":
+            if self.streams:
+                self._add_chunks(change.run_id)
+            return
+        if run is not None:
+            self._add_run(run, change.position)
+
+    def _add_run(self, run: Run, position: int) -> None:
+        if self.kind == "tag" and self._tags_left(run):
+            return
+        signature = _signature(run)
+        seen = self._seen.get(run.id)
+        if seen == signature or (seen is not None and run.updated_at < seen[2]):
+            return  # nothing new, or older than what was yielded (read before it, sent after)
+        self._seen[run.id] = signature
+        self._latest[run.id] = run
+        if run.status in FINAL_STATUSES:
+            self._final.add(run.id)
+        self._ready.append(RealtimePart(type="run", run=run, run_id=run.id, cursor=position))
+
+    def _tags_left(self, run: Run) -> bool:
+        return not any(t in run.tags for t in self.target)
+
+    def _add_chunks(self, run_id: str) -> None:
+        after = self._chunk_after.get(run_id, 0)
+        while True:
+            chunks: list[StreamChunk] = self.rt.store.read_stream(run_id, after=after, limit=1000)
+            for chunk in chunks:
+                self._ready.append(
+                    RealtimePart(
+                        type=chunk.key,
+                        run=self._latest.get(run_id),
+                        run_id=run_id,
+                        chunk=json.loads(chunk.data),
+                        cursor=chunk.position,
+                    )
+                )
+                after = chunk.position
+            self._chunk_after[run_id] = after
+            if len(chunks) < 1000:
+                return
+
+    def _check_end(self) -> None:
+        if self.kind == "tag" or self._ended:
+            return
+        if self._runs and self._runs <= self._final:
+            if self.streams:
+                for run_id in sorted(self._runs):
+                    self._add_chunks(run_id)  # every chunk written before the end
+            self._ended = True
+
+    def _take(self) -> Any:
+        part = self._ready.popleft()
+        self.cursor = max(self.cursor, part.cursor)
+        if self.streams:
+            return part
+        return part.run
+
+
+def subscribe(
+    rt: Runtime,
+    kind: str,
+    target: str | Sequence[str],
+    *,
+    cursor: int | None = None,
+    streams: bool = False,
+) -> Subscription:
+    """A subscription (not started until iterated); checks its arguments first."""
+    if cursor is not None and (
+        isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0
+    ):
+        raise InvalidOptionError("cursor", cursor, "a position from an earlier subscription")
+    if kind == "tag":
+        tags = (target,) if isinstance(target, str) else tuple(target)
+        if not tags or len(tags) > MAX_TAGS or not all(isinstance(t, str) and t for t in tags):
+            raise InvalidOptionError("tag", target, f"1 to {MAX_TAGS} non-empty tags")
+        return Subscription(rt, kind, tags, cursor=cursor, streams=streams)
+    if not isinstance(target, str) or not target:
+        raise InvalidOptionError(kind, target, f"a {kind} id")
+    return Subscription(rt, kind, target, cursor=cursor, streams=streams)
