@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import AsyncIterable, Iterable
 from typing import Any
 
 from typing_extensions import Self
 
-from runlane.core import context
+from runlane.core import context, streams
 from runlane.core.aio import run_sync
 from runlane.core.executor import flush_active
 from runlane.core.metadata import make_op
+from runlane.errors import InvalidOptionError
 
 
 class _Updates(abc.ABC):
@@ -91,6 +93,24 @@ class RunMetadata(_Updates):
     def current(self) -> dict[str, Any] | None:
         active = context.current()
         return None if active is None else active.metadata.snapshot()
+
+    def stream(self, key: str, iterable: Iterable[Any] | AsyncIterable[Any]) -> Any:
+        """Send ``iterable``'s values to the run's stream ``key`` as they pass, for realtime
+        subscribers (``runs.subscribe_to_run(id).with_streams()``: parts of type ``key``).
+        Returns an iterator of the same values (an async one for an async iterable): iterate
+        it, and each value is written, in order, as it is produced. Values must be JSON (at
+        most ``limits.stream_chunk_bytes`` each, ``limits.stream_chunks_per_run`` in all).
+        Outside a run, the values only pass through."""
+        streams.check_key(key)
+        active = context.current()
+        writer = None
+        if active is not None and not active.replaying:  # replayed: written already
+            writer = streams.StreamWriter(active.runtime, active.run_id, key)
+        if isinstance(iterable, AsyncIterable):
+            return streams.atee(writer, iterable)
+        if not isinstance(iterable, Iterable):
+            raise InvalidOptionError("iterable", iterable, "an iterable or async iterable")
+        return streams.tee(writer, iterable)
 
     def flush(self) -> None:
         """Write pending updates to the store now."""

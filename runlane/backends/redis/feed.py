@@ -55,13 +55,13 @@ class RedisFeed:
         reply = self._call(
             "append_stream", run_id=run_id, key=key, chunks=list(chunks), max=max_chunks, now=now
         )
-        if not reply:  # (an empty reply reads as None)
+        if reply is None:
             return None
-        if reply.startswith("limit:"):
+        if isinstance(reply, dict):
             raise LimitExceededError(
-                f"run {run_id}'s streams would hold {reply[6:]} chunks (at most {max_chunks})"
+                "stream", key, f"run {run_id}'s streams hold at most {max_chunks} chunks"
             )
-        return _position(reply)
+        return int(reply)
 
     @_translate
     def read_stream(self, run_id: str, *, after: int = 0, limit: int = 1000) -> list[StreamChunk]:

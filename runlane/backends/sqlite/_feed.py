@@ -54,8 +54,7 @@ class _Feed(_Base):
                 return None
             if have + len(chunks) > max_chunks:
                 raise LimitExceededError(
-                    f"run {run_id}'s streams would hold {have + len(chunks)} chunks "
-                    f"(at most {max_chunks})"
+                    "stream", key, f"run {run_id}'s streams hold at most {max_chunks} chunks"
                 )
             last = 0
             for data in chunks:

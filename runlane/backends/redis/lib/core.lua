@@ -144,9 +144,9 @@ local function note(id, kind)
   -- an entry of the change feed: the run changed (kind "r") or got a stream chunk ("s"). Its
   -- id is "<n>-0", n counting up from 1 with no hole, so a reader finds out what was trimmed
   local n = redis.call("INCR", key("feedseq"))
-  local entry = string.format("%d-0", n)
-  redis.call("XADD", key("feed"), "MAXLEN", "~", FEED_KEEP, entry, "r", id, "k", kind)
-  return entry
+  redis.call("XADD", key("feed"), "MAXLEN", "~", FEED_KEEP, string.format("%d-0", n),
+             "r", id, "k", kind)
+  return n
 end
 
 local function publish(id)
