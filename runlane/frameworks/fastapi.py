@@ -20,13 +20,12 @@ again. The synchronous API runs in a worker thread; the event loop never waits o
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends
@@ -50,6 +49,7 @@ from runlane.core.worker import Worker
 from runlane.errors import InvalidOptionError
 from runlane.frameworks.http.api import ApiError, HttpApi, Request, Response, error_of
 from runlane.frameworks.http.app import build_api
+from runlane.frameworks.http.servers import async_chunks
 
 __all__ = [
     "RunlaneClient",
@@ -65,7 +65,6 @@ log = logging.getLogger("runlane.fastapi")
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _PARAM = "runlane_path"  # the route's catch-all path parameter
-_DONE = object()
 
 
 # ---------------------------------------------------------------------- the neutral API
@@ -197,30 +196,13 @@ def _starlette_response(response: Response) -> StarletteResponse:
     if isinstance(response.body, bytes):
         out = StarletteResponse(response.body, status_code=response.status)
     else:
-        out = StreamingResponse(_chunks(response.body), status_code=response.status)
+        out = StreamingResponse(async_chunks(response.body), status_code=response.status)
     out.raw_headers = [h for h in out.raw_headers if h[0] != b"content-type"] + [
         (k.lower().encode("latin-1"), v.encode("latin-1"))
         for k, v in response.headers
         if k.lower() != "content-length"
     ]
     return out
-
-
-async def _chunks(body: Iterable[bytes]) -> AsyncIterator[bytes]:
-    """A stream's chunks, each produced in a thread (a stream may block between them); the
-    stream is closed when the client goes away."""
-    chunks = iter(body)
-    try:
-        while True:
-            chunk = await run_in_threadpool(next, chunks, _DONE)
-            if chunk is _DONE:
-                break
-            yield cast(bytes, chunk)
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                close()
 
 
 # ---------------------------------------------------------------------- lifespan

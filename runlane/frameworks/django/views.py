@@ -8,6 +8,7 @@ import threading
 from typing import Any
 from urllib.parse import quote
 
+from django.core.handlers.asgi import ASGIRequest
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -15,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from runlane.core import runtime
 from runlane.frameworks.http.api import HttpApi, Request
 from runlane.frameworks.http.app import build_api
+from runlane.frameworks.http.servers import async_chunks
 
 _lock = threading.Lock()
 _built: tuple[Any, HttpApi] | None = None
@@ -65,8 +67,10 @@ def api_view(request: HttpRequest, rest: str = "") -> HttpResponse:
     response: HttpResponse | StreamingHttpResponse
     if isinstance(answer.body, bytes):
         response = HttpResponse(answer.body, status=answer.status)
-    else:
-        response = StreamingHttpResponse(answer.body, status=answer.status)
+    elif isinstance(request, ASGIRequest):  # on the event loop: an SSE stream holds no thread
+        response = StreamingHttpResponse(async_chunks(answer.body), status=answer.status)
+    else:  # WSGI: in this thread (Django would buffer an async iterator whole)
+        response = StreamingHttpResponse(iter(answer.body), status=answer.status)
     if not any(name.lower() == "content-type" for name, _ in answer.headers):
         del response["Content-Type"]
     for name, value in answer.headers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
@@ -95,8 +95,9 @@ class Request:
 
 @dataclass
 class Response:
-    """A response: ``body`` is bytes, or an iterator of chunks for a stream (Server-Sent
-    Events)."""
+    """A response: ``body`` is bytes, or chunks for a stream: an iterable, or one that is
+    both iterable and async iterable (Server-Sent Events: ``sse.EventStream``), which async
+    servers iterate on their event loop and WSGI servers in their thread."""
 
     status: int = 200
     body: bytes | Iterable[bytes] = b""
@@ -262,6 +263,7 @@ class HttpApi:
         routers: Iterable[Router] = (),
         prefix: str = "",
         max_body: int = MAX_BODY,
+        sse_heartbeat: float | None = None,
     ) -> None:
         self.runtime_for = runtime_for
         self.authenticator = authenticator
@@ -271,6 +273,8 @@ class HttpApi:
                 self.router.add(route)
         self.prefix = prefix.rstrip("/")
         self.max_body = max_body
+        # seconds between Server-Sent Events heartbeats (None: RUNLANE_SSE_HEARTBEAT, or 15)
+        self.sse_heartbeat = sse_heartbeat
         self.environments: Any = runtime_for  # (closed with the server: see app.Environments)
 
     def handle(self, request: Request) -> Response:
@@ -302,11 +306,3 @@ class HttpApi:
         if isinstance(result, Response):
             return result
         return Response.json(result)
-
-    # -- what the adapters need
-    def stream_chunks(self, response: Response) -> Iterator[bytes]:
-        body = response.body
-        if isinstance(body, bytes):
-            yield body
-        else:
-            yield from body

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    MutableMapping,
+)
 from typing import Any
 
 from runlane.frameworks.http.api import ApiError, HttpApi, Request, Response
@@ -46,7 +54,7 @@ class AsgiApp:
             body=body,
         )
         response = await asyncio.to_thread(self.api.handle, request)
-        await self._send(send, response)
+        await self._send(send, response, receive)
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
         limit = self.api.max_body
@@ -68,7 +76,7 @@ class AsgiApp:
                 break
         return b"".join(chunks)
 
-    async def _send(self, send: Send, response: Response) -> None:
+    async def _send(self, send: Send, response: Response, receive: Receive | None = None) -> None:
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
         if isinstance(response.body, bytes):  # sized: one write, no chunked framing
             headers.append((b"content-length", str(len(response.body)).encode()))
@@ -77,19 +85,28 @@ class AsgiApp:
             await send({"type": "http.response.body", "body": response.body})
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        chunks = iter(response.body)
+        chunks = async_chunks(response.body)
+        gone = asyncio.ensure_future(_disconnected(receive)) if receive is not None else None
         try:
-            while True:  # each chunk is produced in a thread: a stream may block between them
-                chunk = await asyncio.to_thread(next, chunks, _DONE)
+            while True:  # until the stream ends or the client goes away
+                step = asyncio.ensure_future(anext(chunks, _DONE))
+                waiting = {step} if gone is None else {step, gone}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    step.cancel()
+                    with contextlib.suppress(BaseException):
+                        await step
+                    return
+                chunk = step.result()
                 if chunk is _DONE:
                     break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
+            if gone is not None:
+                gone.cancel()
+            with contextlib.suppress(Exception):
+                await chunks.aclose()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -155,6 +172,41 @@ class WsgiApp:
             return iter([response.body])
         start_response(f"{response.status} {reason}", response.headers)
         return iter(response.body)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone away."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def async_chunks(body: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncGenerator[bytes]:
+    """A response body's chunks on the event loop: an async body as it is (a Server-Sent
+    Events stream holds no thread), a synchronous one each chunk in a thread (it may block
+    between chunks). Closing this closes the body."""
+    if isinstance(body, AsyncIterable):
+        chunks = aiter(body)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+        return
+    sync = iter(body)
+    try:
+        while True:
+            chunk = await asyncio.to_thread(next, sync, _DONE)
+            if chunk is _DONE:
+                return
+            yield chunk  # type: ignore[misc]
+    finally:
+        close = getattr(sync, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                close()
 
 
 _REASONS = {
