@@ -91,6 +91,7 @@ def check_probe(base: str, probe: Probe) -> None:
 
 
 # ---------------------------------------------------------------------- every server
+@pytest.mark.sqlite_only
 def test_sse_through_the_asgi_app(rt: runlane.Runtime) -> None:
     probe = Probe()
     with serving_app(AsgiApp(build_api(rt, routers=[probe.router]))) as url:
@@ -112,12 +113,14 @@ def wsgi_serving(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
+@pytest.mark.sqlite_only
 def test_sse_through_the_wsgi_app(rt: runlane.Runtime) -> None:
     probe = Probe()
     with wsgi_serving(WsgiApp(build_api(rt, routers=[probe.router]))) as url:
         check_probe(url, probe)
 
 
+@pytest.mark.sqlite_only
 def test_sse_through_flask(rt: runlane.Runtime, tmp_path, monkeypatch) -> None:
     import flask
 
@@ -132,6 +135,7 @@ def test_sse_through_flask(rt: runlane.Runtime, tmp_path, monkeypatch) -> None:
         check_probe(url + "/runlane", probe)
 
 
+@pytest.mark.sqlite_only
 def test_sse_through_fastapi(rt: runlane.Runtime, monkeypatch) -> None:
     from fastapi import FastAPI
 
@@ -342,3 +346,225 @@ def test_scopes_of_public_tokens(served: Server, start_worker) -> None:
     ):
         event = Events(response).next()
     assert event.json()["id"] == run_a.id and event.json()["payload"] is None
+
+
+def test_streams_over_sse(served: Server, start_worker) -> None:
+    @runlane.task(id="sse-llm")
+    def llm(payload: dict) -> str:
+        return "".join(runlane.metadata.stream("llm", ["hel", "lo", "!"]))
+
+    handle = llm.trigger({})
+    start_worker()
+    with served.client() as client:
+        with client.stream("GET", f"/realtime/v1/runs/{handle.id}?streams=true") as response:
+            events = Events(response).until(lambda e: e.event == sse.END)
+        with client.stream("GET", f"/realtime/v1/streams/{handle.id}/llm") as response:
+            only = Events(response).until(lambda e: e.event == sse.END)
+    chunks = [e.json() for e in events if e.event == sse.CHUNK]
+    assert chunks == [{"key": "llm", "chunk": c, "run_id": handle.id} for c in ["hel", "lo", "!"]]
+    assert statuses(events)[-1] == "COMPLETED"
+    assert [e.event for e in only] == ["chunk", "chunk", "chunk", "end"]
+    assert [e.json()["chunk"] for e in only[:3]] == ["hel", "lo", "!"]
+    # resuming after the first chunk gives the rest only
+    with served.client() as client:
+        headers = {"last-event-id": only[0].id}
+        with client.stream("GET", f"/realtime/v1/streams/{handle.id}/llm", headers=headers) as r:
+            rest = Events(r).until(lambda e: e.event == sse.END)
+    assert [e.json()["chunk"] for e in rest[:-1]] == ["lo", "!"]
+
+
+# ---------------------------------------------------------------------- each framework
+def canceled_over_sse(base: str, key: str, task_id: str) -> None:
+    """One short case: a QUEUED run's SSE, then it is canceled: CANCELED and the end."""
+
+    @runlane.task(id=task_id)
+    def never(payload: dict) -> None:
+        return None
+
+    handle = never.trigger({})
+    auth_header = {"authorization": f"Bearer {key}"}
+    with (
+        httpx.Client(base_url=base, headers=auth_header, timeout=20) as client,
+        client.stream("GET", f"/realtime/v1/runs/{handle.id}") as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = Events(response)
+        assert events.next().json()["status"] == "QUEUED"
+        runlane.runs.cancel(handle.id)
+        rest = events.until(lambda e: e.event == sse.END)
+    assert statuses(rest) == ["CANCELED"]
+
+
+KEY = "rl_dev_" + "s" * 40
+
+
+@pytest.mark.sqlite_only
+def test_flask_serves_the_realtime_routes(tmp_path) -> None:
+    import flask
+
+    from runlane.frameworks.flask import Runlane
+
+    app = flask.Flask("sse")
+    app.config.update(RUNLANE_STORE_URL=f"sqlite:///{tmp_path}/f.db", RUNLANE_SECRET_KEY=KEY)
+    Runlane(app)
+    try:
+        with wsgi_serving(app) as url:
+            canceled_over_sse(url + "/runlane", KEY, "sse-flask")
+    finally:
+        app.extensions["runlane"].close()
+
+
+@pytest.mark.sqlite_only
+def test_fastapi_serves_the_realtime_routes(rt: runlane.Runtime) -> None:
+    from fastapi import FastAPI
+
+    from runlane.frameworks.fastapi import build_router
+
+    app = FastAPI()
+    app.include_router(build_router(rt, secret_key=KEY), prefix="/runlane")
+    with serving_app(app) as url:
+        canceled_over_sse(url + "/runlane", KEY, "sse-fastapi")
+
+
+DJANGO_SETTINGS = """
+SECRET_KEY = "sse-tests"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "sse_urls"
+INSTALLED_APPS = ["runlane.frameworks.django"]
+DATABASES = {{"default": {{"ENGINE": "django.db.backends.sqlite3", "NAME": {db!r}}}}}
+RUNLANE = {{"STORE_URL": {store!r}, "SECRET_KEY": {key!r}}}
+USE_TZ = True
+"""
+DJANGO_URLS = """
+from django.urls import include, path
+urlpatterns = [path("runlane/", include("runlane.frameworks.django.urls"))]
+"""
+DJANGO_ASGI = """
+from django.core.asgi import get_asgi_application
+application = get_asgi_application()
+"""
+
+
+@pytest.mark.sqlite_only
+def test_django_asgi_serves_the_realtime_routes(rt: runlane.Runtime, tmp_path) -> None:
+    pytest.importorskip("django")
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "sse_settings.py").write_text(
+        DJANGO_SETTINGS.format(db=str(tmp_path / "dj.db"), store=rt.settings.store_url, key=KEY)
+    )
+    (tmp_path / "sse_urls.py").write_text(DJANGO_URLS)
+    (tmp_path / "sse_asgi.py").write_text(DJANGO_ASGI)
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "sse_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()]),
+    }
+    env.pop("RUNLANE_STORE_URL", None)
+    command = [sys.executable, "-m", "uvicorn", "sse_asgi:application", "--port", str(port)]
+    log = tmp_path / "uvicorn.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [*command, "--log-level", "warning"], env=env, cwd=tmp_path, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}/runlane"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        canceled_over_sse(url, KEY, "sse-django")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+# ---------------------------------------------------------------------- remote mode
+class CutOnce:
+    """In front of a server: the first realtime response is cut after its first run event
+    (the client sees the stream end without ``event: end``); the Last-Event-ID of each
+    realtime request is kept."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cut = False
+        self.last_event_ids: list[str | None] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/realtime/"):
+            await self.inner(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"last-event-id")
+        self.last_event_ids.append(given.decode() if given else None)
+        if self.cut:
+            await self.inner(scope, receive, send)
+            return
+        self.cut = True
+
+        async def cutting(message: Any) -> None:
+            await send(message)
+            if b"event: run" in message.get("body", b""):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                raise _Cut
+
+        try:
+            await self.inner(scope, receive, cutting)
+        except _Cut:
+            pass
+
+
+class _Cut(Exception):
+    pass
+
+
+@pytest.mark.sqlite_only
+def test_remote_mode_subscribes_over_sse_and_reconnects(tmp_path) -> None:
+    from runlane.cli.serve import asgi_app
+    from runlane.core.realtime import RealtimePart, Subscription
+    from runlane.sdk.realtime import RemoteSubscription
+    from tests.remote_support import remote_client, remote_server
+
+    gated, gate = gated_task("sse-remote-gated")
+
+    @runlane.task(id="sse-remote-llm")
+    def llm(payload: dict) -> str:
+        return "".join(runlane.metadata.stream("llm", ["a", "b"]))
+
+    fast = {"retry": {"min_timeout_in_ms": 20, "max_timeout_in_ms": 100, "randomize": False}}
+    with remote_server(tmp_path) as server:
+        proxy = CutOnce(asgi_app(server.rt))
+        with serving_app(proxy) as url, remote_client(server, url=url, request_options=fast):
+            handle = gated.trigger({})
+            sub = runlane.runs.subscribe_to_run(handle.id)
+            assert isinstance(sub, RemoteSubscription) and isinstance(sub, Subscription)
+            seen = []
+            for run in sub:
+                seen.append(run.status.value)
+                gate.set()
+            assert seen[-1] == "COMPLETED" and seen[0] in ("QUEUED", "EXECUTING")
+            assert len(proxy.last_event_ids) == 2 and proxy.last_event_ids[0] is None
+            assert proxy.last_event_ids[1] is not None  # resumed after the cut
+            assert sub.cursor > 0
+
+            async def parts() -> list[RealtimePart]:
+                handle = llm.trigger({})
+                got = []
+                async for part in runlane.runs.subscribe_to_run(handle.id).with_streams():
+                    got.append(part)
+                return got
+
+            got = asyncio.run(parts())
+            assert [p.chunk for p in got if p.type == "llm"] == ["a", "b"]
+            runs = [p.run for p in got if p.type == "run" and p.run is not None]
+            assert runs[-1].status.value == "COMPLETED"
+            with pytest.raises(runlane.errors.RunNotFoundError):
+                list(runlane.runs.subscribe_to_run("run_doesnotexist"))

@@ -164,16 +164,25 @@ class Client:
         self.api_url = api_url.rstrip("/")
         self.retry = retry
         self._sleep = sleep
-        self._http = httpx.Client(
-            base_url=self.api_url,
-            headers={
+        self._options: dict[str, Any] = {
+            "base_url": self.api_url,
+            "headers": {
                 "authorization": f"Bearer {secret_key}",
                 "accept": "application/json",
                 "user-agent": USER_AGENT,
             },
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport,
-        )
+            "timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        }
+        self._http = httpx.Client(**self._options, transport=transport)
+
+    @property
+    def http(self) -> httpx.Client:
+        """The keep-alive client (realtime streams read through it)."""
+        return self._http
+
+    def async_http(self) -> httpx.AsyncClient:
+        """A new async client to the same server with the same key (for one event loop)."""
+        return httpx.AsyncClient(**self._options)
 
     def close(self) -> None:
         self._http.close()

@@ -20,7 +20,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
 
-from runlane.core import cron, jsonvalue, keys, signals, tracing
+from runlane.core import cron, jsonvalue, keys, realtime, signals, tracing
 from runlane.core import schedules as schedule_ops
 from runlane.core.clock import Clock, SystemClock
 from runlane.core.durations import parse_duration, parse_point_in_time
@@ -41,6 +41,7 @@ from runlane.core.options import (
     validate_queue_name,
     validate_task_id,
 )
+from runlane.core.realtime import Subscription
 from runlane.core.registry import Registry, registry
 from runlane.core.runtime import Runtime, Settings
 from runlane.core.schedules import Schedule, ScheduleList
@@ -48,6 +49,7 @@ from runlane.core.types import RunQuery
 from runlane.errors import ConfigurationError, InvalidOptionError
 from runlane.sdk import wire
 from runlane.sdk.client import DEFAULT_RETRY, DEFAULT_TIMEOUT, Client
+from runlane.sdk.realtime import RemoteSubscription
 from runlane.sdk.wire import BASE
 
 if TYPE_CHECKING:
@@ -480,6 +482,14 @@ class RemoteOperations(LocalOperations):
 
     def delete_schedule(self, schedule_id: Any) -> Schedule:
         return Schedule.model_validate(self._call("DELETE", _schedule(schedule_id), "schedule"))
+
+    # ------------------------------------------------------------------ realtime
+    def subscribe(
+        self, kind: str, target: str | Sequence[str], *, cursor: int | None = None
+    ) -> Subscription:
+        """The server's Server-Sent Events route for the subscription (checked here first)."""
+        checked = realtime.subscribe(self.rt, kind, target, cursor=cursor)
+        return RemoteSubscription(self.rt, checked.kind, checked.target, cursor=cursor)
 
     # ------------------------------------------------------------------ the server's own
     def _keys(self, *args: Any, **kwargs: Any) -> NoReturn:
