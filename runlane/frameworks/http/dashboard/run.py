@@ -137,6 +137,7 @@ def _related(ctx: Ctx, run: Run) -> Html:
 def _live_body(ctx: Ctx, run: Run) -> Html:
     secret = ctx.is_secret
     parts: list[Any] = [
+        _actions(ctx, run),
         tag(
             "p",
             status(run.status),
@@ -212,7 +213,7 @@ def run_page(ctx: Ctx) -> Response:
         data_refresh=f"{ctx.root}/runs/{rid}?fragment=1",
         data_interval="2000",
     )
-    return ctx.page(f"Run {run.id}", [_actions(ctx, run), live, streams])
+    return ctx.page(f"Run {run.id}", [live, streams])
 
 
 @view("POST", "/dashboard/runs/{run_id}/cancel", name="dashboardCancelRun")
