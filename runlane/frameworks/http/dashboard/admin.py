@@ -13,7 +13,7 @@ from runlane.core.schedules import Schedule
 from runlane.errors import InvalidOptionError, RunlaneError
 from runlane.frameworks.http.api import Response, error_of
 from runlane.frameworks.http.dashboard.html import Html, query, segment, table, tag, when
-from runlane.frameworks.http.dashboard.web import Ctx, html_response, view
+from runlane.frameworks.http.dashboard.web import Ctx, html_response, view, wants_html
 
 NEXT_RUNS = 3  # upcoming ticks shown for a schedule
 
@@ -175,6 +175,8 @@ def trigger(ctx: Ctx) -> Response:
         options = {"test": True, "tags": [t.strip() for t in tags.split(",") if t.strip()] or None}
         handle = ctx.rt.engine.trigger(task_id, payload, options, ctx.rt.registry.get(task_id))
     except RunlaneError as exc:
+        if not wants_html(ctx.request):
+            raise
         form = _trigger_form(ctx, task_id, raw, tags, str(exc))
         return ctx.page("Trigger a test run", form, error_of(exc).status)
     return ctx.redirect(f"/runs/{segment(handle.id)}")

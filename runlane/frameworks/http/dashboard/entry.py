@@ -16,12 +16,12 @@ from runlane.frameworks.http.dashboard.web import (
     authenticate,
     check_same_site,
     clear_cookie,
-    html_response,
     read_session,
     redirect,
     session_cookie,
     static_page,
     view,
+    wants_html,
 )
 
 _NEXT = re.compile(r"(/(?!\.\.?(?:/|$))[A-Za-z0-9_\-.:@%+~]+)*")  # a path below /dashboard
@@ -72,14 +72,14 @@ def _login_form(ctx: Ctx, next_: str, error: str | None = None, status: int = 20
 def _signed_in(ctx: Ctx, credential: str, next_: str) -> Response:
     """Check ``credential`` as the API would; a session cookie and the page it was going to."""
     request = ctx.request
-    if not re.fullmatch(r"[A-Za-z0-9_\-.]{8,8192}", credential):
-        return _login_form(ctx, next_, "That is not a secret key nor a public access token.", 401)
     try:
+        if not re.fullmatch(r"[A-Za-z0-9_\-.]{8,8192}", credential):
+            raise ApiError(401, "unauthorized", "not a secret key nor a public access token")
         authenticate(request, credential, "public")
     except ApiError as exc:
-        if exc.status in (401, 403):
-            return _login_form(ctx, next_, f"Refused: {exc.message}", 401)
-        raise
+        if exc.status != 401 or not wants_html(request):
+            raise
+        return _login_form(ctx, next_, f"Refused: {exc.message}", 401)
     return redirect(ctx.root + next_, [("set-cookie", session_cookie(request, credential))])
 
 
@@ -153,7 +153,4 @@ def live(ctx: Ctx) -> Response:
         headers,
     )
     response = request.api.handle(inner)
-    if not response.streaming and response.status == 404:
-        # no such realtime route on this server (older than the feed): the page polls instead
-        return html_response("", 404)
-    return response
+    return response  # 404 without the realtime routes: the page polls instead
