@@ -4,14 +4,19 @@ With nothing set, the embedded default is used: a SQLite file store at
 ``.runlane/runlane.db`` and the ``local`` broker in the same file. ``memory://`` (or
 ``sqlite:///:memory:``) is the same pair in memory, for tests: nothing on disk, one process,
 and a fresh database on every ``configure()``. Nothing connects at import.
+
+``alerts`` are handed to the alert sender found as the ``runlane.alerts`` entry point (runlane's
+own is ``runlane.contrib.alerts``: this layer does not import contrib), which validates them
+before anything is built and installs them on the runtime once it is.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import entry_points
+from typing import Any, Protocol
 
 from runlane.core import runtime
 from runlane.core.broker import Broker
@@ -32,6 +37,50 @@ from runlane.errors import ConfigurationError, InvalidOptionError
 
 DEFAULT_STORE_URL = "sqlite:///.runlane/runlane.db"
 MEMORY_STORE_URLS = ("memory://", "sqlite:///:memory:", "sqlite://:memory:")
+ALERTS_ENTRY_POINTS = "runlane.alerts"
+
+
+class AlertSender(Protocol):
+    """What ``configure(alerts=...)`` hands its alerts to (a ``runlane.alerts`` entry point)."""
+
+    def parse(self, value: Any) -> Sequence[Any]:
+        """The alerts, validated (InvalidOptionError naming the entry and field at fault)."""
+        ...
+
+    def install(self, rt: Runtime, alerts: Sequence[Any]) -> None:
+        """Send ``alerts`` for the runs of ``rt`` from now on."""
+        ...
+
+
+@functools.cache
+def alert_sender() -> AlertSender:
+    points = sorted(entry_points(group=ALERTS_ENTRY_POINTS), key=lambda point: point.name)
+    if not points:
+        raise ConfigurationError(
+            "configure(alerts=...) needs an alert sender, and no 'runlane.alerts' entry point "
+            "is installed: runlane's own (runlane.contrib.alerts) comes with the runlane "
+            "package: reinstall runlane (pip install -e . in a checkout) to install its entry "
+            "points"
+        )
+    sender: AlertSender = points[0].load()
+    return sender
+
+
+def _alerts_from_env() -> list[dict[str, Any]] | None:
+    """One alert from RUNLANE_ALERT_URL, RUNLANE_ALERT_SECRET and, optionally,
+    RUNLANE_ALERT_STATUSES and RUNLANE_ALERT_TASKS (comma-separated)."""
+    url = os.environ.get("RUNLANE_ALERT_URL") or None
+    if url is None:
+        return None
+    secret = os.environ.get("RUNLANE_ALERT_SECRET") or None
+    if secret is None:
+        raise ConfigurationError("RUNLANE_ALERT_URL is set but RUNLANE_ALERT_SECRET is not")
+    alert: dict[str, Any] = {"url": url, "secret": secret}
+    for name, field in (("RUNLANE_ALERT_STATUSES", "statuses"), ("RUNLANE_ALERT_TASKS", "tasks")):
+        listed = [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+        if listed:
+            alert[field] = listed
+    return [alert]
 
 
 def _build_store(store: Any, environment: str, concurrency_limit: int | None) -> Store:
@@ -126,6 +175,7 @@ def build_runtime(
     lease_timeout: float | None = None,
     store_retry_timeout: float | None = None,
     retention: Any = UNSET,
+    alerts: Any = None,
     **hooks: Callable[..., Any],
 ) -> Runtime:
     """Build a runtime from these options (the ``RUNLANE_*`` environment fills in what is not
@@ -135,7 +185,11 @@ def build_runtime(
     ``api_url`` (or ``RUNLANE_API_URL``, unless a store or broker is given): remote mode, every
     call a request to the runlane server there, authenticated with ``secret_key``
     (``RUNLANE_SECRET_KEY``); ``request_options={"retry": {...}, "timeout": ...}`` tunes its
-    requests. The other options are the server's and its workers' settings."""
+    requests. The other options are the server's and its workers' settings.
+
+    ``alerts`` (or ``RUNLANE_ALERT_URL`` + ``RUNLANE_ALERT_SECRET``): signed webhooks sent when
+    runs end, e.g. ``[{"url": "https://...", "secret": "...", "statuses": ["FAILED"]}]``
+    (``runlane.contrib.alerts``; ``[]``: none)."""
     unknown = set(hooks) - set(HOOK_NAMES)
     if unknown:
         name = sorted(unknown)[0]
@@ -158,6 +212,7 @@ def build_runtime(
             "lease_timeout": lease_timeout,
             "store_retry_timeout": store_retry_timeout,
             "retention": None if retention is UNSET else retention,
+            "alerts": alerts,
             **hooks,
         }
         given = sorted(name for name, value in local_only.items() if value is not None)
@@ -214,6 +269,10 @@ def build_runtime(
         settings.retention = None if retention is None else parse_duration(retention, "retention")
     if wait_in_place is not None:
         settings.wait_in_place = _seconds(wait_in_place, "wait_in_place", 0)
+    if alerts is None:
+        alerts = _alerts_from_env()
+    sender = alert_sender() if alerts else None
+    parsed_alerts = sender.parse(alerts) if sender is not None else ()
     settings.secret_key = secret_key or os.environ.get("RUNLANE_SECRET_KEY")
     deployed = version if version is not None else os.environ.get("RUNLANE_VERSION") or None
     if deployed is not None and (not isinstance(deployed, str) or not 1 <= len(deployed) <= 64):
@@ -234,7 +293,10 @@ def build_runtime(
     settings.broker_name = (
         broker_spec if isinstance(broker_spec, str) else type(broker_spec).__name__
     )
-    return Runtime(built_store, built_broker, settings, clock=clock)
+    rt = Runtime(built_store, built_broker, settings, clock=clock)
+    if sender is not None:
+        sender.install(rt, parsed_alerts)
+    return rt
 
 
 @functools.wraps(build_runtime)

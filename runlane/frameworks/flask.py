@@ -129,8 +129,10 @@ CONFIG_KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "RUNLANE_LEASE_TIMEOUT": ("lease_timeout", _seconds),
     "RUNLANE_STORE_RETRY_TIMEOUT": ("store_retry_timeout", _seconds),
     "RUNLANE_RETENTION": ("retention", _as_is),
+    "RUNLANE_ALERTS": ("alerts", _as_is),  # [{"url": ..., "secret": ...}] (contrib.alerts)
 }
 _NONE_IS_A_VALUE = {"RUNLANE_MAX_DURATION", "RUNLANE_RETENTION"}
+_HOLD_SECRETS = {"RUNLANE_ALERTS"}  # an error shows the part at fault (masked), not the whole
 # the extension's own keys: where the API is mounted, whether it is, whether tasks get an app
 # context
 FLASK_KEYS: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
@@ -278,7 +280,8 @@ class Runlane:
                 reason = exc.reason
                 if exc.option != CONFIG_KEYS[key][0]:  # a part of it: retries.default...
                     reason = f"{exc.option}={exc.value!r}: {reason}"
-                raise _bad(key, app.config.get(key, exc.value), reason) from None
+                given = exc.value if key in _HOLD_SECRETS else app.config.get(key, exc.value)
+                raise _bad(key, given, reason) from None
             except ConfigurationError as exc:
                 given = {
                     k: app.config[k]

@@ -13,9 +13,10 @@
     app.add_api_route("/webhooks/stripe", receiver.fastapi_endpoint(), methods=["POST"])
 
 Schemes (``schemes.py``): "stripe", "github", "standard" (Standard Webhooks / Svix), "slack",
-"hmac" (configurable). Every comparison is constant time; bodies over ``max_body`` (1 MiB by
-default) are refused before any work; signed timestamps must be within ``tolerance`` (300 s)
-of now. Importing this package imports no web framework. See docs/webhooks.md.
+"runlane" (runlane's own alerts), "hmac" (configurable). Every comparison is constant time;
+bodies over ``max_body`` (1 MiB by default) are refused before any work; signed timestamps
+must be within ``tolerance`` (300 s) of now. Importing this package imports no web
+framework. See docs/webhooks.md.
 """
 
 from runlane.contrib.webhooks.events import REASONS, WebhookEvent, WebhookVerificationError
@@ -26,6 +27,7 @@ from runlane.contrib.webhooks.schemes import (
     SCHEMES,
     GitHub,
     Hmac,
+    Runlane,
     Scheme,
     Slack,
     StandardWebhooks,
@@ -42,6 +44,7 @@ __all__ = [
     "GitHub",
     "Hmac",
     "Receiver",
+    "Runlane",
     "Scheme",
     "Slack",
     "StandardWebhooks",

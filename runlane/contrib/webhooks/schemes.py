@@ -252,6 +252,23 @@ class Stripe(Scheme):
         return payload, payload["id"], str(payload.get("type") or "")
 
 
+class Runlane(Stripe):
+    """runlane's own alerts (``runlane.contrib.alerts``): ``X-Runlane-Signature: t=<unix
+    time>,v1=<hex HMAC-SHA256 of "t.body">`` (Stripe's construction) keyed by the alert's
+    secret as is; the id and type are the signed payload's ``id`` and ``type``."""
+
+    name = "runlane"
+    HEADER = "X-Runlane-Signature"
+
+    def event(self, body: bytes, headers: Mapping[str, str]) -> tuple[Any, str, str]:
+        payload = _json(body, self.name)
+        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+            raise WebhookVerificationError(
+                "malformed_payload", "the body is not a runlane alert (no id)", provider=self.name
+            )
+        return payload, payload["id"], str(payload.get("type") or "")
+
+
 class GitHub(Scheme):
     """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``; the id is
     ``X-GitHub-Delivery`` (kept by GitHub's redeliveries), the type ``X-GitHub-Event``. No
@@ -494,6 +511,7 @@ class Hmac(Scheme):
 
 SCHEMES: dict[str, type[Scheme]] = {
     "stripe": Stripe,
+    "runlane": Runlane,
     "github": GitHub,
     "standard": StandardWebhooks,
     "svix": StandardWebhooks,
@@ -537,11 +555,12 @@ def verify(
 ) -> WebhookEvent:
     """Verify one delivery and return its event, or raise ``WebhookVerificationError``.
 
-    ``provider``: "stripe", "github", "standard" (or "svix"), "slack", "hmac" (``options``:
-    see ``Hmac``), or a ``Scheme``. ``body``: the raw bytes received. ``headers``: any mapping
-    or pairs, any case. ``secret``: one secret or a list (rotation: any may match).
-    ``tolerance``: seconds a signed timestamp may be off ``now`` either way (None: unchecked).
-    ``max_body``: bytes (None: no limit). Nothing is written or triggered."""
+    ``provider``: "stripe", "github", "standard" (or "svix"), "slack", "runlane" (runlane's own
+    alerts), "hmac" (``options``: see ``Hmac``), or a ``Scheme``. ``body``: the raw bytes
+    received. ``headers``: any mapping or pairs, any case. ``secret``: one secret or a list
+    (rotation: any may match). ``tolerance``: seconds a signed timestamp may be off ``now``
+    either way (None: unchecked). ``max_body``: bytes (None: no limit). Nothing is written or
+    triggered."""
     return scheme_for(provider, options).verify(
         body=body, headers=headers, secret=secret, tolerance=tolerance, now=now, max_body=max_body
     )

@@ -34,6 +34,7 @@ CONFIGURE_KEYS: dict[str, str] = {
     "WAIT_IN_PLACE": "wait_in_place",
     "STORE_RETRY_TIMEOUT": "store_retry_timeout",
     "METADATA_FLUSH_INTERVAL": "metadata_flush_interval",
+    "ALERTS": "alerts",  # [{"url": ..., "secret": ...}]: runlane.contrib.alerts
 }
 
 # the Django app's own keys and their defaults
