@@ -102,6 +102,7 @@ CONTRACT_MODULES = {
     "test_runs_api",
     "test_async",
     "test_signals",
+    "test_realtime",
 }
 ADAPTER_MATRIX = [  # (store, worker kind, the framework's broker)
     ("redis", "celery", "redis"),

@@ -42,7 +42,7 @@ MAILBOX = 10_000  # changes a subscription holds for its reader; past that it re
 IDLE_STOP = 5.0  # seconds the hub's thread lives on with no subscription
 MAX_TAGS = 10  # tags one subscription may watch
 
-KINDS = ("run", "tag", "batch")
+KINDS = ("run", "tag", "batch", "all")
 
 
 class RealtimePart(BaseModel):
@@ -117,6 +117,8 @@ class Hub:
                 runs = self._runs(read.changes)
                 failures = 0
             except RunlaneError as exc:  # the store is unavailable: try again, say so once
+                if self.rt.closed:
+                    break
                 failures += 1
                 if failures == 1:
                     log.warning("realtime: reading the change feed failed: %s", exc)
@@ -192,6 +194,7 @@ class Subscription:
         self._ended = False
         self._hub: Hub | None = None
         self._ready: deque[RealtimePart] = deque()
+        self._processed = 0  # the position of the last change turned into items (or none)
 
     # ------------------------------------------------------------------ public surface
     def with_streams(self) -> Subscription:
@@ -328,12 +331,14 @@ class Subscription:
         """Yield the current state of the runs watched (and their chunks after
         ``chunks_after``: None leaves the chunk positions as they are)."""
         runs = self._tagged() if self.kind == "tag" else self.rt.store.get_runs(sorted(self._runs))
+        self._processed = max(self._processed, position)
         for run in runs:
-            self._add_run(run, position)
-            if self.streams:
+            self._latest[run.id] = run
+            if self.streams:  # the chunks first: the state's cursor is past them
                 if chunks_after is not None:
                     self._chunk_after.setdefault(run.id, chunks_after)
                 self._add_chunks(run.id)
+            self._add_run(run, position)
 
     def _tagged(self) -> list[Run]:
         found: dict[str, Run] = {}
@@ -346,12 +351,14 @@ class Subscription:
     def _catch_up(self, after: int, until: int) -> None:
         """The changes in (after, until] from the feed (the hub hands those after)."""
         store = self.rt.store
-        self.cursor = after
+        self.cursor = self._processed = after
         if self.streams:
             for run_id in self._runs:
                 self._chunk_after.setdefault(run_id, after)
         position = after
-        while position < until:
+        first = True
+        while position < until or first:  # (read once at least: the feed may have lost it)
+            first = False
             read = store.read_feed(position, limit=FEED_PAGE)
             if read.gap:
                 self._snapshot(until, chunks_after=after)
@@ -392,6 +399,7 @@ class Subscription:
         return bool(self._ready) or self._ended
 
     def _apply(self, change: Change, run: Run | None) -> None:
+        self._processed = max(self._processed, change.position)
         if change.kind == "s":
             if self.streams:
                 self._add_chunks(change.run_id)
@@ -438,6 +446,9 @@ class Subscription:
         if self.kind == "tag" or self._ended:
             return
         if self._runs and self._runs <= self._final:
+            # the feed's head: a final state read early (a run's state is read after its
+            # change) leaves later entries of the run unread, which a resume skips
+            self._processed = max(self._processed, self.rt.store.read_feed(-1, limit=1).head)
             if self.streams:
                 for run_id in sorted(self._runs):
                     self._add_chunks(run_id)  # every chunk written before the end
@@ -445,25 +456,75 @@ class Subscription:
 
     def _take(self) -> Any:
         part = self._ready.popleft()
+        if not self._ready and self._processed > part.cursor:
+            # every change read so far is delivered (those left out said nothing new): the
+            # cursor moves past them, so a resume does not yield this state again
+            part = part.model_copy(update={"cursor": self._processed})
         self.cursor = max(self.cursor, part.cursor)
         if self.streams:
             return part
         return part.run
 
 
+class AllRunsSubscription(Subscription):
+    """Kind "all": every run of the environment on each of its changes (``runlane runs tail``),
+    first the latest ``query.limit`` runs (at most 100) as they are now; never ends by itself.
+    Of the ``RunQuery`` only ``task_identifier`` and ``status`` narrow it (a change is yielded
+    when the run's new status is one of ``status``) and ``limit`` sizes the first snapshot."""
+
+    def __init__(
+        self, rt: Runtime, query: RunQuery, *, cursor: int | None = None, streams: bool = False
+    ) -> None:
+        super().__init__(rt, "all", "", cursor=cursor, streams=streams)
+        self.query = RunQuery(
+            status=tuple(query.status),
+            task_identifier=tuple(query.task_identifier),
+            limit=max(1, min(query.limit, 100)),
+        )
+
+    def _watches(self, change: Change, run: Run | None) -> bool:
+        if run is None:
+            return False
+        query = self.query
+        return (not query.status or run.status in query.status) and (
+            not query.task_identifier or run.task_identifier in query.task_identifier
+        )
+
+    def _snapshot(self, position: int, *, chunks_after: int | None) -> None:
+        runs, _ = self.rt.store.list_runs(self.query)
+        for run in reversed(runs):  # oldest first, as the other kinds
+            self._add_run(run, position)
+            if self.streams:
+                if chunks_after is not None:
+                    self._chunk_after.setdefault(run.id, chunks_after)
+                self._add_chunks(run.id)
+
+    def _check_end(self) -> None:
+        """Never ends by itself: leave the loop or ``close()`` it."""
+
+
 def subscribe(
     rt: Runtime,
     kind: str,
-    target: str | Sequence[str],
+    target: str | Sequence[str] | RunQuery,
     *,
     cursor: int | None = None,
     streams: bool = False,
 ) -> Subscription:
-    """A subscription (not started until iterated); checks its arguments first."""
+    """A subscription (not started until iterated); checks its arguments first. Kind "all"
+    takes a ``RunQuery`` (or "") as its target: see ``AllRunsSubscription``."""
     if cursor is not None and (
         isinstance(cursor, bool) or not isinstance(cursor, int) or cursor < 0
     ):
         raise InvalidOptionError("cursor", cursor, "a position from an earlier subscription")
+    if kind == "all":
+        if target == "":
+            target = RunQuery(limit=100)
+        if not isinstance(target, RunQuery):
+            raise InvalidOptionError("all", target, 'a RunQuery (or "" for every run)')
+        return AllRunsSubscription(rt, target, cursor=cursor, streams=streams)
+    if isinstance(target, RunQuery):
+        raise InvalidOptionError(kind, target, f"a {kind} id or tags, not a RunQuery")
     if kind == "tag":
         tags = (target,) if isinstance(target, str) else tuple(target)
         if not tags or len(tags) > MAX_TAGS or not all(isinstance(t, str) and t for t in tags):

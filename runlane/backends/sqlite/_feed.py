@@ -21,8 +21,10 @@ class _Feed(_Base):
         while True:
             with self.db.read() as conn:
                 if after < 0:
-                    row = conn.execute("SELECT MAX(seq) FROM rl_changes").fetchone()
-                    return FeedRead([], int(row[0] or 0))
+                    row = conn.execute(  # (AUTOINCREMENT's counter: the head, trimmed or not)
+                        "SELECT seq FROM sqlite_sequence WHERE name = 'rl_changes'"
+                    ).fetchone()
+                    return FeedRead([], int(row[0]) if row else 0)
                 rows = conn.execute(
                     "SELECT seq, run_id, kind FROM rl_changes WHERE seq > ? AND env = ? "
                     "ORDER BY seq LIMIT ?",
