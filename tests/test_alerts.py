@@ -238,7 +238,7 @@ def test_a_crashed_run_is_alerted(configure, receiver) -> None:
     try:
         with runlane.Worker(concurrency=2, fetch_timeout=0.1):
             assert started.wait(20)
-            rt.store.reap(now=time.time() + 3600, limit=10)  # as if its worker had died
+            rt.engine.reap(time.time() + 3600)  # as if its worker had died
             (delivery,) = receiver.got(1)
             release.set()
     finally:

@@ -530,7 +530,7 @@ class Engine:
             signals.send_runs(signals.run_expired, self.rt.store.get_runs(expired))
         schedules.fire_due(self.rt, now)
         if reap:
-            self.rt.store.reap(now=time.time(), limit=1000)  # leases use real time
+            self.reap(time.time())  # leases use real time
         self.send_ready(always=True)
         if now - self._last_purge >= PURGE_EVERY:
             self._last_purge = now
@@ -539,6 +539,17 @@ class Engine:
         # loses no dispatch (a dead worker's deliveries go back to their lists)
         if redeliver and not self.rt.store.dispatches_itself:
             self.redeliver(now)
+
+    def reap(self, now: float) -> list[str]:
+        """Retry or end CRASHED the runs whose worker's lease ran out before ``now``; a crash
+        sends ``run_failed`` (leader side)."""
+        reaped = self.rt.store.reap(now=now, limit=1000)
+        if reaped and signals.run_failed.receivers:
+            runs = self.rt.store.get_runs(reaped)
+            signals.send_runs(
+                signals.run_failed, [r for r in runs if r.status is RunStatus.CRASHED]
+            )
+        return reaped
 
     def redeliver(self, now: float) -> None:
         """Send again the runs sent to the broker a lease period ago or more that have not

@@ -73,6 +73,7 @@ class Runtime:
         # calls; in remote mode (runlane.sdk) they are requests to a runlane server
         self.ops: LocalOperations = LocalOperations(self)
         self.closed = False
+        self._on_close: list[Callable[[], None]] = []
 
     @property
     def environment(self) -> str:
@@ -81,10 +82,20 @@ class Runtime:
     def now(self) -> float:
         return self.clock.now()
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once this runtime is closed (what an extension set up for it
+        is undone there)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
         self.closed = True
-        self.broker.close()
-        self.store.close()
+        try:
+            self.broker.close()
+            self.store.close()
+        finally:
+            callbacks, self._on_close = self._on_close, []
+            for callback in callbacks:
+                callback()
 
 
 def settings_from(options: Mapping[str, Any]) -> Settings:

@@ -148,11 +148,12 @@ run_succeeded = _signal(
 run_failed = _signal(
     "run_failed",
     """A run ended FAILED or TIMED_OUT (max duration): **worker side**, once its last
-    attempt's end was recorded (after the ``run_retrying`` of earlier attempts). Runs that
-    end otherwise (a worker lost: CRASHED by the leader's reaper) do not send it.
+    attempt's end was recorded (after the ``run_retrying`` of earlier attempts). Keyword
+    arguments: ``run`` (as for ``run_succeeded``), ``attempt``, ``ctx``, ``error``
+    (:class:`TaskRunError`).
 
-    Keyword arguments: ``run`` (as for ``run_succeeded``), ``attempt``, ``ctx``, ``error``
-    (:class:`TaskRunError`).""",
+    Also a run the leader's reaper ended CRASHED (its worker was lost): **leader side**, with
+    ``run`` only (read from the store).""",
 )
 
 run_retrying = _signal(
@@ -275,7 +276,8 @@ def send_attempt_ended(
 
 
 def send_runs(signal: RunlaneSignal, runs: Sequence[Run]) -> None:
-    """``signal`` (run_canceled, run_expired) for each run, its task id as sender."""
+    """``signal`` (run_canceled, run_expired, run_failed of a crash) for each run, its task
+    id as sender."""
     try:
         for run in runs:
             signal.send(run.task_identifier, run=run)

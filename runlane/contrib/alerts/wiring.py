@@ -9,16 +9,14 @@ open runtime of the process has alerts.
 The receivers hear the runs of the runtimes that have alerts, in the process where each run
 ended: FAILED and TIMED_OUT (``run_failed``) and COMPLETED (``run_succeeded``) in the worker,
 CANCELED (``run_canceled``) where the cancel was made, EXPIRED (``run_expired``) in the engine
-leader. A run the reaper ends CRASHED (its worker died) sends no signal: the store's ``reap``
-of a runtime with CRASHED alerts is wrapped to report the runs it crashed.
+leader, and CRASHED (``run_failed`` too) in the leader whose reaper found the worker lost.
 """
 
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runlane.contrib.alerts import delivery
@@ -33,7 +31,6 @@ from runlane.contrib.alerts.targets import (
 )
 from runlane.core import signals
 from runlane.core.idempotency import create
-from runlane.core.models import RunStatus
 
 if TYPE_CHECKING:
     from runlane.core.models import Run
@@ -97,46 +94,15 @@ def _connect() -> None:
 def _disconnect_when_closed(rt: Runtime) -> None:
     """Once ``rt`` is closed and no open runtime has alerts, the receivers are disconnected:
     a process that no longer alerts pays nothing for signals (runlane's senders skip a signal
-    nobody listens to). Runtime has no close hook: its ``close`` is wrapped."""
-    close = rt.close
-    if getattr(close, "forgets_alerts", False):
-        return
+    nobody listens to)."""
 
-    @functools.wraps(close)
-    def close_and_forget() -> None:
-        try:
-            close()
-        finally:
-            set_alerts(rt, ())
-            if not any_alerts():
-                for signal in _RECEIVES:
-                    signal.disconnect(_on_end)
+    def forget() -> None:
+        set_alerts(rt, ())
+        if not any_alerts():
+            for signal in _RECEIVES:
+                signal.disconnect(_on_end)
 
-    close_and_forget.forgets_alerts = True  # type: ignore[attr-defined]
-    rt.close = close_and_forget  # type: ignore[method-assign]
-
-
-def _watch_reaps(rt: Runtime) -> None:
-    """Alert on the runs the reaper ends CRASHED (no signal reports them)."""
-    store = rt.store
-    if getattr(store.reap, "reports_crashes", False):
-        return
-    reap: Callable[..., list[str]] = store.reap
-
-    @functools.wraps(reap)
-    def reap_and_report(*args: Any, **kwargs: Any) -> list[str]:
-        reaped = reap(*args, **kwargs)
-        if reaped:
-            try:
-                for run in store.get_runs(reaped):
-                    if run.status is RunStatus.CRASHED:
-                        alert(run)
-            except Exception:
-                log.exception("could not alert on the runs the reaper crashed")
-        return reaped
-
-    reap_and_report.reports_crashes = True  # type: ignore[attr-defined]
-    store.reap = reap_and_report  # type: ignore[method-assign]
+    rt.on_close(forget)
 
 
 class Sender:
@@ -153,8 +119,6 @@ class Sender:
             rt.registry.add(delivery.TASK)
         _connect()
         _disconnect_when_closed(rt)
-        if any(RunStatus.CRASHED in a.statuses for a in alerts):
-            _watch_reaps(rt)
 
 
 sender = Sender()
