@@ -331,9 +331,7 @@ class Feed(Protocol):
         ...
 
 
-class Store(
-    Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Keys, Feed, Protocol
-):
+class Store(Runs, Transitions, Waits, Queues, Records, Leases, Schedules, Keys, Feed, Protocol):
     environment: str
     concurrency_limit: int | None  # executing runs in the environment (None: no cap)
     retention: float | None  # seconds a finished run is kept (None: forever)
