@@ -10,7 +10,7 @@ then, with the workers up and idle:
 
 - round trip: one task at a time, enqueue → completion observed (p50/p99), back to back and
   after 100 ms of idleness; a raw task RPUSHes a token the benchmark waits for in BLPOP, a
-  runlane run is seen COMPLETED on the store's change feed (pub/sub): no polling delay;
+  runlane run is seen COMPLETED through ``runs.subscribe_to_run``: no polling delay;
 - trigger: N enqueues one by one, then N in batches (runlane ``batch_trigger`` of 500, Celery
   ``group`` of 500, Dramatiq ``group`` of 500, huey has no batch API: an enqueue loop), into a
   staging list of the same Redis (the library's own enqueue path, through a second client whose
@@ -35,13 +35,13 @@ import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -499,7 +499,6 @@ class RunlaneSystem(System):
     batch_api = f"noop.batch_trigger(x{BATCH})"
 
     owner = "rlbench-staging"
-    feed: Any = None
 
     def store_url(self) -> str:
         sep = "&" if "?" in self.ctx.url else "?"
@@ -577,27 +576,23 @@ class RunlaneSystem(System):
         self.mod.ready.trigger()
 
     def round_trip(self, token: str, timeout: float) -> float:
-        """Trigger, then wait for the run's COMPLETED on runlane's change feed (the store
-        publishes every transition on ``<prefix>:{<env>}:changes``): no polling delay."""
-        if self.feed is None:
-            self.feed = self.ctx.client.pubsub(ignore_subscribe_messages=True)
-            self.feed.subscribe(f"{self.live}:{{{self.ctx.args.environment}}}:changes")
-            while self.feed.get_message(timeout=1.0) is None and not self.feed.subscribed:
-                pass
+        """Trigger, then wait for the run's COMPLETED through ``runs.subscribe_to_run`` (runlane's
+        realtime, which follows the store's ``feed`` stream with a blocking XREAD): no polling
+        delay, and the subscription's own latency is part of the figure."""
         started = time.perf_counter()
         handle = self.mod.noop.trigger()
-        deadline = started + timeout
-        while time.perf_counter() < deadline:
-            message = self.feed.get_message(timeout=max(0.0, deadline - time.perf_counter()))
-            if message is None:
-                continue
-            change = json.loads(message["data"])
-            if change["id"] != handle.id:
-                continue
-            if change["status"] == "COMPLETED":
-                return time.perf_counter() - started
-            if change["status"] not in ("QUEUED", "EXECUTING"):
-                raise BenchError(f"round-trip run {handle.id} ended {change['status']}")
+        subscription = runlane.runs.subscribe_to_run(handle)
+        watchdog = threading.Timer(timeout, subscription.close)  # ends the loop below
+        watchdog.start()
+        try:
+            for run in subscription:
+                if run.status == runlane.RunStatus.COMPLETED:
+                    return time.perf_counter() - started
+                if run.is_completed:  # final, not COMPLETED
+                    raise BenchError(f"round-trip run {handle.id} ended {run.status}")
+        finally:
+            watchdog.cancel()
+            subscription.close()
         raise BenchError(f"runlane: no round trip after {timeout:.0f} s")
 
     def trigger_single(self, n: int) -> None:
@@ -636,8 +631,6 @@ class RunlaneSystem(System):
         return seconds
 
     def close(self) -> None:
-        if self.feed is not None:
-            self.feed.close()
         old = _runtime.install(None)
         if old is not None:
             old.close()
