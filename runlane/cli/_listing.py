@@ -87,8 +87,10 @@ def fitted_table(
     columns: Sequence[Column[Any]],
     priority: Sequence[str],
     required: Collection[str],
+    row_style: Callable[[Any], str] | None = None,
 ) -> Table | None:
-    """The table of ``rows`` for a terminal ``width`` columns wide (None: too narrow)."""
+    """The table of ``rows`` for a terminal ``width`` columns wide (None: too narrow);
+    ``row_style``: a style for each row (``runs tail`` highlights the runs that changed)."""
     fitted = fit(rows, width, columns, priority, required)
     if fitted is None:
         return None
@@ -103,10 +105,13 @@ def fitted_table(
             justify=column.justify,  # type: ignore[arg-type]
         )
     for row in rows:
-        table.add_row(*(column.cell(row) for column in shown))
+        style = row_style(row) if row_style is not None else None
+        table.add_row(*(column.cell(row) for column in shown), style=style)
     return table
 
 
-def runs_table(runs: list[Run], width: int) -> Table | None:
-    """The table of ``runs list`` (ids and statuses always whole)."""
-    return fitted_table(runs, width, COLUMNS, PRIORITY, ("ID", "Status"))
+def runs_table(
+    runs: list[Run], width: int, row_style: Callable[[Run], str] | None = None
+) -> Table | None:
+    """The table of ``runs list`` and ``runs tail`` (ids and statuses always whole)."""
+    return fitted_table(runs, width, COLUMNS, PRIORITY, ("ID", "Status"), row_style)

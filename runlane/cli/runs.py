@@ -1,4 +1,5 @@
-"""``runlane runs list|show|cancel|replay|reschedule``: the runs management API."""
+"""``runlane runs list|show|cancel|replay|reschedule|logs``: the runs management API; ``tail``
+and ``watch`` (runs as they change) are in ``live.py``."""
 
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ from runlane.cli._common import (
     when,
 )
 from runlane.cli._listing import runs_table
+from runlane.cli.live import tail, watch
 from runlane.core.models import Run
 
 
 @click.group()
 def runs() -> None:
-    """List, inspect, cancel, replay and reschedule runs."""
+    """List, inspect, follow (tail, watch), cancel, replay and reschedule runs."""
 
 
 @runs.command("list")
@@ -276,3 +278,7 @@ def logs(run_id: str, as_json: bool) -> None:
         if entry.attributes:
             line.append("  " + json.dumps(entry.attributes, default=str), style="cyan")
         out.print(line)
+
+
+runs.add_command(tail)
+runs.add_command(watch)

@@ -328,9 +328,11 @@ def run_logs(rt: Runtime, run_id: str, *, after: int = 0, limit: int = 1000) -> 
 
 
 def subscribe(
-    rt: Runtime, kind: str, target: str | Sequence[str], *, cursor: int | None = None
+    rt: Runtime, kind: str, target: str | Sequence[str] | RunQuery, *, cursor: int | None = None
 ) -> realtime.Subscription:
-    """A realtime subscription (``runs.subscribe_to_*``): ``kind`` "run", "tag" or "batch"."""
+    """A realtime subscription (``runs.subscribe_to_*``): ``kind`` "run", "tag" or "batch"; or
+    "all" (``runlane runs tail``): every run's changes, ``target`` a ``RunQuery`` of task ids
+    and statuses (or "" for every run)."""
     return realtime.subscribe(rt, kind, target, cursor=cursor)
 
 

@@ -330,15 +330,18 @@ class Subscription:
     def _snapshot(self, position: int, *, chunks_after: int | None) -> None:
         """Yield the current state of the runs watched (and their chunks after
         ``chunks_after``: None leaves the chunk positions as they are)."""
-        runs = self._tagged() if self.kind == "tag" else self.rt.store.get_runs(sorted(self._runs))
         self._processed = max(self._processed, position)
-        for run in runs:
+        for run in self._current():
             self._latest[run.id] = run
             if self.streams:  # the chunks first: the state's cursor is past them
                 if chunks_after is not None:
                     self._chunk_after.setdefault(run.id, chunks_after)
                 self._add_chunks(run.id)
             self._add_run(run, position)
+
+    def _current(self) -> list[Run]:
+        """The runs watched as they are now, oldest first (a tag's: its latest)."""
+        return self._tagged() if self.kind == "tag" else self.rt.store.get_runs(sorted(self._runs))
 
     def _tagged(self) -> list[Run]:
         found: dict[str, Run] = {}
@@ -468,9 +471,10 @@ class Subscription:
 
 class AllRunsSubscription(Subscription):
     """Kind "all": every run of the environment on each of its changes (``runlane runs tail``),
-    first the latest ``query.limit`` runs (at most 100) as they are now; never ends by itself.
-    Of the ``RunQuery`` only ``task_identifier`` and ``status`` narrow it (a change is yielded
-    when the run's new status is one of ``status``) and ``limit`` sizes the first snapshot."""
+    first the latest ``query.limit`` runs (at most 100) as they are now; it watches no fixed
+    set of runs, so it never ends by itself. Of the ``RunQuery`` only ``task_identifier`` and
+    ``status`` narrow it (a change is yielded when the run's new status is one of ``status``)
+    and ``limit`` sizes the first snapshot."""
 
     def __init__(
         self, rt: Runtime, query: RunQuery, *, cursor: int | None = None, streams: bool = False
@@ -490,17 +494,9 @@ class AllRunsSubscription(Subscription):
             not query.task_identifier or run.task_identifier in query.task_identifier
         )
 
-    def _snapshot(self, position: int, *, chunks_after: int | None) -> None:
+    def _current(self) -> list[Run]:
         runs, _ = self.rt.store.list_runs(self.query)
-        for run in reversed(runs):  # oldest first, as the other kinds
-            self._add_run(run, position)
-            if self.streams:
-                if chunks_after is not None:
-                    self._chunk_after.setdefault(run.id, chunks_after)
-                self._add_chunks(run.id)
-
-    def _check_end(self) -> None:
-        """Never ends by itself: leave the loop or ``close()`` it."""
+        return runs[::-1]  # (listed newest first)
 
 
 def subscribe(
