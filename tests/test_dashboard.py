@@ -277,7 +277,12 @@ def test_the_runs_table_updates_while_runs_complete(browser: Any, server: Server
     tag = f"live-{uuid.uuid4().hex[:8]}"
     gates = [f"{tag}-{i}" for i in range(3)]
     handles = [runlane.tasks.trigger("dash-gated", {"gate": g}, tags=[tag]) for g in gates]
-    for path, feed in (("/dashboard", "poll"), (f"/dashboard?tag={tag}", "sse")):
+    pages = (
+        (f"/dashboard?tag={tag}", "sse"),
+        ("/dashboard?from=2000-01-01T00:00:00", "poll"),  # no realtime route takes dates
+        ("/dashboard", "sse"),  # every run's changes: the unfiltered table, watched below
+    )
+    for path, feed in pages:
         browser.get(server.url + path)
         browser.execute_script("window.notReloaded = true;")
         _until(browser, lambda d: all(_status_of(d, h.id) for h in handles), "the runs")
@@ -298,6 +303,7 @@ def test_the_runs_table_updates_while_runs_complete(browser: Any, server: Server
         "every run COMPLETED in the table",
     )
     assert browser.execute_script("return window.notReloaded === true;")
+    assert _feed(browser) == feed  # live all along, not polling
 
 
 def test_a_run_page_shows_logs_and_live_metadata(browser: Any, server: Server) -> None:

@@ -1,7 +1,7 @@
 """Realtime over HTTP: the SSE routes on a real server (SQLite and Redis): states in order,
-tags, batches, streams, resume with Last-Event-ID, heartbeats and scope checks; Server-Sent
-Events streamed by every server (uvicorn, a WSGI server, Flask, FastAPI, Django ASGI) without
-buffering and closed when the client goes away; remote mode's subscriptions."""
+tags, batches, every run, streams, resume with Last-Event-ID, heartbeats and scope checks;
+Server-Sent Events streamed by every server (uvicorn, a WSGI server, Flask, FastAPI, Django
+ASGI) without buffering and closed when the client goes away; remote mode's subscriptions."""
 
 from __future__ import annotations
 
@@ -346,6 +346,59 @@ def test_scopes_of_public_tokens(served: Server, start_worker) -> None:
     ):
         event = Events(response).next()
     assert event.json()["id"] == run_a.id and event.json()["payload"] is None
+
+
+def test_every_run_its_filters_and_who_may_read_it(served: Server, start_worker) -> None:
+    @runlane.task(id="sse-every-a")
+    def task_a(payload: dict) -> dict:
+        return payload
+
+    @runlane.task(id="sse-every-b")
+    def task_b(payload: dict) -> dict:
+        return payload
+
+    runs = [task_a.trigger({"n": 1}, tags=["x"]), task_b.trigger({"n": 2}, tags=["y"])]
+    runs.append(task_a.trigger({"n": 3}))
+    done: set[str] = set()
+
+    def all_done(event: sse.Event) -> bool:
+        if event.json()["status"] == "COMPLETED":
+            done.add(event.json()["id"])
+        return done == {r.id for r in runs}
+
+    with (
+        served.client() as client,
+        client.stream("GET", "/realtime/v1/runs") as every,
+        client.stream("GET", "/realtime/v1/runs?task=sse-every-b&status=COMPLETED") as only,
+    ):
+        every_events, only_events = Events(every), Events(only)
+        every_events.next()  # streaming: the latest runs come first
+        start_worker()
+        seen = every_events.until(all_done)  # runs of every tag, and of none
+        b_seen = only_events.until(lambda e: e.json()["status"] == "COMPLETED")
+    assert all(e.json()["payload"] is not None for e in seen)
+    assert {(e.json()["id"], e.json()["status"]) for e in b_seen} == {(runs[1].id, "COMPLETED")}
+
+    def token(scopes: dict[str, Any]) -> str:
+        return auth.create_public_token(scopes={"read": scopes}, secret_key=served.key)
+
+    def status(path: str, key: str | None) -> int:
+        with served.client(key) as client, client.stream("GET", path) as response:
+            if response.status_code == 200:
+                assert Events(response).next().json()["payload"] is None  # a token: never
+            return response.status_code
+
+    for_b = token({"tasks": ["sse-every-b"]})
+    assert status("/realtime/v1/runs", token({"tags": ["x", "y"]})) == 403
+    assert status("/realtime/v1/runs", token({"runs": [r.id for r in runs]})) == 403
+    assert status("/realtime/v1/runs", for_b) == 403
+    assert status("/realtime/v1/runs?task=sse-every-b,sse-every-a", for_b) == 403
+    assert status("/realtime/v1/runs?task_identifier=sse-every-b", for_b) == 200
+    assert status("/realtime/v1/runs", token({"runs": True})) == 200  # read:runs: every run
+    assert status("/realtime/v1/runs?status=NOPE", None) == 422
+    assert status("/realtime/v1/runs?task=" + ",".join(f"t{i}" for i in range(11)), None) == 422
+    assert status("/realtime/v1/runs?task=not%20a%20task", None) == 422
+    assert status("/realtime/v1/runs?tags=x&task=sse-every-a", None) == 422
 
 
 def test_streams_over_sse(served: Server, start_worker) -> None:

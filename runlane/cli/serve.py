@@ -98,9 +98,14 @@ def serve(
     load_modules(list(modules))
     app = asgi_app(rt, with_worker=with_worker) if workers == 1 else None
     out = console(stderr=True)
+    url = f"http://{host}:{port}"
     out.print(
-        f"[bold]runlane serve[/] on http://{host}:{port} (store {rt.settings.store_url}, "
+        f"[bold]runlane serve[/] on {url} (store {rt.settings.store_url}, "
         f"environment {rt.environment}); OpenAPI at /api/openapi.json"
+    )
+    out.print(
+        f"Dashboard at {url}/dashboard: sign in with a secret key (`runlane keys create`, "
+        "or RUNLANE_SECRET_KEY)"
     )
     if not rt.settings.secret_key and not auth.list_keys():
         out.print(

@@ -310,7 +310,11 @@ def run_dev_child(
         if api_port:
             stop_api = _serve_api(rt, api_port)
             if stop_api is not None:
-                extra["API"] = f"http://127.0.0.1:{api_port} ({keys_hint}: a key)"
+                url = f"http://127.0.0.1:{api_port}"
+                extra["API"] = f"{url} ({keys_hint}: a key)"
+                extra["Dashboard"] = (
+                    f"{url}/dashboard (sign in with the key, or RUNLANE_SECRET_KEY)"
+                )
         serve_worker(
             w, _banner(title, w, extra), restore_signals=False, force_on_second_sigint=False
         )

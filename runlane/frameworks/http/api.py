@@ -176,7 +176,9 @@ Handler = Callable[[Request], "Response | Any"]
 @dataclass(frozen=True)
 class Route:
     """One route. ``auth``: "secret" (a secret key), "public" (a secret key, or a public access
-    token whose scopes ``scope(request)`` allows), or "none". ``summary``: for OpenAPI."""
+    token whose scopes ``scope(request)`` allows), or "none". ``summary``: for OpenAPI;
+    ``in_schema``: whether the OpenAPI document lists it (the dashboard's pages are no part of
+    the API's contract)."""
 
     method: str
     path: str
@@ -185,6 +187,7 @@ class Route:
     summary: str = ""
     auth: str = "secret"
     scope: Callable[[Request], Iterable[str]] | None = None
+    in_schema: bool = True
     pattern: re.Pattern[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -211,6 +214,7 @@ class Router:
         summary: str = "",
         auth: str = "secret",
         scope: Callable[[Request], Iterable[str]] | None = None,
+        in_schema: bool = True,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.add(
@@ -222,6 +226,7 @@ class Router:
                     summary or (handler.__doc__ or "").strip().split("\n")[0],
                     auth,
                     scope,
+                    in_schema,
                 )
             )
             return handler

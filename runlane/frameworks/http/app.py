@@ -88,10 +88,12 @@ def _health(request: Request) -> Any:
 
 
 def openapi(api_routes: Iterable[Any]) -> dict[str, Any]:
-    """OpenAPI 3.1 for the routes: paths, methods, path parameters, the bearer scheme and the
-    error shape every route shares."""
+    """OpenAPI 3.1 for the routes (those ``in_schema``): paths, methods, path parameters, the
+    bearer scheme and the error shape every route shares."""
     paths: dict[str, dict[str, Any]] = {}
     for route in api_routes:
+        if not route.in_schema:
+            continue
         operation: dict[str, Any] = {
             "operationId": route.name,
             "summary": route.summary,

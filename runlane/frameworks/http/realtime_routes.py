@@ -3,6 +3,8 @@ under ``/realtime/v1``.
 
     GET /realtime/v1/runs/{run_id}           a run's changes (``?streams=true``: its streams too)
     GET /realtime/v1/runs?tags=a,b           runs with any of these tags (never ends)
+    GET /realtime/v1/runs                    every run (``task=``, ``status=``: only these;
+                                             never ends)
     GET /realtime/v1/batches/{batch_id}      a batch's runs (ends when all are final)
     GET /realtime/v1/streams/{run_id}/{key}  one stream of a run (ends with the run)
 
@@ -11,7 +13,8 @@ Events (``sdk.sse``): ``event: run`` (the run as the native routes give it), ``e
 ``Last-Event-ID`` (what a browser's EventSource sends when it reconnects) or ``?cursor=`` gives
 back to resume without loss. A secret key reads everything; a public access token what its
 read scopes name, as ``GET /api/runlane/v1/runs/{id}`` checks them (a token for run A, or for
-tag x, cannot open run B or tag y: 403), and never a run's payload or output.
+tag x, cannot open run B or tag y: 403; every run takes ``read:all`` or ``read:runs``, or the
+tasks of ``task=`` each in ``read:tasks``), and never a run's payload or output.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any
 
 from runlane.core import operations, realtime
 from runlane.core.models import Run
+from runlane.core.options import validate_task_id
+from runlane.core.types import RunQuery
 from runlane.errors import RunNotFoundError
 from runlane.frameworks.http.api import ApiError, Request, Response, Router
 from runlane.frameworks.http.auth import run_scopes
@@ -30,6 +35,7 @@ from runlane.sdk import sse
 router = Router()
 BASE = "/realtime/v1"
 MAX_CURSOR = 2**63 - 1
+MAX_TASKS = 10  # task ids one subscription to every run names
 
 
 def _batch_scopes(request: Request) -> list[str]:
@@ -47,16 +53,25 @@ def subscribe_to_run(request: Request) -> Response:
     return _respond(request, "run", run_id, streams=streams)
 
 
-@router.route("GET", BASE + "/runs", name="realtimeRunsWithTag", auth="public")
-def subscribe_to_runs_with_tag(request: Request) -> Response:
-    """The changes of runs with any of ``tags`` (comma-separated or repeated); never ends."""
+@router.route("GET", BASE + "/runs", name="realtimeRuns", auth="public")
+def subscribe_to_runs(request: Request) -> Response:
+    """The changes of runs with any of ``tags`` (comma-separated or repeated); without
+    ``tags``, of every run (``task``, ``status``: only these); never ends."""
+    streams = _flag(request, "streams")
+    if "tags" not in request.query:
+        return _respond(request, "all", _all_runs_query(request), streams=streams)
+    if {"task", "task_identifier", "status"} & set(request.query):
+        raise ApiError(
+            422, "invalid_option", "task and status narrow every run's changes: not with tags",
+            param="tags",
+        )  # fmt: skip
     tags = _tags(request)
     principal = request.principal
     if principal is not None:
         for tag in tags:
             if not principal.allows(["read:all", "read:runs", f"read:tags:{tag}"]):
                 raise ApiError(403, "forbidden", f"the token's scopes do not allow tag {tag!r}")
-    return _respond(request, "tag", tags, streams=_flag(request, "streams"))
+    return _respond(request, "tag", tags, streams=streams)
 
 
 @router.route(
@@ -95,14 +110,28 @@ def _readable_run(request: Request, run_id: str) -> Run:
     return run
 
 
+def _all_runs_query(request: Request) -> RunQuery:
+    """``task`` (or ``task_identifier``) and ``status`` of every run's subscription, checked as
+    the list routes check them; 403 for a token that may not read them all."""
+    tasks = _values(request, "task") + _values(request, "task_identifier")
+    if len(tasks) > MAX_TASKS:
+        raise ApiError(422, "invalid_option", f"give at most {MAX_TASKS} tasks", param="task")
+    for task in tasks:
+        validate_task_id(task, "task")
+    query = operations.run_query(
+        status=_values(request, "status"), task_identifier=tasks, limit=operations.MAX_PAGE
+    )
+    principal = request.principal
+    if principal is not None and not principal.allows(["read:all", "read:runs"]):
+        by_task = [principal.allows([f"read:tasks:{task}"]) for task in tasks]
+        if not by_task or not all(by_task):
+            raise ApiError(403, "forbidden", "the token's scopes do not allow every run")
+    return query
+
+
 def _tags(request: Request) -> tuple[str, ...]:
     limit = request.rt.settings.limits.tag_length
-    tags: list[str] = []
-    for value in request.query.get("tags", []):
-        for tag in value.split(","):
-            tag = tag.strip()
-            if tag and tag not in tags:
-                tags.append(tag)
+    tags = _values(request, "tags")
     if not tags or len(tags) > realtime.MAX_TAGS:
         raise ApiError(
             422, "invalid_option", f"give 1-{realtime.MAX_TAGS} tags: ?tags=a,b", param="tags"
@@ -113,6 +142,17 @@ def _tags(request: Request) -> tuple[str, ...]:
                 422, "invalid_option", f"a tag has at most {limit} characters", param="tags"
             )
     return tuple(tags)
+
+
+def _values(request: Request, name: str) -> list[str]:
+    """The values of a query parameter, comma-separated or repeated, without duplicates."""
+    values: list[str] = []
+    for raw in request.query.get(name, []):
+        for value in raw.split(","):
+            value = value.strip()
+            if value and value not in values:
+                values.append(value)
+    return values
 
 
 def _flag(request: Request, name: str) -> bool:

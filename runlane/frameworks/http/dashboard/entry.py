@@ -124,8 +124,9 @@ def _file(name: str) -> bytes:
 
 @view("GET", "/dashboard/live", name="dashboardLive", access="public")
 def live(ctx: Ctx) -> Response:
-    """Server-Sent Events of a run (``run``, ``streams``), of runs with tags (``tags``) or of
-    a batch (``batch``): the realtime route's, for this session."""
+    """Server-Sent Events of a run (``run``, ``streams``), of runs with tags (``tags``), of
+    a batch (``batch``) or else of every run (``task``, ``status``): the realtime route's,
+    for this session."""
     request = ctx.request
     assert request.api is not None
     arg = request.arg
@@ -137,7 +138,7 @@ def live(ctx: Ctx) -> Response:
     elif arg("tags"):
         path, params = "/realtime/v1/runs", {"tags": arg("tags")}
     else:
-        raise ApiError(400, "bad_request", "give run, batch or tags")
+        path, params = "/realtime/v1/runs", {"task": arg("task"), "status": arg("status")}
     params["cursor"] = arg("cursor")
     session = read_session(request)
     header = request.header("authorization")

@@ -80,13 +80,17 @@ def runs_table(runs: list[Run], root: str, **attrs: Any) -> Html:
 
 
 def live_source(filters: dict[str, str], root: str) -> str | None:
-    """The realtime route that covers a filtered table (a tag or a batch); None: the table
-    is refreshed periodically instead."""
+    """The realtime route whose changes cover the table: a batch's, a tag's, or every run's
+    (of the task filtered). A status filter is not sent along: a run leaving that status
+    must leave the table too. None: schedule and dates, which no route expresses; that
+    table is refreshed every ``data-interval`` ms instead."""
     if filters["batch"]:
         return f"{root}/live{query({'batch': filters['batch']})}"
     if filters["tag"]:
         return f"{root}/live{query({'tags': filters['tag']})}"
-    return None
+    if filters["schedule"] or filters["from"] or filters["to"]:
+        return None
+    return f"{root}/live{query({'task': filters['task']})}"
 
 
 def _table(ctx: Ctx, filters: dict[str, str], after: str | None) -> Html:

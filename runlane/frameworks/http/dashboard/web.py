@@ -238,7 +238,7 @@ def view(
             return response
 
         handle.__doc__ = fn.__doc__
-        router.route(method, path, name=name, auth="none")(handle)
+        router.route(method, path, name=name, auth="none", in_schema=False)(handle)
         return fn
 
     return register

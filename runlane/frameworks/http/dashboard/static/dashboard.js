@@ -28,6 +28,7 @@
     var pending = null;
     var timer = null;
     var inFlight = false;
+    var again = false;  // a change came while a refresh was under way: one more after it
 
     function refresh() {
       if (inFlight) { return; }
@@ -35,11 +36,15 @@
       fetchFragment(section).then(function () {
         inFlight = false;
         if (isFinal(section) && timer !== null) { clearInterval(timer); timer = null; }
+        if (again) { again = false; soon(); }
       });
     }
     function soon() {  // several changes at once: one refresh
       if (pending === null) {
-        pending = setTimeout(function () { pending = null; refresh(); }, 150);
+        pending = setTimeout(function () {
+          pending = null;
+          if (inFlight) { again = true; } else { refresh(); }
+        }, 150);
       }
     }
     function poll() {
