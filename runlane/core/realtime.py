@@ -73,18 +73,26 @@ def _signature(run: Run) -> tuple[Any, ...]:
 
 
 class Hub:
-    """Follows one runtime's change feed for every subscription of this process."""
+    """Follows one runtime's change feed for every subscription of this process. Each change
+    goes to the subscriptions that watch its run, one of its tags, or every run: found by
+    index, so a thousand subscribers cost per change what the few that match it cost."""
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self._lock = threading.Lock()
         self._subs: set[Subscription] = set()
+        self._by_run: dict[str, set[Subscription]] = {}
+        self._by_tag: dict[str, set[Subscription]] = {}
+        self._every: set[Subscription] = set()  # kind "all"
         self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
         self.position = 0
 
     def attach(self, sub: Subscription) -> int:
         """Watch for ``sub``; the position from which it is handed changes."""
         with self._lock:
+            if self._stop.is_set():
+                raise RunlaneError("the runtime is closed")
             if self._thread is None or not self._thread.is_alive():
                 self.position = self.rt.store.read_feed(-1, limit=1).head
                 self._thread = threading.Thread(
@@ -92,16 +100,43 @@ class Hub:
                 )
                 self._thread.start()
             self._subs.add(sub)
+            for key, index in self._keys(sub):
+                index.setdefault(key, set()).add(sub)
+            if sub.kind == "all":
+                self._every.add(sub)
             return self.position
 
     def detach(self, sub: Subscription) -> None:
         with self._lock:
             self._subs.discard(sub)
+            self._every.discard(sub)
+            for key, index in self._keys(sub):
+                watchers = index.get(key)
+                if watchers is not None:
+                    watchers.discard(sub)
+                    if not watchers:
+                        del index[key]
+
+    def _keys(self, sub: Subscription) -> list[tuple[str, dict[str, set[Subscription]]]]:
+        if sub.kind == "tag":
+            return [(tag, self._by_tag) for tag in sub.target]
+        return [(run_id, self._by_run) for run_id in sub.watched]
+
+    def stop(self) -> None:
+        """Stop following (the runtime closes): the thread ends before the store is closed."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        with self._lock:
+            subs = list(self._subs)
+        for sub in subs:
+            sub.close()
 
     def _follow(self) -> None:
         idle_since: float | None = None
         failures = 0
-        while not self.rt.closed:
+        while not self._stop.is_set():
             with self._lock:
                 if not self._subs:
                     now = time.monotonic()
@@ -117,22 +152,39 @@ class Hub:
                 runs = self._runs(read.changes)
                 failures = 0
             except RunlaneError as exc:  # the store is unavailable: try again, say so once
-                if self.rt.closed:
-                    break
                 failures += 1
                 if failures == 1:
                     log.warning("realtime: reading the change feed failed: %s", exc)
-                threading.Event().wait(min(2.0, 0.1 * failures))
+                self._stop.wait(min(2.0, 0.1 * failures))
                 continue
             with self._lock:
-                subs = list(self._subs)
                 self.position = read.head
-            if read.gap:
-                for sub in subs:
-                    sub.lost_changes(read.head)
-            if read.changes:
-                for sub in subs:
-                    sub.offer(read.changes, runs)
+                if read.gap:
+                    lost = list(self._subs)
+                else:
+                    lost = []
+                    mail = self._route(read.changes, runs)
+            for sub in lost:
+                sub.lost_changes(read.head)
+            if not lost:
+                for sub, items in mail.items():
+                    sub.offer(items)
+
+    def _route(
+        self, changes: Sequence[Change], runs: dict[str, Run]
+    ) -> dict[Subscription, list[tuple[Change, Run | None]]]:
+        """Each change to the subscriptions that watch it (the lock held)."""
+        mail: dict[Subscription, list[tuple[Change, Run | None]]] = {}
+        for change in changes:
+            run = runs.get(change.run_id)
+            found = set(self._by_run.get(change.run_id, ()))
+            if run is not None:
+                for tag in run.tags:
+                    found.update(self._by_tag.get(tag, ()))
+            found.update(self._every)
+            for sub in found:
+                mail.setdefault(sub, []).append((change, run))
+        return mail
 
     def _runs(self, changes: Sequence[Change]) -> dict[str, Run]:
         """Each changed run once (a stream chunk's run too: a part carries it)."""
@@ -142,13 +194,13 @@ class Hub:
 
 
 def hub_of(rt: Runtime) -> Hub:
-    hub: Hub | None = getattr(rt, "_realtime_hub", None)
+    """The runtime's hub (made on first use; ``Runtime.close`` stops it first)."""
+    hub = rt.realtime_hub
     if hub is None:
         with _HUB_LOCK:
-            hub = getattr(rt, "_realtime_hub", None)
+            hub = rt.realtime_hub
             if hub is None:
-                hub = Hub(rt)
-                rt._realtime_hub = hub  # type: ignore[attr-defined]
+                hub = rt.realtime_hub = Hub(rt)
     return hub
 
 
@@ -266,9 +318,15 @@ class Subscription:
         return self._aiter()
 
     # ------------------------------------------------------------------ the hub's side
-    def offer(self, changes: Sequence[Change], runs: dict[str, Run]) -> None:
-        """Called by the hub's thread with the changes it read and their runs."""
-        mine = [(c, runs.get(c.run_id)) for c in changes if self._watches(c, runs.get(c.run_id))]
+    @property
+    def watched(self) -> frozenset[str]:
+        """The run ids this subscription watches (the run, the batch's runs; none for tags
+        and kind "all", which the hub matches otherwise)."""
+        return frozenset(self._runs)
+
+    def offer(self, items: Sequence[tuple[Change, Run | None]]) -> None:
+        """Called by the hub's thread with the changes routed to it and their runs."""
+        mine = [(c, run) for c, run in items if self._watches(c, run)]
         if not mine:
             return
         with self._mail_lock:

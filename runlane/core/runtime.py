@@ -18,6 +18,7 @@ from runlane.core.engine import Engine
 from runlane.core.limits import DEFAULT_LIMITS, Limits
 from runlane.core.operations import LocalOperations
 from runlane.core.options import RetryOptions
+from runlane.core.realtime import Hub
 from runlane.core.registry import Registry, registry
 from runlane.core.store import Store
 
@@ -74,6 +75,8 @@ class Runtime:
         self.ops: LocalOperations = LocalOperations(self)
         self.closed = False
         self._on_close: list[Callable[[], None]] = []
+        # realtime subscriptions' feed follower (core/realtime.py), made on first use
+        self.realtime_hub: Hub | None = None
 
     @property
     def environment(self) -> str:
@@ -89,6 +92,8 @@ class Runtime:
 
     def close(self) -> None:
         self.closed = True
+        if self.realtime_hub is not None:  # its thread reads the store: ended first
+            self.realtime_hub.stop()
         try:
             self.broker.close()
             self.store.close()
