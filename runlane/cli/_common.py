@@ -80,14 +80,15 @@ def state() -> CliState:
 def configure(store: str | None = None, *, existing: bool = False) -> runtime.Runtime:
     """``runlane.configure()`` once per invocation, from the global options. With ``existing``
     (commands that read or change existing runs) a SQLite store that does not exist yet is an
-    error rather than a new empty file."""
+    error rather than a new empty file; not in remote mode (``RUNLANE_API_URL`` without
+    ``--store``), where the server has the store."""
     st = state()
     rt = runtime.peek()
     if st.configured and rt is not None:
         return rt
     url = store or st.store
     environment = st.environment
-    if existing:
+    if existing and not (os.environ.get("RUNLANE_API_URL") and not st.store_given):
         _require_store(url)
     st.configured = True
     return runlane.configure(store=url, environment=environment)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -37,14 +36,12 @@ from runlane.cli._common import (
     dumps,
     plural,
     run_json,
-    state,
     status_text,
 )
 from runlane.cli._listing import runs_table
 from runlane.core import runtime
 from runlane.core.models import Run
 from runlane.core.realtime import RealtimePart, Subscription
-from runlane.core.runtime import Runtime
 from runlane.core.types import RunQuery
 from runlane.errors import RunNotFoundError
 
@@ -59,13 +56,6 @@ class RunGone(click.ClickException):
     run did not complete)."""
 
     exit_code = 2
-
-
-def _configure() -> Runtime:
-    """The runtime, requiring an existing store, except in remote mode (``RUNLANE_API_URL``
-    without ``--store``): there the server has the store."""
-    remote = bool(os.environ.get("RUNLANE_API_URL")) and not state().store_given
-    return configure(existing=not remote)
 
 
 def _line(value: Any) -> str:
@@ -232,7 +222,7 @@ def tail(
 
     First the runs that match now, then each change (the rows that changed are highlighted).
     Ctrl-C stops it (exit code 0)."""
-    _configure()
+    configure(existing=True)
     out = console()
     rows = limit if limit is not None else max(3, out.height - 6)  # title, header, foot
     filters = Filters(tuple(s.strip().upper() for s in statuses), task_ids, tags, queues, batch)
@@ -382,7 +372,7 @@ def watch(run_id: str, as_json: bool) -> None:
 
     Exits 0 when the run completed, 1 when it ended otherwise, 2 when there is no such run;
     Ctrl-C stops watching (exit code 130: the run goes on)."""
-    rt = _configure()
+    rt = configure(existing=True)
     sub = runlane.runs.subscribe_to_run(run_id).with_streams()
     out = console()
     view = WatchView(out)

@@ -485,7 +485,7 @@ class RemoteOperations(LocalOperations):
 
     # ------------------------------------------------------------------ realtime
     def subscribe(
-        self, kind: str, target: str | Sequence[str], *, cursor: int | None = None
+        self, kind: str, target: str | Sequence[str] | RunQuery, *, cursor: int | None = None
     ) -> Subscription:
         """The server's Server-Sent Events route for the subscription (checked here first)."""
         checked = realtime.subscribe(self.rt, kind, target, cursor=cursor)
