@@ -17,6 +17,7 @@ subscriber never misses a final state or a chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -43,6 +44,10 @@ IDLE_STOP = 5.0  # seconds the hub's thread lives on with no subscription
 MAX_TAGS = 10  # tags one subscription may watch
 
 KINDS = ("run", "tag", "batch", "all")
+SEEN_MAX = 10_000  # runs a never-ending subscription remembers; past that, final ones go
+
+# a change routed to a subscription: the change, its run as read then, the run's signature
+Item = tuple[Change, "Run | None", "tuple[Any, ...] | None"]
 
 
 class RealtimePart(BaseModel):
@@ -167,14 +172,16 @@ class Hub:
             for sub in lost:
                 sub.lost_changes(read.head)
             if not lost:
-                for sub, items in mail.items():
-                    sub.offer(items)
+                woken = [sub for sub, items in mail.items() if sub.offer(items)]
+                _wake_all(woken)
 
     def _route(
         self, changes: Sequence[Change], runs: dict[str, Run]
-    ) -> dict[Subscription, list[tuple[Change, Run | None]]]:
-        """Each change to the subscriptions that watch it (the lock held)."""
-        mail: dict[Subscription, list[tuple[Change, Run | None]]] = {}
+    ) -> dict[Subscription, list[Item]]:
+        """Each change to the subscriptions that watch it (the lock held), with its run and
+        the run's signature (worked out once for all of them)."""
+        mail: dict[Subscription, list[Item]] = {}
+        signatures: dict[str, tuple[Any, ...]] = {}
         for change in changes:
             run = runs.get(change.run_id)
             found = set(self._by_run.get(change.run_id, ()))
@@ -182,8 +189,15 @@ class Hub:
                 for tag in run.tags:
                     found.update(self._by_tag.get(tag, ()))
             found.update(self._every)
+            if not found:
+                continue
+            signature = None
+            if run is not None:
+                signature = signatures.get(run.id)
+                if signature is None:
+                    signature = signatures[run.id] = _signature(run)
             for sub in found:
-                mail.setdefault(sub, []).append((change, run))
+                mail.setdefault(sub, []).append((change, run, signature))
         return mail
 
     def _runs(self, changes: Sequence[Change]) -> dict[str, Run]:
@@ -191,6 +205,25 @@ class Hub:
         if not changes:
             return {}
         return {run.id: run for run in self.rt.store.get_runs([c.run_id for c in changes])}
+
+
+def _wake_all(subs: Sequence[Subscription]) -> None:
+    """Wake these subscriptions' readers: a thread's at once, an event loop's with one call
+    for all of its readers (each call from another thread writes to the loop's pipe)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Event]] = {}
+    for sub in subs:
+        sub._wake_sync.set()
+        if sub._wake_async is not None:
+            loop, event = sub._wake_async
+            by_loop.setdefault(loop, []).append(event)
+    for loop, events in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            loop.call_soon_threadsafe(_set_events, events)
+
+
+def _set_events(events: list[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 def hub_of(rt: Runtime) -> Hub:
@@ -231,7 +264,7 @@ class Subscription:
         self.streams = streams
         self.cursor: int = cursor if cursor is not None else 0
         self._resume = cursor
-        self._mailbox: deque[tuple[Change, Run | None]] = deque()
+        self._mailbox: deque[Item] = deque()
         self._mail_lock = threading.Lock()
         self._resync_at: int | None = None  # the feed lost changes: re-read state
         self._wake_sync = threading.Event()
@@ -290,13 +323,14 @@ class Subscription:
         finally:
             self.close()
 
-    async def _aiter(self) -> AsyncIterator[Any]:
+    async def _aiter(self, idle: float | None = None) -> AsyncIterator[Any]:
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         self._wake_async = (loop, event)
         try:
             await asyncio.to_thread(self._start)
             while True:
+                waited = 0.0
                 while not self._ready:
                     if self._closed or self._ended:
                         return
@@ -305,14 +339,25 @@ class Subscription:
                         got = await asyncio.to_thread(self._collect)
                     else:
                         got = self._collect()
-                    if not got:
-                        try:
-                            await asyncio.wait_for(event.wait(), 1.0)
-                        except TimeoutError:
-                            pass
+                    if got:
+                        continue
+                    step = 1.0 if idle is None else min(1.0, idle - waited)
+                    timer = loop.call_later(step, event.set)  # (no task, as wait_for makes)
+                    started = loop.time()
+                    await event.wait()
+                    timer.cancel()
+                    waited += loop.time() - started
+                    if idle is not None and waited >= idle and not self._ready:
+                        waited = 0.0
+                        yield None  # nothing for ``idle`` seconds
                 yield self._take()
         finally:
             self.close()
+
+    def aiter_idle(self, idle: float) -> AsyncIterator[Any]:
+        """``async for`` that also yields None each time nothing came for ``idle`` seconds
+        (a server's heartbeats)."""
+        return self._aiter(idle)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._aiter()
@@ -324,17 +369,18 @@ class Subscription:
         and kind "all", which the hub matches otherwise)."""
         return frozenset(self._runs)
 
-    def offer(self, items: Sequence[tuple[Change, Run | None]]) -> None:
-        """Called by the hub's thread with the changes routed to it and their runs."""
-        mine = [(c, run) for c, run in items if self._watches(c, run)]
+    def offer(self, items: Sequence[Item]) -> bool:
+        """Called by the hub's thread with the changes routed to it and their runs; True when
+        it took some (the hub then wakes its reader)."""
+        mine = [item for item in items if self._watches(item[0], item[1])]
         if not mine:
-            return
+            return False
         with self._mail_lock:
             self._mailbox.extend(mine)
             if len(self._mailbox) > MAILBOX:  # a slow reader: re-read state instead
                 self._mailbox.clear()
                 self._resync_at = mine[-1][0].position
-        self._wake()
+        return True
 
     def lost_changes(self, head: int) -> None:
         """The feed no longer holds changes this subscription was due: re-read state."""
@@ -443,7 +489,7 @@ class Subscription:
     def _needs_store(self) -> bool:
         with self._mail_lock:
             return self._resync_at is not None or (
-                self.streams and any(c.kind == "s" for c, _ in self._mailbox)
+                self.streams and any(item[0].kind == "s" for item in self._mailbox)
             )
 
     def _collect(self) -> bool:
@@ -454,24 +500,27 @@ class Subscription:
             resync, self._resync_at = self._resync_at, None
         if resync is not None:
             self._snapshot(resync, chunks_after=None)
-        for change, run in mail:
-            self._apply(change, run)
+        for change, run, signature in mail:
+            self._apply(change, run, signature)
         self._check_end()
         return bool(self._ready) or self._ended
 
-    def _apply(self, change: Change, run: Run | None) -> None:
+    def _apply(
+        self, change: Change, run: Run | None, signature: tuple[Any, ...] | None = None
+    ) -> None:
         self._processed = max(self._processed, change.position)
         if change.kind == "s":
             if self.streams:
                 self._add_chunks(change.run_id)
             return
         if run is not None:
-            self._add_run(run, change.position)
+            self._add_run(run, change.position, signature)
 
-    def _add_run(self, run: Run, position: int) -> None:
+    def _add_run(self, run: Run, position: int, signature: tuple[Any, ...] | None = None) -> None:
         if self.kind == "tag" and self._tags_left(run):
             return
-        signature = _signature(run)
+        if signature is None:
+            signature = _signature(run)
         seen = self._seen.get(run.id)
         if seen == signature or (seen is not None and run.updated_at < seen[2]):
             return  # nothing new, or older than what was yielded (read before it, sent after)
@@ -479,7 +528,21 @@ class Subscription:
         self._latest[run.id] = run
         if run.status in FINAL_STATUSES:
             self._final.add(run.id)
-        self._ready.append(RealtimePart(type="run", run=run, run_id=run.id, cursor=position))
+        # (built without validation: every field is runlane's own, made here)
+        self._ready.append(
+            RealtimePart.model_construct(type="run", run=run, run_id=run.id, cursor=position)
+        )
+        if len(self._seen) > SEEN_MAX and self.kind in ("tag", "all"):
+            self._forget_final()
+
+    def _forget_final(self) -> None:
+        """A subscription that never ends forgets its final runs (what it holds stays
+        bounded): a later change of one (metadata set on a finished run) is yielded again."""
+        for run_id in self._final:
+            self._seen.pop(run_id, None)
+            self._latest.pop(run_id, None)
+            self._chunk_after.pop(run_id, None)
+        self._final.clear()
 
     def _tags_left(self, run: Run) -> bool:
         return not any(t in run.tags for t in self.target)
@@ -490,7 +553,7 @@ class Subscription:
             chunks: list[StreamChunk] = self.rt.store.read_stream(run_id, after=after, limit=1000)
             for chunk in chunks:
                 self._ready.append(
-                    RealtimePart(
+                    RealtimePart.model_construct(
                         type=chunk.key,
                         run=self._latest.get(run_id),
                         run_id=run_id,

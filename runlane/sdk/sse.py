@@ -32,9 +32,18 @@ class Event:
         return json.loads(self.data) if self.data else None
 
 
+def dumps(data: Any) -> str:
+    """The JSON of an event's data (no newline in it, so one ``data:`` line)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def encode(event: str, data: Any, id: int | str | None = None) -> bytes:
-    """One event as bytes (the JSON of ``data`` has no newline, so one ``data:`` line)."""
-    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One event as bytes."""
+    return encode_text(event, dumps(data), id)
+
+
+def encode_text(event: str, text: str, id: int | str | None = None) -> bytes:
+    """One event as bytes, its data already JSON (``dumps``)."""
     head = f"id: {id}\n" if id is not None else ""
     return f"{head}event: {event}\ndata: {text}\n\n".encode()
 

@@ -190,24 +190,44 @@ def _respond(
     return Response(
         200,
         EventStream(
-            _events(sub, secret=secret, only=only), heartbeat=heartbeat, on_close=sub.close
+            _events(sub, secret=secret, only=only, heartbeat=heartbeat),
+            heartbeat=None,  # the subscription says when it was idle: no task per event
+            on_close=sub.close,
         ),
         list(HEADERS),
     )
 
 
 async def _events(
-    sub: realtime.Subscription, *, secret: bool, only: str | None
+    sub: realtime.Subscription, *, secret: bool, only: str | None, heartbeat: float
 ) -> AsyncIterator[bytes]:
-    async for item in sub:
-        if not sub.streams:
-            yield sse.encode(sse.RUN, _run_json(item, secret), id=sub.cursor)
+    async for item in sub.aiter_idle(heartbeat):
+        if item is None:
+            yield sse.PING
+        elif not sub.streams:
+            yield _run_event(item, secret, sub.cursor)
         elif item.type == "run":
             if only is None and item.run is not None:
-                yield sse.encode(sse.RUN, _run_json(item.run, secret), id=item.cursor)
+                yield _run_event(item.run, secret, item.cursor)
         elif only is None or item.type == only:
             chunk = {"key": item.type, "chunk": item.chunk, "run_id": item.run_id}
             yield sse.encode(sse.CHUNK, chunk, id=item.cursor)
+
+
+# the JSON of the runs sent lately: a change goes to every subscriber that watches its run as
+# one shared Run, encoded once (keyed by the object, which the entry keeps alive)
+_ENCODED: dict[tuple[int, bool], tuple[Run, str]] = {}
+_ENCODED_MAX = 2048
+
+
+def _run_event(run: Run, secret: bool, cursor: int) -> bytes:
+    key = (id(run), secret)
+    cached = _ENCODED.get(key)
+    if cached is None or cached[0] is not run:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        cached = _ENCODED[key] = (run, sse.dumps(_run_json(run, secret)))
+    return sse.encode_text(sse.RUN, cached[1], id=cursor)
 
 
 def _run_json(run: Run, secret: bool) -> Any:

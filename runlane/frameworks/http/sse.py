@@ -37,13 +37,14 @@ def heartbeat_seconds(given: float | None = None) -> float:
 
 class EventStream:
     """An SSE body over ``events`` (encoded events, ``sse.encode``), ended by ``event: end``
-    when ``events`` ends."""
+    when ``events`` ends. ``heartbeat`` None: ``events`` yields its own (``sse.PING``) and is
+    passed on as it comes, with no task per event."""
 
     def __init__(
         self,
         events: AsyncIterable[bytes],
         *,
-        heartbeat: float,
+        heartbeat: float | None,
         on_close: Callable[[], None] = lambda: None,
         retry_ms: int = RETRY_MS,
     ) -> None:
@@ -66,6 +67,10 @@ class EventStream:
             self._on_close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._heartbeat is None:  # the events bring their own heartbeats
+            async for chunk in self._passed():
+                yield chunk
+            return
         source = aiter(self._events)
         pending: asyncio.Future[bytes] | None = None
         try:
@@ -89,6 +94,20 @@ class EventStream:
                 pending.cancel()
                 with contextlib.suppress(BaseException):
                     await pending
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            self.close()
+
+    async def _passed(self) -> AsyncIterator[bytes]:
+        source = aiter(self._events)
+        try:
+            yield sse.retry_hint(self._retry_ms)
+            async for chunk in source:
+                yield chunk
+            yield sse.encode(sse.END, {})
+        finally:
             aclose = getattr(source, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
