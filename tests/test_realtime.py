@@ -172,27 +172,36 @@ def test_async_iteration(rt, worker):
 
 @pytest.mark.native_only
 def test_a_slow_subscriber_gets_the_state_not_a_growing_backlog(rt, worker, monkeypatch):
+    """A run's later change replaces its earlier one in a subscriber's mailbox; past MAILBOX
+    runs the subscriber re-reads their state instead."""
     monkeypatch.setattr(realtime, "MAILBOX", 3)
-
     gate = threading.Event()
 
     @runlane.task(id="rt-busy")
     def busy(payload):
         gate.wait(30)
-        for i in range(20):
+        for i in range(10):
             metadata.set("i", i).flush()
         return "done"
 
-    handle = busy.trigger({})
-    sub = runs.subscribe_to_run(handle)
+    batch = busy.batch_trigger([{"payload": n} for n in range(6)])
+    sub = runs.subscribe_to_batch(batch.batch_id)
     it = iter(sub)
-    assert not next(it).is_completed  # started; changes pile up while nobody reads
-    gate.set()
-    wait_for(lambda: runs.retrieve(handle).is_completed, message="the run completes")
+    first = [next(it) for _ in range(6)]  # the current state: nothing ran yet
+    assert {r.status for r in first} <= {"QUEUED", "EXECUTING"}
+    gate.set()  # 6 runs x 12 changes pile up while nobody reads
+    wait_for(
+        lambda: (
+            runs.retrieve(batch.runs[-1]).is_completed
+            and all(runs.retrieve(h).is_completed for h in batch.runs)
+        ),
+        message="the runs complete",
+    )
     rest = list(it)
-    assert len(sub._mailbox) == 0 and rest[-1].status == "COMPLETED"
-    assert rest[-1].metadata == {"i": 19}
-    assert len(rest) < 20  # not every change: the state once the mailbox overflowed
+    assert len(sub._mailbox) == 0 and len(rest) < 6 * 12
+    final = {r.id: r for r in rest}
+    assert set(final) == {h.id for h in batch.runs}
+    assert all(r.status == "COMPLETED" and r.metadata == {"i": 9} for r in final.values())
 
 
 @pytest.mark.store_independent

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("runlane.realtime")
 
 FEED_PAGE = 1000  # feed entries read in one call
-MAILBOX = 10_000  # changes a subscription holds for its reader; past that it re-reads state
+MAILBOX = 1_000  # runs whose changes a subscription keeps with the run read by the hub; past
+# that it keeps only which runs changed, and its reader reads them
 IDLE_STOP = 5.0  # seconds the hub's thread lives on with no subscription
 MAX_TAGS = 10  # tags one subscription may watch
 
@@ -264,9 +265,12 @@ class Subscription:
         self.streams = streams
         self.cursor: int = cursor if cursor is not None else 0
         self._resume = cursor
-        self._mailbox: deque[Item] = deque()
+        # the changes for the reader, one a run and kind (a run's later change replaces its
+        # earlier one: the reader yields the run as it is then anyway), in order
+        self._mailbox: dict[tuple[str, str], Item] = {}
         self._mail_lock = threading.Lock()
         self._resync_at: int | None = None  # the feed lost changes: re-read state
+        self._reread = False  # the mailbox keeps changes without their runs: read them
         self._wake_sync = threading.Event()
         self._wake_async: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
         self._seen: dict[str, tuple[Any, ...]] = {}  # run id -> signature last yielded
@@ -323,7 +327,9 @@ class Subscription:
         finally:
             self.close()
 
-    async def _aiter(self, idle: float | None = None) -> AsyncIterator[Any]:
+    async def _batches(self, idle: float | None = None) -> AsyncIterator[list[RealtimePart]]:
+        """What is ready each time something is: a list of parts (an empty one when nothing
+        came for ``idle`` seconds)."""
         loop = asyncio.get_running_loop()
         event = asyncio.Event()
         self._wake_async = (loop, event)
@@ -349,15 +355,24 @@ class Subscription:
                     waited += loop.time() - started
                     if idle is not None and waited >= idle and not self._ready:
                         waited = 0.0
-                        yield None  # nothing for ``idle`` seconds
-                yield self._take()
+                        yield []  # nothing for ``idle`` seconds
+                batch = []
+                while self._ready:
+                    batch.append(self._take_part())
+                yield batch
         finally:
             self.close()
 
-    def aiter_idle(self, idle: float) -> AsyncIterator[Any]:
-        """``async for`` that also yields None each time nothing came for ``idle`` seconds
-        (a server's heartbeats)."""
-        return self._aiter(idle)
+    async def _aiter(self) -> AsyncIterator[Any]:
+        async for batch in self._batches():
+            for part in batch:
+                yield part if self.streams else part.run
+
+    def batches(self, idle: float) -> AsyncIterator[list[RealtimePart]]:
+        """``async for`` over what is ready each time: a list of ``RealtimePart`` s (with or
+        without ``with_streams()``; an empty list each time nothing came for ``idle``
+        seconds). A server writes each batch at once and a heartbeat when idle."""
+        return self._batches(idle)
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._aiter()
@@ -376,10 +391,18 @@ class Subscription:
         if not mine:
             return False
         with self._mail_lock:
-            self._mailbox.extend(mine)
-            if len(self._mailbox) > MAILBOX:  # a slow reader: re-read state instead
-                self._mailbox.clear()
-                self._resync_at = mine[-1][0].position
+            mailbox = self._mailbox
+            behind = len(mailbox) >= MAILBOX
+            for item in mine:
+                key = (item[0].kind, item[0].run_id)
+                mailbox.pop(key, None)
+                mailbox[key] = (item[0], None, None) if behind else item
+            if not behind and len(mailbox) >= MAILBOX:
+                # a slow reader: its pending changes keep no run (the reader reads the runs
+                # it is due when it comes), so what it holds stays small
+                for key, (change, _, _) in mailbox.items():
+                    mailbox[key] = (change, None, None)
+                self._reread = True
         return True
 
     def lost_changes(self, head: int) -> None:
@@ -436,7 +459,8 @@ class Subscription:
         ``chunks_after``: None leaves the chunk positions as they are)."""
         self._processed = max(self._processed, position)
         for run in self._current():
-            self._latest[run.id] = run
+            if self.streams:
+                self._latest[run.id] = run
             if self.streams:  # the chunks first: the state's cursor is past them
                 if chunks_after is not None:
                     self._chunk_after.setdefault(run.id, chunks_after)
@@ -488,18 +512,25 @@ class Subscription:
 
     def _needs_store(self) -> bool:
         with self._mail_lock:
-            return self._resync_at is not None or (
-                self.streams and any(item[0].kind == "s" for item in self._mailbox)
+            return (
+                self._resync_at is not None
+                or self._reread
+                or (self.streams and any(kind == "s" for kind, _ in self._mailbox))
             )
 
     def _collect(self) -> bool:
         """Turn the mailbox into items ready to yield; False when there was nothing."""
         with self._mail_lock:
-            mail = list(self._mailbox)
+            mail = list(self._mailbox.values())
             self._mailbox.clear()
             resync, self._resync_at = self._resync_at, None
+            reread, self._reread = self._reread, False
         if resync is not None:
             self._snapshot(resync, chunks_after=None)
+        if reread:  # the runs as they are now
+            ids = [change.run_id for change, _, _ in mail if change.kind == "r"]
+            runs = {run.id: run for run in self.rt.store.get_runs(ids)}
+            mail = [(change, runs.get(change.run_id), None) for change, _, _ in mail]
         for change, run, signature in mail:
             self._apply(change, run, signature)
         self._check_end()
@@ -525,7 +556,8 @@ class Subscription:
         if seen == signature or (seen is not None and run.updated_at < seen[2]):
             return  # nothing new, or older than what was yielded (read before it, sent after)
         self._seen[run.id] = signature
-        self._latest[run.id] = run
+        if self.streams:  # (what a chunk part carries)
+            self._latest[run.id] = run
         if run.status in FINAL_STATUSES:
             self._final.add(run.id)
         # (built without validation: every field is runlane's own, made here)
@@ -579,15 +611,17 @@ class Subscription:
             self._ended = True
 
     def _take(self) -> Any:
+        part = self._take_part()
+        return part if self.streams else part.run
+
+    def _take_part(self) -> RealtimePart:
         part = self._ready.popleft()
         if not self._ready and self._processed > part.cursor:
             # every change read so far is delivered (those left out said nothing new): the
             # cursor moves past them, so a resume does not yield this state again
             part = part.model_copy(update={"cursor": self._processed})
         self.cursor = max(self.cursor, part.cursor)
-        if self.streams:
-            return part
-        return part.run
+        return part
 
 
 class AllRunsSubscription(Subscription):
