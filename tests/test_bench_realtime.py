@@ -1,4 +1,5 @@
-"""benchmarks/bench_realtime.py keeps working: its ``--quick`` form on each store (a real
+"""benchmarks/bench_realtime.py keeps working: its ``--quick`` form on Redis (SQLite with
+``-m slow``; a real
 ``runlane serve``, ``runlane worker``, client and trigger processes), whose results must have
 every field and no lost event. No timing is asserted; the full form is ``-m slow``."""
 
@@ -62,8 +63,13 @@ def _assert_measured(result: dict[str, Any], store: str) -> None:
     assert subscribers["store_other_final"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
-def test_quick_on_sqlite() -> None:
+def test_quick_on_sqlite(request: pytest.FixtureRequest) -> None:
+    """The same on SQLite (the Redis form runs by default: the script's path is the same but
+    for the store; about 12 s, so with ``-m slow``)."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("the Redis form covers the script: run it with -m slow")
     (result,) = run_bench("--quick", "--store", "sqlite", timeout=50)["results"]
     _assert_measured(result, "sqlite")
 

@@ -11,7 +11,7 @@ from runlane.errors import LimitExceededError
 
 # how often a reader waiting on the feed looks for other processes' writes (this process's
 # wake it at once)
-_POLL = 0.02
+_POLL = 0.005
 
 
 class _Feed(_Base):
