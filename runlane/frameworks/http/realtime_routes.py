@@ -201,17 +201,23 @@ def _respond(
 async def _events(
     sub: realtime.Subscription, *, secret: bool, only: str | None, heartbeat: float
 ) -> AsyncIterator[bytes]:
-    async for item in sub.aiter_idle(heartbeat):
-        if item is None:
+    async for batch in sub.batches(heartbeat):  # (what is ready, written in one piece)
+        if not batch:
             yield sse.PING
-        elif not sub.streams:
-            yield _run_event(item, secret, sub.cursor)
-        elif item.type == "run":
-            if only is None and item.run is not None:
-                yield _run_event(item.run, secret, item.cursor)
-        elif only is None or item.type == only:
-            chunk = {"key": item.type, "chunk": item.chunk, "run_id": item.run_id}
-            yield sse.encode(sse.CHUNK, chunk, id=item.cursor)
+            continue
+        out = [_event(item, secret, only) for item in batch]
+        yield b"".join(out)
+
+
+def _event(item: realtime.RealtimePart, secret: bool, only: str | None) -> bytes:
+    if item.type == "run":
+        if only is None and item.run is not None:
+            return _run_event(item.run, secret, item.cursor)
+        return b""
+    if only is None or item.type == only:
+        chunk = {"key": item.type, "chunk": item.chunk, "run_id": item.run_id}
+        return sse.encode(sse.CHUNK, chunk, id=item.cursor)
+    return b""
 
 
 # the JSON of the runs sent lately: a change goes to every subscriber that watches its run as
