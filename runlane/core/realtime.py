@@ -105,6 +105,8 @@ class Hub:
                     target=self._follow, name="runlane-realtime", daemon=True
                 )
                 self._thread.start()
+            elif not self._subs:  # an idle hub reads nothing: it starts from the head again
+                self.position = self.rt.store.read_feed(-1, limit=1).head
             self._subs.add(sub)
             for key, index in self._keys(sub):
                 index.setdefault(key, set()).add(sub)
@@ -144,7 +146,8 @@ class Hub:
         failures = 0
         while not self._stop.is_set():
             with self._lock:
-                if not self._subs:
+                idle = not self._subs
+                if idle:
                     now = time.monotonic()
                     idle_since = idle_since if idle_since is not None else now
                     if now - idle_since >= IDLE_STOP:
@@ -153,6 +156,9 @@ class Hub:
                 else:
                     idle_since = None
                 after = self.position
+            if idle:  # (nobody to hand changes to: none is read)
+                self._stop.wait(0.05)
+                continue
             try:
                 read = self.rt.store.read_feed(after, limit=FEED_PAGE, timeout=0.5)
                 runs = self._runs(read.changes)
@@ -202,10 +208,14 @@ class Hub:
         return mail
 
     def _runs(self, changes: Sequence[Change]) -> dict[str, Run]:
-        """Each changed run once (a stream chunk's run too: a part carries it)."""
-        if not changes:
+        """Each changed run that a subscription may watch, once (a stream chunk's run too: a
+        part carries it); all of them when one watches tags or every run."""
+        with self._lock:
+            every = bool(self._by_tag or self._every)
+            wanted = [c.run_id for c in changes if every or c.run_id in self._by_run]
+        if not wanted:
             return {}
-        return {run.id: run for run in self.rt.store.get_runs([c.run_id for c in changes])}
+        return {run.id: run for run in self.rt.store.get_runs(wanted)}
 
 
 def _wake_all(subs: Sequence[Subscription]) -> None:

@@ -1,6 +1,7 @@
-"""Redis store: the change feed (the ``feed`` stream the Lua writes with every change) and run
-streams (``st:<id>``). A feed entry's id is ``<n>-0``, n counting up from 1 with no hole, so
-its position is n and a reader tells what was trimmed (or lost with a restart)."""
+"""Redis store: the change feed (the ``feed`` stream the Lua writes: one entry a call for the
+runs it changed, one a stream chunk) and run streams (``st:<id>``). A feed entry's id is
+``<n>-0``, n counting up from 1 with no hole, so its position is n and a reader tells what
+was trimmed (or lost with a restart)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,11 @@ class RedisFeed:
             if head < after:  # the server lost the feed (a restart without persistence)
                 return FeedRead([], head, gap=True)
             return FeedRead([], after, gap=head > after)  # (entries trimmed: rare)
-        changes = [Change(_position(eid), fields["r"], fields["k"]) for eid, fields in entries]
+        changes = [
+            Change(_position(eid), run_id, fields["k"])
+            for eid, fields in entries
+            for run_id in fields["r"].split(",")  # (the runs one call changed)
+        ]
         return FeedRead(changes, changes[-1].position, gap=changes[0].position > after + 1)
 
     @_translate

@@ -48,8 +48,9 @@
 --   wk:<worker>         string native broker: the worker's heartbeat (PX); workers  set
 --   logs:<id>           list   log entries (JSON)
 --   lease:<name>        string leader lease owner (PX)
---   feed                stream: the change feed, entries "<n>-0" {r = run id, k = "r" a change
---                       of the run, "s" a stream chunk} (the latest FEED_KEEP); feedseq the n
+--   feed                stream: the change feed, entries "<n>-0" {r = run ids, k = "r": the
+--                       runs a call changed ("id,id,..."), or "s": a stream chunk of run r}
+--                       (the latest FEED_KEEP); feedseq the n
 --   st:<id>             stream: the run's stream chunks, entries "<n>-0" (n of its feed
 --                       entry) {k = stream key, d = JSON}
 
@@ -149,8 +150,24 @@ local function note(id, kind)
   return n
 end
 
+-- the runs this call changed, in order: one feed entry at its end ({r = "id,id,..."}), so a
+-- call that changes 500 runs writes one entry, not 500
+local CHANGED, CHANGED_LIST, CHANGED_N = {}, {}, 0
+
 local function publish(id)
-  note(id, "r")
+  if not CHANGED[id] then
+    CHANGED[id] = true
+    CHANGED_N = CHANGED_N + 1
+    CHANGED_LIST[CHANGED_N] = id
+  end
+end
+
+local function flush_changes()
+  if CHANGED_N == 0 then return end
+  local n = redis.call("INCR", key("feedseq"))
+  redis.call("XADD", key("feed"), "MAXLEN", "~", FEED_KEEP, string.format("%d-0", n),
+             "r", table.concat(CHANGED_LIST, ",", 1, CHANGED_N), "k", "r")
+  CHANGED, CHANGED_LIST, CHANGED_N = {}, {}, 0
 end
 
 local function move_status(id, status, at, old)
@@ -214,6 +231,7 @@ local function reset_call(keys)
   if #TAKEN > 0 then TAKEN = {} end
   if #PUSHED > 0 then PUSHED = {} end
   if next(KNOWN) ~= nil then KNOWN = {} end
+  if CHANGED_N > 0 then CHANGED, CHANGED_LIST, CHANGED_N = {}, {}, 0 end  -- (a call that failed)
 end
 
 local function dispatches(ids)
@@ -332,5 +350,7 @@ local function run(keys, argv)
   if not command then
     return redis.error_reply("runlane: unknown store command " .. tostring(command_name))
   end
-  return command()
+  local reply = command()
+  flush_changes()
+  return reply
 end
