@@ -104,11 +104,16 @@ def test_worker_prints_a_line_per_run_and_the_runs_logs(rt, db_url, tmp_path):
     log = tmp_path / "worker.log"
     proc = start(["--store", db_url, "worker", "con_tasks", "--concurrency", "4"], tmp_path, log)
     try:
-        ok = wait_final(runlane.tasks.trigger("con-ok", {"a": 1}), timeout=60)
-        flaky = wait_final(runlane.tasks.trigger("con-flaky"), timeout=60)
-        failed = wait_final(runlane.tasks.trigger("con-fail"), timeout=60)
-        parent = wait_final(runlane.tasks.trigger("con-parent", 5), timeout=90)
-        timed_out = wait_final(runlane.tasks.trigger("con-long"), timeout=90)
+        # all at once (4 slots; the parent frees its slot while frozen): the time of the
+        # longest, not of them all
+        handles = [
+            runlane.tasks.trigger("con-ok", {"a": 1}),
+            runlane.tasks.trigger("con-flaky"),
+            runlane.tasks.trigger("con-fail"),
+            runlane.tasks.trigger("con-parent", 5),
+            runlane.tasks.trigger("con-long"),
+        ]
+        ok, flaky, failed, parent, timed_out = (wait_final(h, timeout=90) for h in handles)
         canceled = runlane.tasks.trigger("con-long")
         wait_status(canceled, "EXECUTING", timeout=60)
         runlane.runs.cancel(canceled)
