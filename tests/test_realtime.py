@@ -57,12 +57,12 @@ def test_resume_after_a_dropped_subscriber_misses_nothing(rt, worker):
 
     @runlane.task(id="rt-resume")
     def paced(payload):
-        for word in metadata.stream("words", ["a", "b"]):
+        for _word in metadata.stream("words", ["a", "b"]):
             pass
         metadata.set("phase", 1).flush()
         gate["started"].set()
         gate["go"].wait(30)
-        for word in metadata.stream("words", ["c", "d"]):
+        for _word in metadata.stream("words", ["c", "d"]):
             pass
         metadata.set("phase", 2)
         return "ok"
