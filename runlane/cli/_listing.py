@@ -8,6 +8,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import click
 from rich import box
 from rich.table import Table
 from rich.text import Text
@@ -115,3 +116,37 @@ def runs_table(
 ) -> Table | None:
     """The table of ``runs list`` and ``runs tail`` (ids and statuses always whole)."""
     return fitted_table(runs, width, COLUMNS, PRIORITY, ("ID", "Status"), row_style)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def run_filters(batch_help: str) -> Callable[[F], F]:
+    """The filters of ``runs list`` and ``runs tail``: --status, --task, --tag, --queue (each
+    repeatable) and --batch (``batch_help`` says what it does in that command)."""
+    options = [
+        click.option(
+            "--status",
+            "statuses",
+            metavar="S",
+            multiple=True,
+            help="Filter by status (repeatable).",
+        ),
+        click.option(
+            "--task", "task_ids", metavar="T", multiple=True, help="Filter by task id (repeatable)."
+        ),
+        click.option(
+            "--tag", "tags", metavar="T", multiple=True, help="Filter by tag (repeatable)."
+        ),
+        click.option(
+            "--queue", "queues", metavar="Q", multiple=True, help="Filter by queue (repeatable)."
+        ),
+        click.option("--batch", metavar="ID", help=batch_help),
+    ]
+
+    def decorate(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate

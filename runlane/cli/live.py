@@ -38,7 +38,7 @@ from runlane.cli._common import (
     run_json,
     status_text,
 )
-from runlane.cli._listing import runs_table
+from runlane.cli._listing import run_filters, runs_table
 from runlane.core import runtime
 from runlane.core.models import Run
 from runlane.core.realtime import RealtimePart, Subscription
@@ -187,17 +187,7 @@ class TailView:
 
 
 @click.command("tail")
-@click.option(
-    "--status", "statuses", metavar="S", multiple=True, help="Filter by status (repeatable)."
-)
-@click.option(
-    "--task", "task_ids", metavar="T", multiple=True, help="Filter by task id (repeatable)."
-)
-@click.option("--tag", "tags", metavar="T", multiple=True, help="Filter by tag (repeatable).")
-@click.option("--queue", "queues", metavar="Q", multiple=True, help="Filter by queue (repeatable).")
-@click.option(
-    "--batch", metavar="ID", help="Only the runs of this batch (ends when all are final)."
-)
+@run_filters("Only the runs of this batch (ends when all are final).")
 @click.option(
     "--limit",
     type=click.IntRange(min=1),

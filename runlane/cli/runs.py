@@ -27,7 +27,7 @@ from runlane.cli._common import (
     status_text,
     when,
 )
-from runlane.cli._listing import runs_table
+from runlane.cli._listing import run_filters, runs_table
 from runlane.cli.live import tail, watch
 from runlane.core.models import Run
 
@@ -38,15 +38,7 @@ def runs() -> None:
 
 
 @runs.command("list")
-@click.option(
-    "--status", "statuses", metavar="S", multiple=True, help="Filter by status (repeatable)."
-)
-@click.option(
-    "--task", "task_ids", metavar="T", multiple=True, help="Filter by task id (repeatable)."
-)
-@click.option("--tag", "tags", metavar="T", multiple=True, help="Filter by tag (repeatable).")
-@click.option("--queue", "queues", metavar="Q", multiple=True, help="Filter by queue (repeatable).")
-@click.option("--batch", metavar="ID", help="Only the runs of this batch.")
+@run_filters("Only the runs of this batch.")
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
