@@ -97,6 +97,18 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def stop_group(proc: subprocess.Popen[Any], grace: float = 15.0) -> None:
+    """Stop a process started in its own group (``start_new_session``): SIGINT, as Ctrl-C,
+    then the whole group killed if it has not stopped after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(grace)
+
+
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -438,13 +438,7 @@ def serving(
             time.sleep(0.05)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(15)
+        h.stop_group(proc)
 
 
 @contextlib.contextmanager

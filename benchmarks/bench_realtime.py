@@ -49,7 +49,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -119,13 +118,7 @@ def process(argv: list[str], log: Path, **popen: Any) -> Iterator[subprocess.Pop
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(15)
+        h.stop_group(proc)
 
 
 def runlane_argv(store: bh.Store, *command: str) -> list[str]:
