@@ -12,7 +12,15 @@ from runlane.core.clock import to_timestamp
 from runlane.core.schedules import Schedule
 from runlane.errors import InvalidOptionError, RunlaneError
 from runlane.frameworks.http.api import Response, error_of
-from runlane.frameworks.http.dashboard.html import Html, query, segment, table, tag, when
+from runlane.frameworks.http.dashboard.html import (
+    Html,
+    live_section,
+    query,
+    segment,
+    table,
+    tag,
+    when,
+)
 from runlane.frameworks.http.dashboard.web import Ctx, html_response, view, wants_html
 
 NEXT_RUNS = 3  # upcoming ticks shown for a schedule
@@ -68,16 +76,9 @@ def queues_page(ctx: Ctx) -> Response:
     if not rows:
         rows.append(tag("tr", tag("td", "No queue yet.", colspan="6", class_="empty")))
     body = table(["Queue", "Running", "Queued", "Limit", "Paused", ""], rows, id="queues")
-    if ctx.request.arg("fragment") is not None:
+    if ctx.fragment:
         return html_response(body)
-    live = tag(
-        "section",
-        body,
-        id="live",
-        data_refresh=f"{ctx.root}/queues?fragment=1",
-        data_interval="3000",
-        data_keep="form",
-    )
+    live = live_section(body, refresh=f"{ctx.root}/queues?fragment=1", interval=3000, keep="form")
     return ctx.page("Queues", live)
 
 

@@ -126,3 +126,26 @@ def table(headers: Iterable[str], rows: Any, **attrs: Any) -> Html:
     """A table of ``rows`` (``<tr>`` elements, built by the caller)."""
     head = tag("thead", tag("tr", [tag("th", h) for h in headers]))
     return tag("table", head, tag("tbody", rows), **attrs)
+
+
+def live_section(
+    body: Any,
+    *,
+    refresh: str | None,
+    live: str | None = None,
+    interval: int = 2000,
+    keep: str | None = None,
+) -> Html:
+    """The part of a page that keeps itself current (dashboard.js): on each event of ``live``
+    (a realtime route, through /dashboard/live) or, without one or when it fails, every
+    ``interval`` ms, it is drawn again from ``refresh`` (the same view's ``?fragment=1``);
+    ``keep``: a selector of what is left as it is meanwhile (a form being filled)."""
+    return tag(
+        "section",
+        body,
+        id="live",
+        data_refresh=refresh,
+        data_live=live,
+        data_interval=str(interval),
+        data_keep=keep,
+    )

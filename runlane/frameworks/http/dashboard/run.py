@@ -17,6 +17,7 @@ from runlane.frameworks.http.auth import require_run
 from runlane.frameworks.http.dashboard.html import (
     Html,
     duration,
+    live_section,
     pretty,
     query,
     segment,
@@ -197,7 +198,7 @@ def run_page(ctx: Ctx) -> Response:
     run = operations.retrieve_run(ctx.rt, ctx.request.params["run_id"])
     require_run(ctx.request, run)
     body = _live_body(ctx, run)
-    if ctx.request.arg("fragment") is not None:
+    if ctx.fragment:
         return html_response(body)
     rid = segment(run.id)
     streams = tag(
@@ -206,13 +207,7 @@ def run_page(ctx: Ctx) -> Response:
         tag("div", tag("p", "No stream parts yet.", class_="empty"), id="streams"),
         data_live=f"{ctx.root}/live{query({'run': run.id, 'streams': 'true'})}",
     )
-    live = tag(
-        "section",
-        body,
-        id="live",
-        data_refresh=f"{ctx.root}/runs/{rid}?fragment=1",
-        data_interval="2000",
-    )
+    live = live_section(body, refresh=f"{ctx.root}/runs/{rid}?fragment=1")
     return ctx.page(f"Run {run.id}", [live, streams])
 
 
@@ -239,15 +234,12 @@ def batch_page(ctx: Ctx) -> Response:
     batch = operations.retrieve_batch(ctx.rt, batch_id)
     runs = operations.retrieve_runs(ctx.rt, batch.run_ids)
     body = runs_table(runs, ctx.root, id="runs")
-    if ctx.request.arg("fragment") is not None:
+    if ctx.fragment:
         return html_response(body)
-    live = tag(
-        "section",
+    live = live_section(
         body,
-        id="live",
-        data_refresh=f"{ctx.root}/batches/{segment(batch_id)}?fragment=1",
-        data_live=f"{ctx.root}/live{query({'batch': batch_id})}",
-        data_interval="2000",
+        refresh=f"{ctx.root}/batches/{segment(batch_id)}?fragment=1",
+        live=f"{ctx.root}/live{query({'batch': batch_id})}",
     )
     info = tag("p", f"{len(batch.run_ids)} runs, created ", when(batch.created_at))
     return ctx.page(f"Batch {batch.id}", [info, live])

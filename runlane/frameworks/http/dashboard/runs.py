@@ -13,6 +13,7 @@ from runlane.frameworks.http.api import Response
 from runlane.frameworks.http.dashboard.html import (
     Html,
     duration,
+    live_section,
     query,
     segment,
     status,
@@ -152,15 +153,12 @@ def runs_page(ctx: Ctx) -> Response:
     filters = filters_of(ctx.request.arg)
     after = ctx.request.arg("after")
     body = _table(ctx, filters, after)
-    if ctx.request.arg("fragment") is not None:
+    if ctx.fragment:
         return html_response(body)
-    live = tag(
-        "section",
+    live = live_section(
         body,
-        id="live",
-        data_refresh=None if after else ctx.root + query({**filters, "fragment": "1"}),
-        data_live=None if after else live_source(filters, ctx.root),
-        data_interval="2000",
+        refresh=None if after else ctx.root + query({**filters, "fragment": "1"}),
+        live=None if after else live_source(filters, ctx.root),
     )
     return ctx.page("Runs", [_filter_form(ctx, filters), _bulk_form(ctx, filters), live])
 

@@ -64,6 +64,11 @@ class Ctx:
     _form: dict[str, list[str]] | None = field(default=None, repr=False)
 
     @property
+    def fragment(self) -> bool:
+        """Only the live part of the page is asked for (``?fragment=1``: a refresh)."""
+        return self.request.arg("fragment") is not None
+
+    @property
     def rt(self) -> Runtime:
         return self.request.rt
 
