@@ -111,13 +111,8 @@ class Filters:
             return runlane.runs.subscribe_to_batch(self.batch)
         if self.tags:
             return runlane.runs.subscribe_to_runs_with_tag(list(self.tags))
-        rt = runtime.get()
-        if rt.settings.api_url:
-            raise click.UsageError(
-                "in remote mode `runs tail` follows runs by --tag or --batch (the server "
-                "streams no feed of every run)"
-            )
-        return rt.ops.subscribe("all", RunQuery(task_identifier=self.tasks, limit=min(limit, 100)))
+        query = RunQuery(task_identifier=self.tasks, limit=min(limit, 100))
+        return runtime.get().ops.subscribe("all", query)
 
 
 def _signature(run: Run) -> tuple[Any, ...]:

@@ -21,6 +21,7 @@ import httpx
 from runlane.core.models import Run
 from runlane.core.realtime import RealtimePart, Subscription
 from runlane.core.retrying import backoff_delay_ms
+from runlane.core.types import RunQuery
 from runlane.errors import StoreUnavailableError
 from runlane.sdk import sse
 from runlane.sdk.client import error_of
@@ -51,6 +52,11 @@ class RemoteSubscription(Subscription):
             path = f"{BASE}/runs/{quote(str(self.target), safe='')}"
         elif self.kind == "batch":
             path = f"{BASE}/batches/{quote(str(self.target), safe='')}"
+        elif self.kind == "all":  # every run (of these tasks, into these statuses)
+            path = f"{BASE}/runs"
+            query: RunQuery = self.target
+            params += [("task", task) for task in query.task_identifier]
+            params += [("status", status) for status in query.status]
         else:
             path = f"{BASE}/runs"
             params.append(("tags", ",".join(self.target)))

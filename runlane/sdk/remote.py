@@ -489,6 +489,8 @@ class RemoteOperations(LocalOperations):
     ) -> Subscription:
         """The server's Server-Sent Events route for the subscription (checked here first)."""
         checked = realtime.subscribe(self.rt, kind, target, cursor=cursor)
+        if isinstance(checked, realtime.AllRunsSubscription):
+            return RemoteSubscription(self.rt, "all", checked.query, cursor=cursor)
         return RemoteSubscription(self.rt, checked.kind, checked.target, cursor=cursor)
 
     # ------------------------------------------------------------------ the server's own
