@@ -527,7 +527,11 @@ def test_worker_survives_a_redis_restart_and_every_run_completes(
     if request.node.get_closest_marker("slow") and not _slow_selected(request.config):
         pytest.skip("the short-runs form: run with -m slow (or RUNLANE_SLOW_TESTS=1)")
     url, _ = _private(own_redis.url)
-    runlane.configure(store=url, engine_interval=0.05, lease_timeout=LEASE_TIMEOUT)
+    # this process's calls give up after 1 s while Redis is down (riding through an outage is
+    # test_store_outage's; here a failed call must write nothing), the worker keeps its default
+    runlane.configure(
+        store=url, engine_interval=0.05, lease_timeout=LEASE_TIMEOUT, store_retry_timeout=1.0
+    )
     try:
         worker = spawn(url, concurrency=6)
         # long attempts running through the whole outage: their worker cannot renew their
@@ -598,6 +602,7 @@ def test_worker_survives_a_redis_restart_and_every_run_completes(
             statuses = [str(a.status) for a in run.attempts]
             assert run.status == "COMPLETED", (run.status, statuses)
             assert statuses[-1] == "COMPLETED" and set(statuses[:-1]) <= {"CRASHED"}, statuses
+            assert len(statuses) >= 2, statuses  # fenced during the outage, retried after
             assert run.output["attempt"] == run.attempt_count
         assert runtime.get().store.count_runs() == {"COMPLETED": len(handles) + len(slow)}
         wait_for(_no_slot_leaked, timeout=30, message="every queue slot to be released")
