@@ -4,6 +4,23 @@
 "use strict";
 
 (function () {
+  // every feed this page opened: closed when the page is left (a browser keeps at most 6
+  // connections to a host over HTTP/1.1; a page kept in the back-forward cache with its feeds
+  // open would hold them, and the next pages would wait for one)
+  var feeds = [];
+  function openFeed(url) {
+    var events = new EventSource(url);
+    feeds.push(events);
+    return events;
+  }
+  window.addEventListener("pagehide", function () {
+    feeds.forEach(function (events) { events.close(); });
+    feeds = [];
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted) { window.location.reload(); }  // back from the cache: fresh feeds
+  });
+
   function fetchFragment(section) {
     var url = section.getAttribute("data-refresh");
     return fetch(url, { credentials: "same-origin", cache: "no-store", headers: { accept: "text/html" } })
@@ -54,7 +71,7 @@
 
     var source = section.getAttribute("data-live");
     if (source && window.EventSource) {
-      var events = new EventSource(source);
+      var events = openFeed(source);
       events.addEventListener("run", soon);
       events.addEventListener("end", function () { events.close(); soon(); });
       events.addEventListener("open", function () { section.setAttribute("data-feed", "sse"); });
@@ -74,7 +91,7 @@
     var box = section.querySelector("#streams");
     var live = document.getElementById("live");
     if (!window.EventSource || !box) { return; }
-    var events = new EventSource(section.getAttribute("data-live"));
+    var events = openFeed(section.getAttribute("data-live"));
     events.addEventListener("open", function () { section.setAttribute("data-feed", "sse"); });
     events.addEventListener("run", function () { if (live && live.liveRefresh) { live.liveRefresh(); } });
     events.addEventListener("chunk", function (event) {
