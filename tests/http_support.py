@@ -42,6 +42,7 @@ def serving(rt: Runtime, key: str, *, with_worker: int = 0) -> Iterator[Server]:
         port=port,
         log_level="warning",
         lifespan="on",
+        timeout_graceful_shutdown=2,  # open realtime streams would hold the shutdown forever
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+import threading
 from pathlib import Path
 
 import httpx
@@ -68,6 +69,41 @@ def _completes(url: str, key: str) -> None:
         )
 
 
+class _Follower:
+    """A client following every run's changes over SSE, in a thread, until the server ends
+    the stream: what it read."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.lines: list[str] = []
+        self.opened = threading.Event()
+        headers = {"authorization": f"Bearer {key}", "accept": "text/event-stream"}
+        self._thread = threading.Thread(target=self._follow, args=(url, headers), daemon=True)
+        self._thread.start()
+        assert self.opened.wait(30), "the stream did not open"
+
+    def _follow(self, url: str, headers: dict[str, str]) -> None:
+        with httpx.stream("GET", url + "/realtime/v1/runs", headers=headers, timeout=None) as r:
+            for line in r.iter_lines():
+                self.lines.append(line)
+                self.opened.set()
+
+    def ended(self) -> list[str]:
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the server did not end the stream"
+        return self.lines
+
+
+def _stops_with_an_open_stream(
+    proc: subprocess.Popen[bytes], log: Path, follower: _Follower
+) -> None:
+    """Stopped (Ctrl-C) while a client follows a stream: the server ends it at once, without
+    ``event: end`` (the client reconnects elsewhere), rather than waiting for it."""
+    assert stop(proc, log) == 0, log.read_text()
+    lines = follower.ended()
+    assert lines[0].startswith("retry:") and "event: end" not in lines, lines
+    assert "graceful shutdown exceeded" not in log.read_text(), log.read_text()
+
+
 def test_runlane_serve_with_a_worker(tmp_path: Path) -> None:
     (tmp_path / "tasks.py").write_text(TASKS)
     store = f"sqlite:///{tmp_path}/serve.db"
@@ -82,8 +118,9 @@ def test_runlane_serve_with_a_worker(tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url), timeout=60, message=f"runlane serve\n{log.read_text()}")
+        follower = _Follower(url, key)
         _completes(url, key)
-        assert stop(proc, log) == 0, log.read_text()
+        _stops_with_an_open_stream(proc, log, follower)
     finally:
         cleanup(proc)
     assert "Traceback" not in log.read_text()
@@ -99,9 +136,10 @@ def test_runlane_dev_serves_the_api(tmp_path: Path) -> None:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: _answers(url), timeout=60, message=f"runlane dev\n{log.read_text()}")
+        follower = _Follower(url, key)
         _completes(url, key)
         assert f"http://127.0.0.1:{port}" in log.read_text()
-        assert stop(proc, log) == 0, log.read_text()
+        _stops_with_an_open_stream(proc, log, follower)
     finally:
         cleanup(proc)
 

@@ -124,15 +124,26 @@ def serve(
         uvicorn.run(
             "runlane.cli.serve:app_from_environment",
             factory=True, host=host, port=port, workers=workers, log_level=loglevel.lower(),
-            lifespan="on", access_log=False,
+            lifespan="on", access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )  # fmt: skip
         out.print("runlane serve stopped.")
         return
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=loglevel.lower(), lifespan="on", access_log=False
+        app,
+        host=host,
+        port=port,
+        log_level=loglevel.lower(),
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
     _quiet_exit_server(config).run()
     out.print("runlane serve stopped.")
+
+
+# seconds the requests under way get to finish when the server stops; past them they are
+# cancelled: a realtime stream (SSE) never finishes by itself, so uvicorn would wait forever
+SHUTDOWN_GRACE = 3.0
 
 
 def app_from_environment() -> AsgiApp:
@@ -143,13 +154,34 @@ def app_from_environment() -> AsgiApp:
     return asgi_app(rt, with_worker=int(os.environ.get("RUNLANE_SERVE_WITH_WORKER") or 0))
 
 
-def _quiet_exit_server(config: Any) -> Any:
-    """uvicorn's server, stopping gracefully on SIGINT/SIGTERM and then returning (uvicorn's
-    own raises the signal again once it has shut down, so the process would end killed by it
-    instead of with status 0)."""
+def stopping_server(config: Any) -> Any:
+    """uvicorn's server for runlane's ASGI app: when it stops, the app's streams (realtime SSE,
+    which never end by themselves) are ended once it accepts no more connections, rather than
+    waited for until ``SHUTDOWN_GRACE`` runs out."""
+    return _stopping_server_class()(config)
+
+
+def _stopping_server_class() -> type[Any]:
     import uvicorn
 
     class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            for server in self.servers:  # no new connection (a client would reconnect here)
+                server.close()
+            end_streams = getattr(self.config.app, "end_streams", None)
+            if end_streams is not None:
+                end_streams()
+            await super().shutdown(sockets)
+
+    return Server
+
+
+def _quiet_exit_server(config: Any) -> Any:
+    """``stopping_server``, stopping gracefully on SIGINT/SIGTERM and then returning
+    (uvicorn's own raises the signal again once it has shut down, so the process would end
+    killed by it instead of with status 0)."""
+
+    class Server(_stopping_server_class()):  # type: ignore[misc]
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             handled = (signal.SIGINT, signal.SIGTERM)

@@ -259,10 +259,16 @@ def _serve_api(rt: runtime.Runtime, port: int) -> Callable[[], None] | None:
     stops it (None when the port cannot be had: dev goes on without it, saying so)."""
     import uvicorn
 
-    from runlane.cli.serve import asgi_app
+    from runlane.cli.serve import SHUTDOWN_GRACE, asgi_app, stopping_server
 
-    server = uvicorn.Server(
-        uvicorn.Config(asgi_app(rt), host="127.0.0.1", port=port, log_level="warning")
+    server = stopping_server(
+        uvicorn.Config(
+            asgi_app(rt),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     thread = threading.Thread(target=server.run, name="runlane-dev-api", daemon=True)

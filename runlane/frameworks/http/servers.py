@@ -33,6 +33,16 @@ class AsgiApp:
     def __init__(self, api: HttpApi, lifespan: Callable[[str], None] | None = None) -> None:
         self.api = api
         self.lifespan = lifespan
+        self._streams: set[Any] = set()  # the streaming bodies being sent (realtime SSE)
+
+    def end_streams(self) -> None:
+        """The server is stopping: end the streams being sent, without their ``event: end``
+        (their clients reconnect, with Last-Event-ID, to a server that is up), so that the
+        server need not wait for streams that never end by themselves."""
+        for body in list(self._streams):
+            abort = getattr(body, "abort", None)
+            if abort is not None:
+                abort()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -85,6 +95,7 @@ class AsgiApp:
             await send({"type": "http.response.body", "body": response.body})
             return
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        self._streams.add(response.body)
         chunks = async_chunks(response.body)
         gone = asyncio.ensure_future(_disconnected(receive)) if receive is not None else None
         try:
@@ -103,6 +114,7 @@ class AsgiApp:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         finally:
+            self._streams.discard(response.body)
             if gone is not None:
                 gone.cancel()
             with contextlib.suppress(Exception):

@@ -53,6 +53,7 @@ class EventStream:
         self._on_close = on_close
         self._retry_ms = retry_ms
         self._closed = False
+        self._aborted = False  # ended by the server, not by its events: no ``event: end``
         self._running: Generator[bytes] | None = None  # the synchronous iteration
 
     def close(self) -> None:
@@ -62,6 +63,14 @@ class EventStream:
         if running is not None:
             with contextlib.suppress(ValueError):  # (called from inside it)
                 running.close()
+        self._on_close_once()
+
+    def abort(self) -> None:
+        """End the stream without ``event: end`` (the server stops: the client reconnects)."""
+        self._aborted = True
+        self._on_close_once()
+
+    def _on_close_once(self) -> None:
         if not self._closed:
             self._closed = True
             self._on_close()
@@ -88,7 +97,8 @@ class EventStream:
                 except StopAsyncIteration:
                     break
                 yield chunk
-            yield sse.encode(sse.END, {})
+            if not self._aborted:
+                yield sse.encode(sse.END, {})
         finally:
             if pending is not None:
                 pending.cancel()
@@ -106,7 +116,8 @@ class EventStream:
             yield sse.retry_hint(self._retry_ms)
             async for chunk in source:
                 yield chunk
-            yield sse.encode(sse.END, {})
+            if not self._aborted:
+                yield sse.encode(sse.END, {})
         finally:
             aclose = getattr(source, "aclose", None)
             if aclose is not None:
