@@ -15,10 +15,10 @@ from runlane.core.broker import Broker
 from runlane.core.clock import Clock, SystemClock
 from runlane.core.current import get, install, peek, set_default_factory
 from runlane.core.engine import Engine
+from runlane.core.hub import Hub
 from runlane.core.limits import DEFAULT_LIMITS, Limits
 from runlane.core.operations import LocalOperations
 from runlane.core.options import RetryOptions
-from runlane.core.realtime import Hub
 from runlane.core.registry import Registry, registry
 from runlane.core.store import Store
 
