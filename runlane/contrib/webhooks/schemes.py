@@ -243,11 +243,13 @@ class Stripe(Scheme):
             raise self.bad_signature(self.HEADER)
         return signed_at
 
+    WHAT = "a Stripe event"  # what the body must be, for the error that says it is not
+
     def event(self, body: bytes, headers: Mapping[str, str]) -> tuple[Any, str, str]:
         payload = _json(body, self.name)
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
             raise WebhookVerificationError(
-                "malformed_payload", "the body is not a Stripe event (no id)", provider=self.name
+                "malformed_payload", f"the body is not {self.WHAT} (no id)", provider=self.name
             )
         return payload, payload["id"], str(payload.get("type") or "")
 
@@ -259,14 +261,7 @@ class Runlane(Stripe):
 
     name = "runlane"
     HEADER = "X-Runlane-Signature"
-
-    def event(self, body: bytes, headers: Mapping[str, str]) -> tuple[Any, str, str]:
-        payload = _json(body, self.name)
-        if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
-            raise WebhookVerificationError(
-                "malformed_payload", "the body is not a runlane alert (no id)", provider=self.name
-            )
-        return payload, payload["id"], str(payload.get("type") or "")
+    WHAT = "a runlane alert"
 
 
 class GitHub(Scheme):
