@@ -13,7 +13,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from runlane.cli._common import duration_text, status_text, when
+from runlane.cli._common import duration_text, stacked, status_text, when
 from runlane.core.models import Run
 
 GAP = 3  # between two columns: a space of padding on each side of an (invisible) rule
@@ -118,13 +118,10 @@ def runs_table(
     return fitted_table(runs, width, COLUMNS, PRIORITY, ("ID", "Status"), row_style)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def run_filters(batch_help: str) -> Callable[[F], F]:
+def run_filters(batch_help: str) -> Callable[[Any], Any]:
     """The filters of ``runs list`` and ``runs tail``: --status, --task, --tag, --queue (each
     repeatable) and --batch (``batch_help`` says what it does in that command)."""
-    options = [
+    return stacked(
         click.option(
             "--status",
             "statuses",
@@ -142,11 +139,4 @@ def run_filters(batch_help: str) -> Callable[[F], F]:
             "--queue", "queues", metavar="Q", multiple=True, help="Filter by queue (repeatable)."
         ),
         click.option("--batch", metavar="ID", help=batch_help),
-    ]
-
-    def decorate(command: F) -> F:
-        for option in reversed(options):
-            command = option(command)
-        return command
-
-    return decorate
+    )

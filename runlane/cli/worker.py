@@ -27,7 +27,7 @@ from rich.table import Table
 import runlane
 from runlane.backends.local import LocalBroker
 from runlane.backends.sqlite import SQLiteStore
-from runlane.cli._common import configure, console, load_modules, module_files, state
+from runlane.cli._common import configure, console, load_modules, module_files, stacked, state
 from runlane.core import context, operations, runtime
 from runlane.core.storecalls import backoff, describe_wait
 from runlane.errors import RunlaneError, StoreUnavailableError
@@ -211,31 +211,27 @@ def serve_worker(
                 signal.signal(sig, handler)
 
 
-def worker_options(fn: Any) -> Any:
-    """The options of a worker command (``runlane worker``, ``manage.py runlane worker``):
-    --concurrency, --queues, --grace, --loglevel."""
-    options = [
-        click.option(
-            "--concurrency",
-            type=click.IntRange(min=1),
-            default=4,
-            show_default=True,
-            help="Runs executed at once by this worker.",
-        ),
-        click.option("--queues", metavar="A,B", help="Only run these queues (comma separated)."),
-        click.option(
-            "--grace",
-            type=click.FloatRange(min=0),
-            default=30.0,
-            show_default=True,
-            help="Seconds running attempts get to finish on SIGTERM or Ctrl-C before they are "
-            "handed back (a second Ctrl-C hands them back at once).",
-        ),
-        _loglevel_option,
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+# The options of a worker command (``runlane worker``, ``manage.py runlane worker``):
+# --concurrency, --queues, --grace, --loglevel.
+worker_options = stacked(
+    click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=4,
+        show_default=True,
+        help="Runs executed at once by this worker.",
+    ),
+    click.option("--queues", metavar="A,B", help="Only run these queues (comma separated)."),
+    click.option(
+        "--grace",
+        type=click.FloatRange(min=0),
+        default=30.0,
+        show_default=True,
+        help="Seconds running attempts get to finish on SIGTERM or Ctrl-C before they are "
+        "handed back (a second Ctrl-C hands them back at once).",
+    ),
+    _loglevel_option,
+)
 
 
 @click.command()
@@ -367,31 +363,27 @@ class _QuietStop(logging.Filter):
         )
 
 
-def dev_options(fn: Any) -> Any:
-    """The arguments of a ``dev`` command (``runlane dev``, ``flask runlane dev``): MODULE ...,
-    --concurrency, --queues, --port, --loglevel."""
-    options = [
-        click.argument("modules", nargs=-1, required=True, metavar="MODULE [MODULE ...]"),
-        click.option(
-            "--concurrency",
-            type=click.IntRange(min=1),
-            default=4,
-            show_default=True,
-            help="Runs executed at once.",
-        ),
-        click.option("--queues", metavar="A,B", help="Only run these queues (comma separated)."),
-        click.option(
-            "--port",
-            type=click.IntRange(0, 65535),
-            default=8030,
-            show_default=True,
-            help="Serve the management API on 127.0.0.1:PORT too (0: not at all).",
-        ),
-        _loglevel_option,
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+# The arguments of a ``dev`` command (``runlane dev``, ``flask runlane dev``): MODULE ...,
+# --concurrency, --queues, --port, --loglevel.
+dev_options = stacked(
+    click.argument("modules", nargs=-1, required=True, metavar="MODULE [MODULE ...]"),
+    click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=4,
+        show_default=True,
+        help="Runs executed at once.",
+    ),
+    click.option("--queues", metavar="A,B", help="Only run these queues (comma separated)."),
+    click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=8030,
+        show_default=True,
+        help="Serve the management API on 127.0.0.1:PORT too (0: not at all).",
+    ),
+    _loglevel_option,
+)
 
 
 def watch_and_run(title: str, modules: list[str], target: Any, args: tuple[Any, ...]) -> None:
